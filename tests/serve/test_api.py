@@ -1,0 +1,312 @@
+"""The HTTP API end to end, with a tiny real model saved to disk and loaded by the lifespan."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from wangge.errors import ModelLoadError
+from wangge.models.artifact import ModelMeta, save_model
+from wangge.models.classifier import MessageClassifier, Prediction
+from wangge.serve.app import create_app
+from wangge.serve.config import Settings
+from wangge.serve.dependencies import app_settings
+from wangge.serve.service import message_text
+
+TRAINING = {
+    "照明": ["路灯坏了晚上很黑", "小区路灯不亮", "道路照明故障", "路灯闪烁", "街道路灯损坏",
+             "路灯一直不亮"],
+    "环卫": ["垃圾没人清理", "小区垃圾堆积", "垃圾桶满了", "楼道垃圾很臭", "垃圾清运不及时",
+             "生活垃圾乱扔"],
+    "噪音": ["噪音扰民严重", "晚上施工噪音", "广场舞噪音大", "装修噪音太吵", "夜间噪声扰民",
+             "酒吧噪音很大"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained() -> MessageClassifier:
+    texts = [text for examples in TRAINING.values() for text in examples]
+    labels = [label for label, examples in TRAINING.items() for _ in examples]
+    return MessageClassifier(min_df=1, calibration_folds=2).fit(texts, labels)
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained: MessageClassifier, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    save_model(
+        trained,
+        directory,
+        name="tiny-test",
+        labels=sorted(TRAINING),
+        training_data={"rows": 18},
+        config={},
+        metrics={},
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def meta(model_dir: Path) -> ModelMeta:
+    return ModelMeta.model_validate_json((model_dir / "meta.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def client(model_dir: Path) -> Iterator[TestClient]:
+    """The app as served: settings name the model directory, the lifespan loads it."""
+    with TestClient(create_app(Settings(model_dir=model_dir))) as test_client:
+        yield test_client
+
+
+def classify(client: TestClient, body: Any) -> Any:
+    return client.post("/v1/classify", json=body)
+
+
+def error_messages(response: Any) -> str:
+    """All ``msg`` of a 422 joined, after checking the error format."""
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail and all({"loc", "msg", "type"} <= set(error) for error in detail)
+    assert all("input" not in error for error in detail)  # refused text is not echoed
+    return " | ".join(error["msg"] for error in detail)
+
+
+# -- happy paths --------------------------------------------------------------------------
+def test_healthz_names_the_loaded_model(client: TestClient, meta: ModelMeta) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "model_name": "tiny-test",
+        "model_version": meta.version,
+    }
+
+
+def test_single_message(client: TestClient, meta: ModelMeta) -> None:
+    response = classify(
+        client, {"id": "m-1", "title": "路灯不亮", "content": "小区路灯坏了", "metadata": {"a": 1}}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == meta.version
+    [result] = body["results"]
+    assert result["id"] == "m-1"
+    assert result["category"] == "照明"
+    assert result["metadata"] == {"a": 1}
+    assert len(result["top_k"]) == 3
+    assert result["top_k"][0]["category"] == "照明"
+    assert result["probability"] == result["top_k"][0]["probability"]
+    probabilities = [s["probability"] for s in result["top_k"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert sum(probabilities) == pytest.approx(1, abs=1e-3)
+    assert result["needs_review"] is False and result["review_reasons"] == []
+
+
+def test_batch_preserves_order_ids_and_metadata(client: TestClient) -> None:
+    messages = [
+        {"id": "a", "content": "垃圾桶满了没人清理", "metadata": {"n": 0}},
+        {"title": "路灯一直不亮"},
+        {"id": "c", "content": "晚上施工噪音扰民", "metadata": {"n": 2}},
+    ]
+    response = classify(client, {"messages": messages})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["id"] for r in results] == ["a", None, "c"]
+    assert [r["category"] for r in results] == ["环卫", "照明", "噪音"]
+    assert [r["metadata"] for r in results] == [{"n": 0}, None, {"n": 2}]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"title": "路灯一直不亮"},
+        {"content": "路灯一直不亮"},
+        {"title": "  ", "content": "路灯一直不亮"},
+    ],
+)
+def test_title_or_content_alone_is_enough(client: TestClient, message: dict[str, str]) -> None:
+    response = classify(client, message)
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["category"] == "照明"
+
+
+def test_text_without_known_words_is_scored_not_refused(client: TestClient) -> None:
+    response = classify(client, {"content": "。。。！！"})
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["category"] in TRAINING
+
+
+def test_message_text_joins_non_blank_parts_like_training() -> None:
+    assert message_text("标题", "正文") == "标题\n正文"
+    assert message_text(None, "正文") == "正文"
+    assert message_text("标题", "  ") == "标题"
+    assert message_text(None, None) == ""
+
+
+def test_needs_review_when_threshold_above_every_probability(
+    trained: MessageClassifier, meta: ModelMeta
+) -> None:
+    strict = copy.deepcopy(trained)
+    strict.review_threshold = 0.99
+    with TestClient(create_app(Settings(), model=strict, meta=meta)) as test_client:
+        response = classify(test_client, {"messages": [{"title": "路灯一直不亮"}]})
+    assert response.status_code == 200, response.text
+    [result] = response.json()["results"]
+    assert result["needs_review"] is True
+    assert len(result["review_reasons"]) == 1 and "0.99" in result["review_reasons"][0]
+
+
+def test_top_k_comes_from_settings(trained: MessageClassifier, meta: ModelMeta) -> None:
+    with TestClient(create_app(Settings(top_k=2), model=trained, meta=meta)) as test_client:
+        response = classify(test_client, {"title": "路灯一直不亮"})
+    assert len(response.json()["results"][0]["top_k"]) == 2
+
+
+def test_openapi_docs_are_served(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert schema["info"]["title"] == "wangge message triage"
+    assert "/v1/classify" in schema["paths"] and "/healthz" in schema["paths"]
+
+
+# -- refused input ------------------------------------------------------------------------
+@pytest.mark.parametrize("message", [{}, {"title": "", "content": ""}, {"title": None}])
+def test_single_message_without_text_is_refused(client: TestClient, message: dict) -> None:
+    response = classify(client, message)
+    assert "the message has no text" in error_messages(response)
+    assert response.json()["detail"][0]["type"] == "empty_text"
+
+
+def test_whitespace_only_message_in_batch_names_its_index(client: TestClient) -> None:
+    messages = [{"title": "路灯不亮"}, {"title": " \t", "content": "\u3000\n"}]
+    response = classify(client, {"messages": messages})
+    assert "message 1 has no text" in error_messages(response)
+    assert response.json()["detail"][0]["loc"] == ["body", "batch", "messages", 1]
+
+
+def test_every_bad_message_is_reported(client: TestClient) -> None:
+    messages = [{"content": ""}, {"title": "路灯"}, {"content": "x" * 20_001}]
+    messages_text = error_messages(classify(client, {"messages": messages}))
+    assert "message 0 has no text" in messages_text
+    assert "message 2 is too long" in messages_text
+
+
+def test_over_long_text_names_the_limit(client: TestClient) -> None:
+    response = classify(client, {"title": "路灯" * 5_000, "content": "坏" * 10_001})
+    assert "20001 characters together, the limit is 20000" in error_messages(response)
+    at_limit = classify(client, {"title": "路灯" * 5_000, "content": "坏" * 10_000})
+    assert at_limit.status_code == 200
+
+
+def test_batch_over_the_limit_names_it(client: TestClient) -> None:
+    response = classify(client, {"messages": [{"title": "路灯"}] * 257})
+    assert "the batch has 257 messages, the limit is 256" in error_messages(response)
+
+
+def test_empty_batch_is_refused(client: TestClient) -> None:
+    response = classify(client, {"messages": []})
+    assert "the batch is empty: send 1 to 256 messages" in error_messages(response)
+
+
+def test_limits_are_read_from_settings_at_runtime(client: TestClient) -> None:
+    app = client.app
+    app.dependency_overrides[app_settings] = lambda: Settings(max_batch_size=2, max_text_chars=5)
+    try:
+        batch = classify(client, {"messages": [{"title": "路灯"}] * 3})
+        text = classify(client, {"title": "路灯一直不亮"})
+    finally:
+        app.dependency_overrides.clear()
+    assert "the limit is 2" in error_messages(batch)
+    assert "6 characters together, the limit is 5" in error_messages(text)
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"title": 123}, ["body", "single", "title"]),
+        ({"title": ["路灯"]}, ["body", "single", "title"]),
+        ({"id": 7, "title": "路灯"}, ["body", "single", "id"]),
+        ({"messages": "x"}, ["body", "batch", "messages"]),
+        ({"messages": [{"content": {"a": 1}}]}, ["body", "batch", "messages", 0, "content"]),
+        ({"metadata": "x", "title": "路灯"}, ["body", "single", "metadata"]),
+    ],
+)
+def test_wrong_types_are_refused(client: TestClient, body: Any, loc: list) -> None:
+    response = classify(client, body)
+    assert "valid" in error_messages(response)
+    assert response.json()["detail"][0]["loc"] == loc
+
+
+def test_unknown_field_is_refused_not_ignored(client: TestClient) -> None:
+    response = classify(client, {"title": "路灯", "contnet": "坏了"})
+    assert "Extra inputs are not permitted" in error_messages(response)
+    assert response.json()["detail"][0]["loc"] == ["body", "single", "contnet"]
+
+
+@pytest.mark.parametrize("body", [["路灯不亮"], "路灯不亮", 42])
+def test_body_that_is_not_an_object_is_refused(client: TestClient, body: Any) -> None:
+    assert "expected a JSON object" in error_messages(classify(client, body))
+
+
+def test_malformed_json_is_refused(client: TestClient) -> None:
+    response = client.post(
+        "/v1/classify",
+        content='{"title": "路灯'.encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert "the body is not valid JSON" in error_messages(response)
+    assert response.json()["detail"][0]["loc"] == ["body"]
+
+
+def test_missing_body_is_refused(client: TestClient) -> None:
+    assert "the request has no body" in error_messages(client.post("/v1/classify"))
+
+
+# -- startup and server errors ------------------------------------------------------------
+def test_unknown_model_dir_stops_startup(tmp_path: Path) -> None:
+    app = create_app(Settings(model_dir=tmp_path / "missing"))
+    with pytest.raises(ModelLoadError, match="does not exist"), TestClient(app):
+        pass
+
+
+def test_no_model_dir_stops_startup() -> None:
+    with (
+        pytest.raises(ModelLoadError, match="WANGGE_MODEL_DIR"),
+        TestClient(create_app(Settings())),
+    ):
+        pass
+
+
+def test_model_and_meta_go_together(trained: MessageClassifier) -> None:
+    with pytest.raises(ValueError, match="both"):
+        create_app(Settings(), model=trained)
+
+
+class FailsOnRequest:
+    """Scores the startup test text, then fails as a buggy model would."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predict_explained(self, texts: Sequence[str], *, top_k: int = 3) -> list[Prediction]:
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("secret internal state")
+        return [Prediction("照明", 1.0, [("照明", 1.0)], False, None) for _ in texts]
+
+
+def test_model_failure_is_a_logged_generic_500(
+    meta: ModelMeta, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(), model=FailsOnRequest(), meta=meta)
+    with TestClient(app) as test_client, caplog.at_level(logging.ERROR, logger="wangge.serve"):
+        response = classify(test_client, {"title": "路灯不亮"})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error while classifying; the server logged it"}
+    assert "secret" not in response.text
+    assert any("secret internal state" in r.exc_text for r in caplog.records if r.exc_text)
