@@ -50,7 +50,8 @@ def normalize_text(text: str, *, simplify: bool = False) -> str:
     """
     if not text:
         return ""
-    text = _EXCEL_ESCAPE.sub(_excel_unescape, text)
+    if "_x" in text:
+        text = _EXCEL_ESCAPE.sub(_excel_unescape, text)
     if "&" in text:
         text = html.unescape(text)
     if "<" in text:

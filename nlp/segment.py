@@ -5,11 +5,9 @@ removed) while live messages arrive raw. :class:`Tokenizer` treats both the same
 model trained on one scores the other well:
 
 1. normalise the text (:func:`wangge.nlp.normalize.normalize_text`);
-2. split on whitespace (a pre-segmented text falls apart into its tokens, a raw one into
-   sentences);
-3. segment every piece with jieba (a token of a pre-segmented text comes back whole or split the
-   same way it would be in a raw text);
-4. drop stop words, punctuation and single Latin letters (anonymisation marks such as ``A``),
+2. segment with jieba, for which whitespace always separates words: a token of a
+   pre-segmented text comes back whole, or split the same way it would be in a raw text;
+3. drop stop words, punctuation and single Latin letters (anonymisation marks such as ``A``),
    so that a raw text keeps only what a cleaned corpus could contain.
 
 The engine is ``rjieba`` (the Rust port of jieba: same dictionary, same algorithm) because it is
@@ -101,8 +99,7 @@ class Tokenizer:
     def segment(self, text: str) -> list[str]:
         """All tokens of ``text`` after normalisation, stop words included."""
         text = normalize_text(text, simplify=self.simplify)
-        cut = self.engine.cut
-        return [token for piece in text.split() for token in cut(piece)]
+        return [token for token in self.engine.cut(text) if not token.isspace()]
 
     def __call__(self, text: str) -> list[str]:
         """The content tokens of ``text``: what the models see."""

@@ -33,7 +33,7 @@ TRAINING = {
 def trained() -> MessageClassifier:
     texts = [text for examples in TRAINING.values() for text in examples]
     labels = [label for label, examples in TRAINING.items() for _ in examples]
-    return MessageClassifier(min_df=1, calibration_folds=2).fit(texts, labels)
+    return MessageClassifier(min_df=1).fit(texts, labels)
 
 
 @pytest.fixture(scope="module")

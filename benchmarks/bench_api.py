@@ -1,0 +1,272 @@
+"""Benchmark of the HTTP API: latency of single-message requests and batch throughput.
+
+Run from the repository root with a model written by ``wangge train``::
+
+    .venv/bin/python benchmarks/bench_api.py --model-dir /tmp/bench_model [--concurrency 4]
+
+Starts ``wangge serve`` on a free loopback port, waits for ``/healthz``, then
+
+1. sends ``--requests`` single-message ``POST /v1/classify`` requests (after ``--warmup``
+   unmeasured ones) over keep-alive connections, one per thread (``--concurrency``), and prints
+   the latency percentiles and requests/s;
+2. sends ``--batches`` requests of ``--batch-size`` messages each and prints messages/s;
+3. reads the server's peak resident memory (``VmHWM``) from ``/proc`` and stops the server.
+
+Messages are taken round-robin from ``dev_raw_labeled.csv`` (title 留言主题, content 留言详情).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import numpy as np
+
+from wangge.training.loaders import read_table
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = Path("../shared/data/tipdm2020c")
+DEV_FILE = "dev_raw_labeled.csv"
+HOST = "127.0.0.1"  # loopback only: the benchmark never exposes the server
+STARTUP_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 60.0
+MAX_REQUESTS = 100_000
+MAX_CONCURRENCY = 64
+
+Message = dict[str, str]
+
+
+def say(text: str = "") -> None:
+    """Print one line of the report (the benchmark's output is its report)."""
+    print(text, flush=True)  # noqa: T201
+
+
+def note(text: str) -> None:
+    """Print an error line to stderr."""
+    print(text, file=sys.stderr, flush=True)  # noqa: T201
+
+
+def load_dev_messages(data_dir: Path) -> list[Message]:
+    """The dev messages as API request bodies: ``{"id", "title", "content"}``."""
+    frame = read_table(data_dir / DEV_FILE)
+    return [
+        {"id": str(row_id), "title": title, "content": content}
+        for row_id, title, content in zip(
+            frame["留言编号"], frame["留言主题"], frame["留言详情"], strict=True
+        )
+    ]
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(model_dir: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """``wangge serve`` in a subprocess; its output goes to ``log`` (a pipe could fill up)."""
+    script = Path(sys.executable).parent / "wangge"
+    command = str(script) if script.is_file() else shutil.which("wangge")
+    if command is None:
+        raise SystemExit("error: the `wangge` command is not installed (pip install -e .)")
+    argv = [command, "serve", "--model-dir", str(model_dir), "--host", HOST, "--port", str(port)]
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_healthy(server: subprocess.Popen[bytes], base_url: str) -> dict[str, Any] | None:
+    """The ``/healthz`` body once the server answers; ``None`` if it exits or times out."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            response = httpx.get(f"{base_url}/healthz", timeout=2.0)
+            if response.status_code == 200:
+                return dict(response.json())
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return None
+
+
+def post(client: httpx.Client, body: dict[str, Any], expected: int) -> None:
+    """``POST /v1/classify``; raises unless it succeeds with ``expected`` results."""
+    response = client.post("/v1/classify", json=body)
+    response.raise_for_status()
+    if len(response.json()["results"]) != expected:
+        raise RuntimeError(f"expected {expected} results, got {response.text[:200]}")
+
+
+def run_singles(
+    base_url: str, messages: Sequence[Message], n: int, concurrency: int
+) -> tuple[np.ndarray, float]:
+    """Latencies (seconds) of ``n`` single-message requests over ``concurrency`` threads, and
+    the wall-clock time of the whole run. Thread ``t`` sends requests ``t, t + K, t + 2K, ...``
+    on its own keep-alive client."""
+
+    def worker(thread: int) -> list[float]:
+        latencies = []
+        with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
+            for i in range(thread, n, concurrency):
+                started = time.perf_counter()
+                post(client, messages[i % len(messages)], 1)
+                latencies.append(time.perf_counter() - started)
+        return latencies
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        results = list(pool.map(worker, range(concurrency)))
+    wall = time.perf_counter() - started
+    return np.array([latency for chunk in results for latency in chunk]), wall
+
+
+def run_batches(
+    base_url: str, messages: Sequence[Message], batches: int, size: int
+) -> tuple[np.ndarray, float]:
+    """Latencies of ``batches`` requests of ``size`` messages (after one warm-up batch)."""
+    bodies = [
+        {"messages": [messages[(b * size + j) % len(messages)] for j in range(size)]}
+        for b in range(batches)
+    ]
+    latencies = []
+    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
+        post(client, bodies[0], size)  # warm-up
+        started = time.perf_counter()
+        for body in bodies:
+            begun = time.perf_counter()
+            post(client, body, size)
+            latencies.append(time.perf_counter() - begun)
+        wall = time.perf_counter() - started
+    return np.array(latencies), wall
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """``VmHWM`` (peak resident set) of a live process from ``/proc``, in MiB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # the kernel reports kB
+    return None
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """Terminate the server, killing it if it does not exit within 10 s."""
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def milliseconds(latencies: np.ndarray) -> str:
+    """Percentiles and maximum of latencies given in seconds, formatted in milliseconds."""
+    p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) * 1000
+    return (
+        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms, max {latencies.max() * 1000:.1f} ms"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--model-dir", type=Path, required=True, help="model written by `wangge train`")
+    add("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="tipdm2020c folder (repo-relative)")
+    add("--requests", type=int, default=1000, help="measured single-message requests")
+    add("--warmup", type=int, default=50, help="unmeasured single-message requests first")
+    add("--concurrency", type=int, default=1, help="client threads, one connection each")
+    add("--batches", type=int, default=20, help="batch requests")
+    add("--batch-size", type=int, default=256, help="messages per batch request")
+    args = parser.parse_args(argv)
+    for name, value, low, high in [
+        ("--requests", args.requests, 1, MAX_REQUESTS),
+        ("--warmup", args.warmup, 0, MAX_REQUESTS),
+        ("--concurrency", args.concurrency, 1, MAX_CONCURRENCY),
+        ("--batches", args.batches, 1, MAX_REQUESTS),
+        ("--batch-size", args.batch_size, 1, 256),  # the server's default max_batch_size
+    ]:
+        if not low <= value <= high:
+            parser.error(f"{name} must be between {low} and {high}")
+    return args
+
+
+def measure(base_url: str, messages: Sequence[Message], args: argparse.Namespace) -> None:
+    """Run and print the single-message and the batch benchmarks against a healthy server."""
+    say(
+        f"\n## single-message requests: {args.requests} after {args.warmup} warm-up, "
+        f"concurrency {args.concurrency}"
+    )
+    if args.warmup:
+        run_singles(base_url, messages, args.warmup, 1)
+    latencies, wall = run_singles(base_url, messages, args.requests, args.concurrency)
+    say(f"latency {milliseconds(latencies)}")
+    say(f"throughput {args.requests / wall:,.1f} requests/s ({wall:.2f} s)")
+
+    say(f"\n## batch requests: {args.batches} x {args.batch_size} messages")
+    latencies, wall = run_batches(base_url, messages, args.batches, args.batch_size)
+    total = args.batches * args.batch_size
+    say(f"latency per batch {milliseconds(latencies)}")
+    say(f"throughput {total / wall:,.0f} messages/s ({total} messages in {wall:.2f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data_dir = args.data_dir if args.data_dir.is_absolute() else REPO_ROOT / args.data_dir
+    if not (data_dir / DEV_FILE).is_file():
+        note(f"error: {data_dir.resolve() / DEV_FILE} not found; pass --data-dir")
+        return 2
+    messages = load_dev_messages(data_dir)
+    port = free_port()
+    base_url = f"http://{HOST}:{port}"
+    with tempfile.TemporaryFile() as log:
+        server = start_server(args.model_dir, port, log)
+        try:
+            started = time.perf_counter()
+            health = wait_healthy(server, base_url)
+            if health is None:
+                exited = server.poll()
+                stop(server)
+                log.seek(0)
+                tail = log.read().decode("utf-8", "replace").splitlines()[-20:]
+                problem = (
+                    f"exited with code {exited}"
+                    if exited is not None
+                    else f"did not answer /healthz within {STARTUP_TIMEOUT_S:.0f} s"
+                )
+                note(f"error: the server {problem}; its output ends with:\n" + "\n".join(tail))
+                return 2
+            say(
+                f"server pid {server.pid} on {base_url}, model {health['model_version']}, "
+                f"healthy after {time.perf_counter() - started:.1f} s"
+            )
+            try:
+                measure(base_url, messages, args)
+            except (httpx.HTTPError, RuntimeError) as error:
+                note(f"error: a request failed: {error}")
+                return 1
+            peak = peak_rss_mib(server.pid)  # read before stopping: /proc goes with the process
+            say("\n## server memory")
+            say(f"peak RSS (VmHWM) {peak:.0f} MiB" if peak is not None else "VmHWM unavailable")
+            return 0
+        finally:
+            stop(server)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Run the test suite (installs into .venv first if it is missing). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/wangge ]; then
+  bash scripts/setup.sh dev
+fi
+exec .venv/bin/python -m pytest -q "$@"
