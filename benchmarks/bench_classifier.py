@@ -249,7 +249,12 @@ def summary(figures: Figures) -> str:
         if isinstance(value, dict):
             lines += [f"| {key}[{k}] | {v:.4f} |" for k, v in value.items()]
         elif isinstance(value, float):
-            shown = f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+            if key.endswith("_seconds"):
+                shown = f"{value:.2f}"
+            elif key.endswith(("_per_s", "_mib")):
+                shown = f"{value:,.1f}"
+            else:
+                shown = f"{value:.4f}"
             lines.append(f"| {key} | {shown} |")
         else:
             lines.append(f"| {key} | {value} |")
