@@ -31,6 +31,7 @@ from wangge.nlp.normalize import normalize_text
 
 _HAS_WORD_CHAR = re.compile(r"[0-9A-Za-z\u3400-\u9fff\uf900-\ufaff]")
 _SINGLE_LATIN = re.compile(r"^[A-Za-z]$")
+_MAX_CACHED_TOKENS = 500_000
 
 
 def _read_word_list(text: str) -> list[str]:
@@ -86,6 +87,9 @@ class Tokenizer:
         self.stopwords = frozenset(default_stopwords() if stopwords is None else stopwords)
         self.simplify = simplify
         self._engine: rjieba.Jieba | None = None
+        # token -> is_content_token(token): words repeat (Zipf), so most checks become one
+        # dictionary look-up; this halves the cost of filtering.
+        self._keep: dict[str, bool] = {}
 
     @property
     def engine(self) -> rjieba.Jieba:
@@ -103,12 +107,22 @@ class Tokenizer:
 
     def __call__(self, text: str) -> list[str]:
         """The content tokens of ``text``: what the models see."""
-        stopwords = self.stopwords
-        return [t for t in self.segment(text) if is_content_token(t, stopwords)]
+        keep = self._keep
+        tokens = []
+        for token in self.segment(text):
+            verdict = keep.get(token)
+            if verdict is None:
+                if len(keep) >= _MAX_CACHED_TOKENS:
+                    keep.clear()
+                verdict = keep[token] = is_content_token(token, self.stopwords)
+            if verdict:
+                tokens.append(token)
+        return tokens
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_engine"] = None
+        state["_keep"] = {}
         return state
 
     def __repr__(self) -> str:
