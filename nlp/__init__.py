@@ -1,1 +1,1 @@
-"""nlp"""
+"""Chinese text processing shared by training and serving: normalisation and segmentation."""

@@ -1,1 +1,1 @@
-"""training"""
+"""Retrainable pipelines: data loading, training, evaluation and file scoring."""

@@ -1,0 +1,162 @@
+"""The ``wangge`` command: thin wrappers that parse options and call plain functions."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from wangge.errors import WanggeError
+
+app = typer.Typer(
+    name="wangge",
+    help="Triage of residents' messages: category, department, place and duplicates.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ModelDirOption = Annotated[
+    Path, typer.Option("--model-dir", help="Model directory written by `wangge train`.")
+]
+TextColumnOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--text-column",
+        help="Text column; repeat for several (joined with a line break). "
+        "Default: the title and body columns found by name.",
+    ),
+]
+LabelColumnOption = Annotated[
+    str | None,
+    typer.Option("--label-column", help="Category column. Default: found by name (一级标签, label, ...)."),
+]
+
+
+def _fail(error: Exception) -> NoReturn:
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _progress(message: str) -> None:
+    typer.secho(message, err=True, fg=typer.colors.BRIGHT_BLACK)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Labelled CSV/XLSX/JSONL or saved dataset.")],
+    model_dir: ModelDirOption,
+    text_column: TextColumnOption = None,
+    label_column: LabelColumnOption = None,
+    holdout: Annotated[float, typer.Option(help="Share of rows held out for evaluation.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Random seed of the split.")] = 42,
+    review_accuracy: Annotated[
+        float,
+        typer.Option(
+            help="Accuracy the predictions that skip review must reach on the hold-out; "
+            "sets the needs_review threshold."
+        ),
+    ] = 0.95,
+    no_refit: Annotated[
+        bool, typer.Option("--no-refit", help="Keep the model fitted without the hold-out rows.")
+    ] = False,
+    simplify: Annotated[
+        bool, typer.Option(help="Convert traditional to simplified characters.")
+    ] = False,
+) -> None:
+    """Train a category model, evaluate it on a hold-out split and save both."""
+    from wangge.training.train import TrainConfig
+    from wangge.training.train import train as run_training
+
+    config = TrainConfig(
+        data=data,
+        model_dir=model_dir,
+        text_columns=text_column or None,
+        label_column=label_column,
+        holdout=holdout,
+        seed=seed,
+        review_accuracy=review_accuracy,
+        refit_on_all=not no_refit,
+        simplify=simplify,
+    )
+    try:
+        result = run_training(config, progress=_progress)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(result.holdout.to_markdown())
+    typer.echo(
+        f"review threshold {result.review_threshold:.3f} "
+        f"({result.review_coverage:.0%} of hold-out messages need no review)"
+    )
+    typer.echo(f"model {result.meta.version} written to {model_dir} ({result.seconds:.1f}s)")
+
+
+@app.command()
+def evaluate(
+    model_dir: ModelDirOption,
+    data: Annotated[Path, typer.Option("--data", help="Labelled file to evaluate on.")],
+    text_column: TextColumnOption = None,
+    label_column: LabelColumnOption = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(help="Also write report.md, report.json and confusion_matrix.png here."),
+    ] = None,
+) -> None:
+    """Print the evaluation report of a model on a labelled file."""
+    from wangge.training.scoring import evaluate_file
+
+    try:
+        report = evaluate_file(
+            model_dir, data, text_columns=text_column, label_column=label_column,
+            output_dir=output_dir,
+        )
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(report.to_markdown())
+
+
+@app.command()
+def classify(
+    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV/XLSX/JSONL to score.")],
+    model_dir: ModelDirOption,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv or .jsonl.")],
+    text_column: TextColumnOption = None,
+) -> None:
+    """Score a file: keeps every input column, adds category, confidence, top3, needs_review."""
+    from wangge.training.scoring import classify_file
+
+    try:
+        count = classify_file(model_dir, input_file, output, text_columns=text_column)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(f"{count} messages scored, written to {output}")
+
+
+@app.command()
+def serve(
+    model_dir: ModelDirOption,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Start the HTTP API (OpenAPI docs at /docs)."""
+    from wangge.serve.config import Settings
+    from wangge.serve.server import run
+
+    try:
+        run(Settings(model_dir=model_dir, host=host, port=port))
+    except WanggeError as error:
+        _fail(error)

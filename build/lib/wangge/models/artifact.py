@@ -1,0 +1,161 @@
+"""A trained model on disk: a directory with ``meta.json`` and the pickled estimator.
+
+``meta.json`` is read and checked before anything is unpickled: the artefact format version,
+the library versions the pickle depends on, and the SHA-256 of ``model.joblib``. A pickle can
+execute code, so a file whose hash does not match what training wrote is refused, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+from pydantic import BaseModel, ValidationError
+
+from wangge.errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.joblib"
+META_FILE = "meta.json"
+# Libraries whose classes are inside the pickle: a different minor version may not unpickle
+# correctly (scikit-learn says so itself), so loading insists on the same major.minor.
+PICKLED_LIBRARIES = ("scikit-learn", "numpy", "scipy")
+
+
+class ModelMeta(BaseModel):
+    """What ``meta.json`` holds."""
+
+    name: str
+    version: str
+    format_version: int
+    created_at: str
+    model_sha256: str
+    labels: list[str]
+    library_versions: dict[str, str]
+    training_data: dict[str, Any] = {}
+    config: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of wangge and of the libraries a model depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("wangge", *PICKLED_LIBRARIES, "rjieba"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "unknown"
+    return versions
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(
+    model: Any,
+    directory: str | Path,
+    *,
+    name: str,
+    labels: list[str],
+    training_data: dict[str, Any],
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+) -> ModelMeta:
+    """Write ``model`` and its metadata into ``directory`` (created if needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model_path = directory / MODEL_FILE
+    tmp_path = model_path.with_suffix(".tmp")
+    joblib.dump(model, tmp_path, compress=3)
+    os.replace(tmp_path, model_path)
+    created = datetime.now(UTC)
+    meta = ModelMeta(
+        name=name,
+        version=created.strftime("%Y%m%d-%H%M%S"),
+        format_version=FORMAT_VERSION,
+        created_at=created.isoformat(timespec="seconds"),
+        model_sha256=file_sha256(model_path),
+        labels=labels,
+        library_versions=library_versions(),
+        training_data=training_data,
+        config=config,
+        metrics=metrics,
+    )
+    (directory / META_FILE).write_text(
+        json.dumps(meta.model_dump(), ensure_ascii=False, indent=2), encoding="utf-8"
+    )
+    return meta
+
+
+def read_meta(directory: str | Path) -> ModelMeta:
+    """Read and validate ``meta.json`` of a model directory."""
+    directory = Path(directory)
+    meta_path = directory / META_FILE
+    if not directory.is_dir():
+        raise ModelLoadError(f"model directory {directory} does not exist")
+    if not meta_path.is_file():
+        raise ModelLoadError(
+            f"{directory} has no {META_FILE}: it is not a wangge model directory "
+            "(create one with `wangge train`)"
+        )
+    try:
+        return ModelMeta.model_validate(json.loads(meta_path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, ValidationError) as exc:
+        raise ModelLoadError(f"{meta_path} is corrupt: {exc}") from exc
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+def check_compatible(meta: ModelMeta, directory: Path) -> None:
+    """Refuse a model whose format or pickled libraries differ from what is installed."""
+    if meta.format_version != FORMAT_VERSION:
+        raise ModelLoadError(
+            f"{directory} uses model format {meta.format_version}, this wangge reads format "
+            f"{FORMAT_VERSION}: retrain the model with this version"
+        )
+    installed = library_versions()
+    for package in PICKLED_LIBRARIES:
+        saved = meta.library_versions.get(package, "unknown")
+        if _major_minor(saved) != _major_minor(installed[package]):
+            raise ModelLoadError(
+                f"{directory} was trained with {package} {saved} but {installed[package]} is "
+                "installed; install the same version or retrain the model"
+            )
+
+
+def load_model(directory: str | Path) -> tuple[Any, ModelMeta]:
+    """Load a model directory written by :func:`save_model`, after checking it."""
+    directory = Path(directory)
+    meta = read_meta(directory)
+    check_compatible(meta, directory)
+    model_path = directory / MODEL_FILE
+    if not model_path.is_file():
+        raise ModelLoadError(f"{directory} has no {MODEL_FILE}")
+    if file_sha256(model_path) != meta.model_sha256:
+        raise ModelLoadError(
+            f"{model_path} does not match the checksum in {META_FILE}: the file is corrupt or "
+            "was replaced; it was not loaded"
+        )
+    try:
+        model = joblib.load(model_path)
+    except Exception as exc:  # a truncated or foreign file fails in many ways
+        raise ModelLoadError(f"{model_path} could not be loaded: {exc}") from exc
+    logger.info("loaded model %s version %s from %s", meta.name, meta.version, directory)
+    return model, meta

@@ -1,0 +1,255 @@
+"""The category classifier: TF-IDF over words and characters into a calibrated linear model.
+
+Why this design: on 2 CPU cores the service must score over a thousand messages a second and
+retrain in under a minute, which rules out a transformer as the default. Character n-grams make
+a model trained on pre-segmented text robust on raw text (where jieba splits a rare word
+differently, the characters still match), and the taxonomy keywords carry knowledge that a few
+thousand training messages do not hold.
+
+The estimator follows the scikit-learn contract: ``__init__`` stores parameters, ``fit``
+validates and returns ``self``, learned state ends in ``_``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import RidgeClassifier
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import FeatureUnion
+from sklearn.utils.validation import check_is_fitted
+
+from wangge.errors import TrainingError
+from wangge.models.features import CharNgramVectorizer, WordNgramVectorizer
+from wangge.models.taxonomy import TaxonomyKeywordFeatures, category_keywords, load_taxonomy
+from wangge.nlp.segment import Tokenizer
+
+
+MIN_CALIBRATION_PER_CLASS = 5
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One message's category prediction."""
+
+    category: str
+    confidence: float
+    top: list[tuple[str, float]]
+    needs_review: bool
+    review_reason: str | None
+
+
+class MessageClassifier(ClassifierMixin, BaseEstimator):
+    """Classifies messages (raw or pre-segmented text) into categories with probabilities.
+
+    Features are TF-IDF word unigrams and bigrams, TF-IDF character n-grams within words, and
+    one taxonomy-keyword feature per category (:mod:`wangge.models.taxonomy`). The model is a
+    ridge classifier with class-balanced weights: on raw messages it generalised better than a
+    linear SVM or logistic regression trained on the same segmented corpus (see the README's
+    benchmark section). Its scores become probabilities by temperature scaling, fitted on a
+    held-out share of the training data.
+
+    Parameters
+    ----------
+    tokenizer:
+        Turns text into content tokens; ``None`` means a default :class:`Tokenizer`.
+    word_ngram_max:
+        Longest word n-gram used as a feature.
+    char_ngram_range:
+        Character n-gram lengths (at most 3), taken within words.
+    min_df:
+        Minimum number of training messages a word or character n-gram must occur in.
+    alpha:
+        Regularisation strength of the ridge classifier.
+    class_weight:
+        ``"balanced"`` re-weights rare categories; ``None`` weighs every message the same.
+    taxonomy_path:
+        Taxonomy CSV with keywords; ``None`` means the shipped ``data/taxonomy.csv``.
+    taxonomy_weight:
+        Scale of the taxonomy-keyword features; 0 switches them off.
+    calibration_fraction:
+        Share of the training messages held out to fit the temperature.
+    random_state:
+        Seed of the calibration split.
+    review_threshold:
+        Predictions whose probability is below this are flagged ``needs_review``; training
+        sets it from validation data (see
+        :func:`wangge.training.evaluate.choose_review_threshold`).
+    """
+
+    def __init__(
+        self,
+        *,
+        tokenizer: Tokenizer | None = None,
+        word_ngram_max: int = 2,
+        char_ngram_range: tuple[int, int] = (1, 3),
+        min_df: int = 2,
+        alpha: float = 1.0,
+        class_weight: str | None = "balanced",
+        taxonomy_path: str | Path | None = None,
+        taxonomy_weight: float = 0.3,
+        calibration_fraction: float = 0.15,
+        random_state: int = 0,
+        review_threshold: float = 0.5,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.word_ngram_max = word_ngram_max
+        self.char_ngram_range = char_ngram_range
+        self.min_df = min_df
+        self.alpha = alpha
+        self.class_weight = class_weight
+        self.taxonomy_path = taxonomy_path
+        self.taxonomy_weight = taxonomy_weight
+        self.calibration_fraction = calibration_fraction
+        self.random_state = random_state
+        self.review_threshold = review_threshold
+
+    # -- features -------------------------------------------------------------------------
+    def _make_features(self, tokenizer: Tokenizer) -> FeatureUnion:
+        parts: list[tuple[str, object]] = [
+            ("words", WordNgramVectorizer(max_n=self.word_ngram_max, min_df=self.min_df)),
+            ("chars", CharNgramVectorizer(ngram_range=self.char_ngram_range, min_df=self.min_df)),
+        ]
+        if self.taxonomy_weight > 0:
+            keywords = category_keywords(load_taxonomy(self.taxonomy_path), tokenizer.engine.cut)
+            parts.append(
+                ("taxonomy", TaxonomyKeywordFeatures(keywords=keywords, weight=self.taxonomy_weight))
+            )
+        return FeatureUnion(parts)
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        """Content tokens of each text, exactly as the model sees them."""
+        tokenizer = self.tokenizer_ if hasattr(self, "tokenizer_") else self._tokenizer()
+        return [tokenizer(text) for text in texts]
+
+    def _tokenizer(self) -> Tokenizer:
+        return self.tokenizer if self.tokenizer is not None else Tokenizer()
+
+    # -- estimator API --------------------------------------------------------------------
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> MessageClassifier:
+        self.tokenizer_ = self._tokenizer()
+        return self.fit_tokens(self.tokenize(texts), labels)
+
+    def _check_training_labels(self, texts: Sequence[object], labels: Sequence[str]) -> np.ndarray:
+        if len(texts) != len(labels):
+            raise TrainingError(f"{len(texts)} texts but {len(labels)} labels")
+        y = np.asarray(labels, dtype=object)
+        classes, counts = np.unique(y, return_counts=True)
+        if len(classes) < 2:
+            raise TrainingError(f"training needs at least two categories; found {list(classes)}")
+        too_small = [f"{c} ({n})" for c, n in zip(classes, counts) if n < 2]
+        if too_small:
+            raise TrainingError(
+                "every category needs at least 2 examples (one to fit, one to calibrate); "
+                f"too few: {', '.join(too_small)}"
+            )
+        return y
+
+    def fit_tokens(
+        self, tokens: Sequence[Sequence[str]], labels: Sequence[str]
+    ) -> MessageClassifier:
+        """Fit on texts already passed through :meth:`tokenize` (lets training tokenize once)."""
+        y = self._check_training_labels(tokens, labels)
+        if not hasattr(self, "tokenizer_"):
+            self.tokenizer_ = self._tokenizer()
+        self.features_ = self._make_features(self.tokenizer_)
+        matrix = self.features_.fit_transform(tokens, y)
+        self.temperature_ = self._fit_temperature(matrix, y)
+        self.model_ = self._ridge().fit(matrix, y)
+        self.classes_ = self.model_.classes_
+        # (n_features, n_classes) in C order: ``matrix @ coef_t_`` then needs no copy, whereas
+        # RidgeClassifier.decision_function copies its whole transposed coefficient matrix on
+        # every call (1.3 ms of a 10 ms single-message prediction).
+        self.coef_t_ = np.ascontiguousarray(self.model_.coef_.T)
+        return self
+
+    def _ridge(self) -> RidgeClassifier:
+        # lsqr with tol=1e-3 fits in a third of the time of the default tolerance and gave the
+        # same predictions on the Teddy Cup dev set.
+        return RidgeClassifier(
+            alpha=self.alpha, class_weight=self.class_weight, solver="lsqr", tol=1e-3
+        )
+
+    def _fit_temperature(self, matrix: object, y: np.ndarray) -> float:
+        """Temperature that makes softmax(scores / T) fit held-out labels best (least log-loss).
+
+        With fewer than :data:`MIN_CALIBRATION_PER_CLASS` held-out messages per category the
+        fit would be noise (a handful of easy examples drive T to zero and every prediction
+        to certainty), so the temperature stays at 1, which keeps ridge scores soft.
+        """
+        n_classes = len(np.unique(y))
+        holdout = max(self.calibration_fraction, n_classes / len(y))
+        if holdout * len(y) < MIN_CALIBRATION_PER_CLASS * n_classes:
+            return 1.0
+        try:
+            fit_idx, cal_idx = train_test_split(
+                np.arange(len(y)), test_size=holdout, random_state=self.random_state, stratify=y
+            )
+        except ValueError:  # too few examples to stratify: calibrate on a plain split
+            fit_idx, cal_idx = train_test_split(
+                np.arange(len(y)), test_size=holdout, random_state=self.random_state
+            )
+        model = self._ridge().fit(matrix[fit_idx], y[fit_idx])
+        scores = model.decision_function(matrix[cal_idx])
+        if scores.ndim == 1:
+            scores = np.column_stack([-scores, scores])
+        gold = np.searchsorted(model.classes_, y[cal_idx])
+        known = np.isin(y[cal_idx], model.classes_)
+
+        def log_loss(log_t: float) -> float:
+            log_p = log_softmax(scores[known] / np.exp(log_t), axis=1)
+            return float(-log_p[np.arange(int(known.sum())), gold[known]].mean())
+
+        result = minimize_scalar(log_loss, bounds=(-6.0, 3.0), method="bounded")
+        return float(np.exp(result.x))
+
+    def predict_proba_tokens(self, tokens: Sequence[Sequence[str]]) -> np.ndarray:
+        """Probabilities for already tokenized texts (rows follow ``classes_``)."""
+        check_is_fitted(self, "model_")
+        scores = np.asarray(self.features_.transform(tokens) @ self.coef_t_)
+        scores += self.model_.intercept_
+        if scores.ndim == 1 or scores.shape[1] == 1:
+            scores = scores.reshape(-1)
+            scores = np.column_stack([-scores, scores])
+        return softmax(scores / self.temperature_, axis=1)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_proba_tokens(self.tokenize(texts))
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        return self.classes_[self.predict_proba(texts).argmax(axis=1)]
+
+    def explain(self, probabilities: np.ndarray, *, top_k: int = 3) -> list[Prediction]:
+        """Turn a probability matrix into :class:`Prediction` records with review flags."""
+        check_is_fitted(self, "model_")
+        k = min(top_k, len(self.classes_))
+        order = np.argsort(-probabilities, axis=1)[:, :k]
+        predictions = []
+        for row, ranked in zip(probabilities, order):
+            top = [(str(self.classes_[i]), round(float(row[i]), 4)) for i in ranked]
+            category, confidence = top[0]
+            low = confidence < self.review_threshold
+            predictions.append(
+                Prediction(
+                    category=category,
+                    confidence=confidence,
+                    top=top,
+                    needs_review=low,
+                    review_reason=(
+                        f"category confidence {confidence:.2f} below {self.review_threshold:.2f}"
+                        if low
+                        else None
+                    ),
+                )
+            )
+        return predictions
+
+    def predict_explained(self, texts: Sequence[str], *, top_k: int = 3) -> list[Prediction]:
+        """Category, confidence, top-k and review flag for each text."""
+        return self.explain(self.predict_proba(texts), top_k=top_k)

@@ -1,0 +1,67 @@
+"""Text normalisation: the first step every message goes through, in training and in serving.
+
+Messages arrive from hotline tickets, apps and web forms, so the same word can come in
+full-width or half-width characters, wrapped in HTML, with Excel's ``_x000D_`` carriage-return
+escapes, or in traditional characters. :func:`normalize_text` maps all of that to one form.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from functools import lru_cache
+
+_EXCEL_ESCAPE = re.compile(r"_x[0-9A-Fa-f]{4}_")
+_HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,200}>")
+_HTML_BREAK = re.compile(r"<\s*(br|p|div|li)\b[^<>]*>", re.IGNORECASE)
+# Zero-width and byte-order characters that NFKC keeps but that break matching.
+_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+_HSPACE = re.compile(r"[^\S\n]+")
+_NEWLINES = re.compile(r"\s*\n\s*")
+
+
+def _excel_unescape(match: re.Match[str]) -> str:
+    return chr(int(match.group(0)[2:6], 16))
+
+
+@lru_cache(maxsize=1)
+def _t2s_converter():  # type: ignore[no-untyped-def]
+    import opencc  # opencc-python-reimplemented: pure Python, no native build
+
+    return opencc.OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    """Convert traditional Chinese characters to simplified ones."""
+    return str(_t2s_converter().convert(text))
+
+
+def normalize_text(text: str, *, simplify: bool = False) -> str:
+    """Return ``text`` in the canonical form the models are trained on.
+
+    - Excel escapes (``_x000D_``) and HTML entities are decoded; HTML tags are removed
+      (block tags become line breaks).
+    - Unicode NFKC folds full-width letters, digits, punctuation and the ideographic space
+      (U+3000) to their half-width forms.
+    - Invisible characters are dropped; runs of spaces collapse to one, blank lines to one
+      line break, and the ends are stripped.
+    - With ``simplify=True`` traditional characters become simplified ones.
+    """
+    if not text:
+        return ""
+    if "_x" in text:
+        text = _EXCEL_ESCAPE.sub(_excel_unescape, text)
+    if "&" in text:
+        text = html.unescape(text)
+    if "<" in text:
+        text = _HTML_BREAK.sub("\n", text)
+        text = _HTML_TAG.sub(" ", text)
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _HSPACE.sub(" ", text)
+    text = _NEWLINES.sub("\n", text).strip()
+    if simplify:
+        text = to_simplified(text)
+    return text

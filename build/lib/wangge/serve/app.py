@@ -1,0 +1,110 @@
+"""The FastAPI application: :func:`create_app` builds it, its lifespan loads the model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from wangge.errors import ModelLoadError
+from wangge.models.artifact import ModelMeta, load_model
+from wangge.serve.config import Settings, get_settings
+from wangge.serve.routes import classify, health
+from wangge.serve.service import Classifier, LoadedModel
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Classifies residents' messages for grid management into categories, with calibrated
+probabilities, the top categories and a flag for messages a person should review.
+
+Errors: every refused request gets **422** with `detail`, a list of `{loc, msg, type}` saying
+where the problem is (`loc`, e.g. `["body", "batch", "messages", 2]`) and what it is (`msg`).
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model: Classifier | None = None,
+    meta: ModelMeta | None = None,
+) -> FastAPI:
+    """Build the app; the model is loaded from ``settings.model_dir`` when the app starts.
+
+    Passing ``model`` and ``meta`` serves that model instead (tests, embedding) and skips the
+    disk. Either way a test prediction runs at startup, so that a model which cannot score
+    stops the service before it accepts requests rather than failing each of them.
+    """
+    settings = settings if settings is not None else get_settings()
+    if (model is None) != (meta is None):
+        raise ValueError("pass both model and meta, or neither")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.loaded_model = prepare_model(settings, model=model, meta=meta)
+        yield
+
+    app = FastAPI(
+        title="wangge message triage",
+        description=DESCRIPTION,
+        version=version("wangge"),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    app.include_router(health.router)
+    app.include_router(classify.router)
+    return app
+
+
+def prepare_model(
+    settings: Settings, *, model: Classifier | None = None, meta: ModelMeta | None = None
+) -> LoadedModel:
+    """The model to serve: ``model`` and ``meta`` if given, else loaded from ``model_dir``.
+
+    It scores one text before it is returned, which also builds the segmenter's dictionary now
+    instead of on the first request. Raises :class:`~wangge.errors.ModelLoadError`.
+    """
+    if model is not None and meta is not None:
+        loaded = LoadedModel(model, meta)
+    elif settings.model_dir is None:
+        raise ModelLoadError("no model directory configured: set WANGGE_MODEL_DIR")
+    else:
+        loaded = LoadedModel(*load_model(settings.model_dir))
+    try:
+        loaded.model.predict_explained(["路灯不亮"], top_k=settings.top_k)
+    except Exception as exc:  # any failure means the model cannot serve
+        raise ModelLoadError(
+            f"model {loaded.meta.name} {loaded.meta.version} failed a test prediction: {exc!r}"
+        ) from exc
+    logger.info("serving model %s version %s", loaded.meta.name, loaded.meta.version)
+    return loaded
+
+
+async def _validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with ``detail``: ``{loc, msg, type}`` per problem.
+
+    Unlike FastAPI's default it leaves out ``input``, which would echo a refused message (up to
+    the whole text, personal data included) back to the client and into proxies' logs.
+    """
+    return JSONResponse(
+        status_code=422, content={"detail": [_readable(error) for error in exc.errors()]}
+    )
+
+
+def _readable(error: dict[str, Any]) -> dict[str, Any]:
+    loc, msg = list(error["loc"]), error["msg"]
+    if error["type"] == "json_invalid":
+        # FastAPI puts the character offset where the field name would be: ["body", 17].
+        reason = error.get("ctx", {}).get("error", msg)
+        msg = f"the body is not valid JSON: {reason} (at character {loc[-1]})"
+        loc = ["body"]
+    elif error["type"] == "missing" and loc == ["body"]:
+        msg = 'the request has no body: send a message object or {"messages": [...]} as JSON'
+    return {"type": error["type"], "loc": loc, "msg": msg}

@@ -1,0 +1,53 @@
+"""Settings of the HTTP service, read from ``WANGGE_*`` environment variables.
+
+Every field can be set as ``WANGGE_<FIELD>`` (case-insensitive), e.g.
+``WANGGE_MODEL_DIR=/srv/models/current WANGGE_PORT=9000``; unknown ``WANGGE_*`` variables are
+ignored so that other parts of wangge can use the same prefix.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+class Settings(BaseSettings):
+    """What the service needs to start and the limits it enforces on requests."""
+
+    model_config = SettingsConfigDict(env_prefix="WANGGE_", extra="ignore")
+
+    model_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Model directory written by `wangge train`. Required to serve: the app refuses to "
+            "start without it unless a model object is passed to `create_app`."
+        ),
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_batch_size: int = Field(
+        default=256, ge=1, description="Most messages accepted in one request."
+    )
+    max_text_chars: int = Field(
+        default=20_000,
+        ge=1,
+        description=(
+            "Most characters (Unicode code points) of one message's title and content together. "
+            "Longer messages are refused with 422 rather than truncated: a truncated complaint "
+            "could be classified on its preamble alone without anyone noticing."
+        ),
+    )
+    top_k: int = Field(default=3, ge=1, description="Categories listed per message, best first.")
+    log_level: LogLevel = "info"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings from the environment, read once per process."""
+    return Settings()

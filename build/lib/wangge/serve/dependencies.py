@@ -1,0 +1,107 @@
+"""FastAPI dependencies: the loaded model and settings from ``app.state``, checked input.
+
+They are ``async def`` on purpose: they only read memory, and FastAPI runs a plain ``def``
+dependency in the threadpool, which would add a thread hop to every request for nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, Request
+from fastapi.exceptions import RequestValidationError
+
+from wangge.serve.config import Settings
+from wangge.serve.schemas import CLASSIFY_EXAMPLES, ClassifyRequest, MessageIn
+from wangge.serve.service import LoadedModel
+
+
+async def app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def loaded_model(request: Request) -> LoadedModel:
+    loaded = getattr(request.app.state, "loaded_model", None)
+    if loaded is None:
+        raise RuntimeError(
+            "no model on app.state: the app's lifespan has not run "
+            "(in tests, use TestClient as a context manager)"
+        )
+    return loaded
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
+LoadedModelDep = Annotated[LoadedModel, Depends(loaded_model)]
+
+
+def input_errors(body: ClassifyRequest, settings: Settings) -> list[dict[str, Any]]:
+    """What is wrong with a parsed body under ``settings``' limits, as validation errors.
+
+    The errors have the shape of pydantic's (``type``, ``loc``, ``msg``) so that a client sees
+    one format for every 422, whether the parser or this check refused the body.
+    """
+    messages = body.messages
+    if not body.is_batch:
+        return _message_errors(messages[0], ("body", "single"), "the message", settings)
+    loc = ("body", "batch", "messages")
+    limit = settings.max_batch_size
+    if not messages:
+        return [_error("batch_empty", loc, f"the batch is empty: send 1 to {limit} messages")]
+    if len(messages) > limit:
+        return [
+            _error(
+                "batch_too_large",
+                loc,
+                f"the batch has {len(messages)} messages, the limit is {limit}: "
+                "split it into several requests",
+            )
+        ]
+    return [
+        error
+        for index, message in enumerate(messages)
+        for error in _message_errors(message, (*loc, index), f"message {index}", settings)
+    ]
+
+
+def _message_errors(
+    message: MessageIn, loc: tuple[str | int, ...], name: str, settings: Settings
+) -> list[dict[str, Any]]:
+    title, content = message.title or "", message.content or ""
+    if not title.strip() and not content.strip():
+        return [
+            _error(
+                "empty_text",
+                loc,
+                f"{name} has no text: title and content are both missing or blank; "
+                "give at least one",
+            )
+        ]
+    length = len(title) + len(content)
+    if length > settings.max_text_chars:
+        return [
+            _error(
+                "text_too_long",
+                loc,
+                f"{name} is too long: title and content have {length} characters together, "
+                f"the limit is {settings.max_text_chars}",
+            )
+        ]
+    return []
+
+
+def _error(kind: str, loc: tuple[str | int, ...], msg: str) -> dict[str, Any]:
+    return {"type": kind, "loc": loc, "msg": msg}
+
+
+async def checked_messages(
+    body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
+    settings: SettingsDep,
+) -> list[MessageIn]:
+    """The request's messages, once they are within ``settings``' limits (else 422)."""
+    errors = input_errors(body, settings)
+    if errors:
+        raise RequestValidationError(errors)
+    return body.messages
+
+
+CheckedMessages = Annotated[list[MessageIn], Depends(checked_messages)]

@@ -1,0 +1,139 @@
+"""Request and response bodies of the HTTP API.
+
+``POST /v1/classify`` takes either one message object or a batch::
+
+    {"title": "路灯不亮", "content": "小区东门路灯坏了一周", "id": "m-1"}
+    {"messages": [{"id": "m-1", "title": "路灯不亮"}, {"id": "m-2", "content": "..."}]}
+
+A body with a ``messages`` key is a batch, anything else is a single message. The response has
+the same shape either way: ``results`` holds one entry per message, in input order.
+
+Types are strict (a number where a string is expected is refused, not converted) and unknown
+fields are refused, so that a misspelt ``contnet`` is reported instead of silently classifying
+an empty message. The limits that depend on settings (batch size, text length) and the
+non-blank rule are checked after parsing, in :func:`wangge.serve.dependencies.checked_messages`,
+because they are configured at runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
+
+_INPUT_CONFIG = ConfigDict(strict=True, extra="forbid")
+
+
+class MessageIn(BaseModel):
+    """One resident's message: at least one of ``title`` and ``content`` must be non-blank."""
+
+    model_config = _INPUT_CONFIG
+
+    id: str | None = Field(default=None, description="Caller's identifier, echoed back.")
+    title: str | None = Field(default=None, description="Subject line of the message.")
+    content: str | None = Field(default=None, description="Body of the message.")
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Anything the caller wants back; not used for scoring."
+    )
+
+
+class MessageBatch(BaseModel):
+    """Several messages scored in one request (up to the server's ``max_batch_size``)."""
+
+    model_config = _INPUT_CONFIG
+
+    messages: list[MessageIn]
+
+
+def _request_shape(body: Any) -> str | None:
+    """Tag of the union: a body with a ``messages`` key is a batch, another object a message."""
+    if isinstance(body, dict):
+        return "batch" if "messages" in body else "single"
+    if isinstance(body, MessageBatch):
+        return "batch"
+    if isinstance(body, MessageIn):
+        return "single"
+    return None
+
+
+class ClassifyRequest(
+    RootModel[
+        Annotated[
+            Annotated[MessageBatch, Tag("batch")] | Annotated[MessageIn, Tag("single")],
+            Discriminator(
+                _request_shape,
+                custom_error_type="invalid_request_shape",
+                custom_error_message=(
+                    'expected a JSON object: a message {"title": ..., "content": ...} or a batch '
+                    '{"messages": [...]}'
+                ),
+            ),
+        ]
+    ]
+):
+    """Body of ``POST /v1/classify``: one message or a batch."""
+
+    @property
+    def is_batch(self) -> bool:
+        return isinstance(self.root, MessageBatch)
+
+    @property
+    def messages(self) -> list[MessageIn]:
+        """The messages in input order (a single message is a batch of one)."""
+        return self.root.messages if isinstance(self.root, MessageBatch) else [self.root]
+
+
+CLASSIFY_EXAMPLES = {
+    "single": {
+        "summary": "One message",
+        "value": {
+            "id": "m-1",
+            "title": "路灯不亮",
+            "content": "小区东门的路灯坏了一个星期，晚上很黑。",
+            "metadata": {"source": "hotline"},
+        },
+    },
+    "batch": {
+        "summary": "A batch",
+        "value": {
+            "messages": [
+                {"id": "m-1", "title": "路灯不亮", "content": "小区东门的路灯坏了一个星期。"},
+                {"id": "m-2", "content": "楼道里的垃圾三天没人清理了。"},
+            ]
+        },
+    },
+}
+
+
+class CategoryScore(BaseModel):
+    category: str
+    probability: float
+
+
+class MessageResult(BaseModel):
+    """The prediction for one message."""
+
+    id: str | None = Field(description="The message's ``id``; null when none was given.")
+    category: str = Field(description="The most probable category.")
+    probability: float = Field(description="Calibrated probability of ``category``.")
+    top_k: list[CategoryScore] = Field(description="The best categories, most probable first.")
+    needs_review: bool = Field(description="True when a person should check the category.")
+    review_reasons: list[str] = Field(description="Why ``needs_review`` is true; else empty.")
+    metadata: dict[str, Any] | None = Field(description="The message's ``metadata``, echoed.")
+
+
+class ClassifyResponse(BaseModel):
+    model_version: str
+    results: list[MessageResult] = Field(description="One result per message, in input order.")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model_name: str
+    model_version: str
+
+
+class ErrorResponse(BaseModel):
+    """Body of a 500 response."""
+
+    detail: str

@@ -1,0 +1,49 @@
+"""Run the service under uvicorn (what ``wangge serve`` calls)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import uvicorn
+from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
+
+from wangge.serve.app import create_app, prepare_model
+from wangge.serve.config import Settings
+
+
+def run(settings: Settings) -> None:
+    """Serve until interrupted, in this process; raises ModelLoadError for an unusable model.
+
+    One uvicorn worker: each worker process would load its own copy of the model (TF-IDF
+    vocabularies and weights, the bulk of the memory), so memory would grow with the worker
+    count while a container's limit is sized for one model. A worker scores on about one core
+    (the GIL); for more throughput run more instances behind a load balancer. Within the
+    worker, scoring runs in the threadpool (see :mod:`wangge.serve.routes.classify`).
+    """
+    # Loaded here rather than in the app's lifespan so that a bad model directory raises
+    # ModelLoadError to the caller instead of ending in uvicorn's startup traceback and exit 3.
+    loaded = prepare_model(settings)
+    uvicorn.run(
+        create_app(settings, model=loaded.model, meta=loaded.meta),
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
+    )
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration plus the ``wangge`` loggers, at ``level``.
+
+    Without it, messages from wangge's own loggers (the model loaded, a failed request's
+    traceback) would reach no handler when wangge runs under uvicorn.
+    """
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["wangge"] = {
+        "handlers": ["default"],
+        "level": LOG_LEVELS[level],
+        "propagate": False,
+    }
+    return config

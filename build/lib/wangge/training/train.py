@@ -1,0 +1,203 @@
+"""The category training pipeline: load, split, fit, evaluate, choose the review threshold, save.
+
+``train(TrainConfig(...))`` is what ``wangge train`` runs; it is a plain function so notebooks and
+benchmarks can call it too. The model is evaluated on a stratified hold-out split, then (by
+default) refitted on all rows so that the saved model has seen every example; the report and
+the review threshold come from the hold-out, which the refitted model is not tested on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from wangge.errors import TrainingError
+from wangge.models.artifact import ModelMeta, save_model
+from wangge.models.classifier import MessageClassifier
+from wangge.nlp.segment import Tokenizer, is_presegmented
+from wangge.training.evaluate import (
+    EvaluationReport,
+    choose_review_threshold,
+    evaluate_predictions,
+    save_confusion_png,
+)
+from wangge.training.loaders import load_messages
+
+logger = logging.getLogger(__name__)
+
+REPORT_MARKDOWN = "report.md"
+REPORT_JSON = "report.json"
+CONFUSION_PNG = "confusion_matrix.png"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved into the model's ``meta.json``."""
+
+    data: Path
+    model_dir: Path
+    text_columns: Sequence[str] | None = None
+    label_column: str | None = None
+    holdout: float = 0.15
+    seed: int = 42
+    review_accuracy: float = 0.95
+    refit_on_all: bool = True
+    simplify: bool = False
+    classifier: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["data"] = str(self.data)
+        values["model_dir"] = str(self.model_dir)
+        values["text_columns"] = list(self.text_columns) if self.text_columns else None
+        return values
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    meta: ModelMeta
+    holdout: EvaluationReport
+    review_threshold: float
+    review_coverage: float
+    seconds: float
+
+
+Progress = Callable[[str], None]
+
+
+def fingerprint(texts: Sequence[str], labels: Sequence[str]) -> str:
+    """SHA-256 over the (text, label) rows: identifies the exact training data."""
+    digest = hashlib.sha256()
+    for text, label in zip(texts, labels):
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\x1f")
+        digest.update(label.encode("utf-8"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def _split(
+    n: int, labels: Sequence[str], *, holdout: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    indices = np.arange(n)
+    counts = Counter(labels)
+    rare = [label for label, count in counts.items() if count < 2]
+    if rare:
+        raise TrainingError(
+            f"categories with a single example cannot be split for evaluation: {rare}; add "
+            "examples or remove them"
+        )
+    try:
+        train_idx, test_idx = train_test_split(
+            indices, test_size=holdout, random_state=seed, stratify=list(labels)
+        )
+    except ValueError as exc:  # hold-out too small to hold every category
+        raise TrainingError(f"cannot make a stratified hold-out of {holdout:.0%}: {exc}") from exc
+    return train_idx, test_idx
+
+
+def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResult:
+    """Train, evaluate and save a category model as described by ``config``."""
+    started = time.perf_counter()
+    progress(f"loading {config.data}")
+    data = load_messages(
+        config.data,
+        text_columns=config.text_columns,
+        label_column=config.label_column,
+        require_label=True,
+    )
+    texts, labels = data.texts, data.labels
+    assert labels is not None  # require_label=True guarantees it
+    progress(
+        f"{len(texts)} messages, {len(set(labels))} categories; text columns "
+        f"{list(data.columns.text)}, label column {data.columns.label!r}"
+        + ("; text is pre-segmented" if is_presegmented(texts) else "")
+    )
+    if not 0 < config.holdout < 1:
+        raise TrainingError(f"holdout must be between 0 and 1, got {config.holdout}")
+    train_idx, test_idx = _split(len(texts), labels, holdout=config.holdout, seed=config.seed)
+
+    classifier = MessageClassifier(
+        tokenizer=Tokenizer(simplify=config.simplify), **config.classifier
+    )
+    progress("segmenting")
+    tokens = classifier.tokenize(texts)
+    label_array = np.asarray(labels, dtype=object)
+
+    progress(f"fitting on {len(train_idx)} messages, evaluating on {len(test_idx)}")
+    classifier.fit_tokens([tokens[i] for i in train_idx], label_array[train_idx])
+    probabilities = classifier.predict_proba_tokens([tokens[i] for i in test_idx])
+    predicted = classifier.classes_[probabilities.argmax(axis=1)]
+    gold = label_array[test_idx]
+    report = evaluate_predictions(list(gold), list(predicted), labels=list(classifier.classes_))
+    threshold, coverage = choose_review_threshold(
+        probabilities.max(axis=1), predicted == gold, target_accuracy=config.review_accuracy
+    )
+    progress(
+        f"hold-out macro-F1 {report.macro_f1:.4f}, accuracy {report.accuracy:.4f}; review "
+        f"threshold {threshold:.3f} lets {coverage:.0%} through at >= "
+        f"{config.review_accuracy:.0%} accuracy"
+    )
+
+    if config.refit_on_all:
+        progress(f"refitting on all {len(texts)} messages")
+        classifier.fit_tokens(tokens, label_array)
+    classifier.review_threshold = threshold
+
+    seconds = time.perf_counter() - started
+    metrics = {
+        "holdout": report.summary(),
+        "review_threshold": threshold,
+        "review_coverage": coverage,
+        "review_target_accuracy": config.review_accuracy,
+        "train_seconds": round(seconds, 2),
+    }
+    meta = save_model(
+        classifier,
+        config.model_dir,
+        name="category",
+        labels=[str(c) for c in classifier.classes_],
+        training_data={
+            "file": str(config.data),
+            "rows": len(texts),
+            "sha256": fingerprint(texts, labels),
+            "label_counts": dict(Counter(labels)),
+            "text_columns": list(data.columns.text),
+            "label_column": data.columns.label,
+        },
+        config=config.to_dict() | {"classifier_params": _params(classifier)},
+        metrics=metrics,
+    )
+    write_report(report, config.model_dir, extra=metrics)
+    progress(f"saved model {meta.version} to {config.model_dir} in {seconds:.1f}s")
+    return TrainResult(meta, report, threshold, coverage, seconds)
+
+
+def _params(classifier: MessageClassifier) -> dict[str, Any]:
+    params = classifier.get_params(deep=False)
+    params["tokenizer"] = repr(params["tokenizer"])
+    return params
+
+
+def write_report(
+    report: EvaluationReport, directory: str | Path, *, extra: dict[str, Any] | None = None
+) -> None:
+    """Write ``report.md``, ``report.json`` and ``confusion_matrix.png`` into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / REPORT_MARKDOWN).write_text(report.to_markdown(), encoding="utf-8")
+    payload = report.to_dict() | ({"training": extra} if extra else {})
+    (directory / REPORT_JSON).write_text(
+        json.dumps(payload, ensure_ascii=False, indent=2), encoding="utf-8"
+    )
+    save_confusion_png(report, directory / CONFUSION_PNG)
