@@ -151,10 +151,24 @@ def choose_review_threshold(
 
 
 def _cjk_font() -> str | None:
+    """Name of an installed font with Chinese glyphs, or None.
+
+    Matplotlib caches its font list on first use, so a font installed after that (e.g. by
+    ``apt-get install fonts-noto-cjk``) is looked for among the system's font files too.
+    """
     from matplotlib import font_manager
 
-    available = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in _CJK_FONTS if name in available), None)
+    def known() -> str | None:
+        available = {f.name for f in font_manager.fontManager.ttflist}
+        return next((name for name in _CJK_FONTS if name in available), None)
+
+    found = known()
+    if found is None:
+        for path in font_manager.findSystemFonts():
+            if any(hint in path.lower() for hint in ("cjk", "wqy", "sourcehan", "simhei", "yahei")):
+                font_manager.fontManager.addfont(path)
+        found = known()
+    return found
 
 
 def save_confusion_png(report: EvaluationReport, path: str | Path) -> Path:

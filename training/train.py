@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,16 @@ def _split(
 
 
 def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResult:
-    """Train, evaluate and save a category model as described by ``config``."""
+    """Train, evaluate and save a category model as described by ``config``.
+
+    ``progress`` receives one line per step, prefixed with the seconds elapsed.
+    """
     started = time.perf_counter()
+    report_step = progress
+
+    def progress(message: str) -> None:
+        report_step(f"[{time.perf_counter() - started:5.1f}s] {message}")
+
     progress(f"loading {config.data}")
     data = load_messages(
         config.data,
@@ -174,13 +183,30 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
             "label_counts": dict(Counter(labels)),
             "text_columns": list(data.columns.text),
             "label_column": data.columns.label,
+            "data_files": data_file_hashes(classifier),
         },
         config=config.to_dict() | {"classifier_params": _params(classifier)},
         metrics=metrics,
     )
     write_report(report, config.model_dir, extra=metrics)
-    progress(f"saved model {meta.version} to {config.model_dir} in {seconds:.1f}s")
+    seconds = time.perf_counter() - started
+    progress(f"saved model {meta.version} to {config.model_dir}")
     return TrainResult(meta, report, threshold, coverage, seconds)
+
+
+def data_file_hashes(classifier: MessageClassifier) -> dict[str, str]:
+    """SHA-256 of the editable data files the model was built from (taxonomy, stop words)."""
+    shipped = resources.files("wangge.data")
+    taxonomy = (
+        Path(classifier.taxonomy_path).read_bytes()
+        if classifier.taxonomy_path is not None
+        else shipped.joinpath("taxonomy.csv").read_bytes()
+    )
+    stopwords = "\n".join(sorted(classifier.tokenizer_.stopwords)).encode("utf-8")
+    return {
+        "taxonomy": hashlib.sha256(taxonomy).hexdigest(),
+        "stopwords": hashlib.sha256(stopwords).hexdigest(),
+    }
 
 
 def _params(classifier: MessageClassifier) -> dict[str, Any]:

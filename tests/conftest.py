@@ -1,0 +1,94 @@
+"""Shared fixtures: the repository root, the shipped demo data and a tiny labelled corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_CSV = REPO_ROOT / "data" / "demo" / "messages.csv"
+
+# Four categories x 12 short citizen messages, written for these tests. Each category has its
+# own vocabulary so that a small model separates them; a few words recur inside a category so
+# that n-grams pass min_df=2.
+CORPUS: dict[str, list[str]] = {
+    "环境保护": [
+        "工厂夜里偷排污水，河水发黑发臭",
+        "化工厂烟囱冒黑烟，空气污染严重",
+        "附近工地夜间施工噪音扰民，无法睡觉",
+        "小河里漂着死鱼，怀疑有企业排污",
+        "养猪场臭气熏天，污水直接排进河里",
+        "搅拌站粉尘太大，窗台上全是灰",
+        "饭店油烟直排，熏得楼上没法开窗",
+        "河道污染严重，希望环保部门查处排污企业",
+        "垃圾焚烧厂气味刺鼻，居民担心空气污染",
+        "KTV深夜噪音扰民，多次投诉无果",
+        "工厂废水排到农田，庄稼都死了",
+        "建筑工地噪音扰民，晚上十二点还在施工",
+    ],
+    "交通运输": [
+        "公交车经常晚点，等车要等一个小时",
+        "出租车司机拒载还绕路，乱收费",
+        "路口红绿灯坏了，车辆乱行很危险",
+        "希望增开一条公交线路到火车站",
+        "网约车司机乱收费，平台不处理",
+        "公交站台被违停车辆占用，乘客上车不便",
+        "地铁站出口没有公交接驳，出行困难",
+        "高速路口经常堵车，希望优化红绿灯",
+        "公交车司机开车太猛，乘客摔倒受伤",
+        "出租车不打表，到火车站要价一百元",
+        "道路限速标志不清楚，司机经常被罚款",
+        "长途客车超载，乘客站满车厢",
+    ],
+    "教育文体": [
+        "学校强制学生购买教辅资料",
+        "幼儿园收费太高，还乱收兴趣班费用",
+        "老师在校外有偿补课，家长负担重",
+        "孩子上学划片不合理，学校离家太远",
+        "学校食堂饭菜质量差，学生吃不饱",
+        "培训机构倒闭，学费退不回来",
+        "体育馆周末不对外开放，市民无处锻炼",
+        "小学放学太早，家长没法接孩子",
+        "老师体罚学生，家长要求学校处理",
+        "民办幼儿园没有办学资质",
+        "图书馆座位太少，学生复习没地方",
+        "学校暑假补课收费，学生没有休息",
+    ],
+    "卫生计生": [
+        "医院挂号排队太久，看病难",
+        "医生态度恶劣，不给病人好好看病",
+        "社区卫生服务中心没有疫苗，孩子打不上针",
+        "药店卖过期药品，吃了身体不舒服",
+        "医院乱收费，检查项目重复收费",
+        "二胎生育登记手续太复杂",
+        "医院急诊没有医生值班，病人等了两个小时",
+        "诊所无证行医，给病人乱开药",
+        "疫苗接种点排队太长，希望增加接种点",
+        "医生收红包，病人家属被迫送钱",
+        "医院停车难，病人看病很不方便",
+        "新生儿出生证明办理太慢",
+    ],
+}
+
+
+def corpus_texts_labels() -> tuple[list[str], list[str]]:
+    texts = [text for examples in CORPUS.values() for text in examples]
+    labels = [label for label, examples in CORPUS.items() for _ in examples]
+    return texts, labels
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def demo_csv() -> Path:
+    assert DEMO_CSV.is_file(), f"shipped demo data missing: {DEMO_CSV}"
+    return DEMO_CSV
+
+
+@pytest.fixture(scope="session")
+def corpus() -> tuple[list[str], list[str]]:
+    return corpus_texts_labels()
