@@ -8,6 +8,7 @@ from typing import Protocol
 
 from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import Prediction
+from wangge.nlp.fields import message_text
 from wangge.serve.schemas import CategoryScore, MessageIn, MessageResult
 
 
@@ -25,22 +26,16 @@ class LoadedModel:
     meta: ModelMeta
 
 
-def message_text(title: str | None, content: str | None) -> str:
-    """The text the model scores for a message: its non-blank parts joined with ``"\\n"``.
-
-    This must match how training builds a text from a title and a body column
-    (:func:`wangge.training.loaders.load_messages` joins the non-blank text columns with
-    ``"\\n"``); a different join would shift the features the model sees at serving time.
-    """
-    return "\n".join(part for part in (title, content) if part is not None and part.strip())
+def texts_of(messages: Sequence[MessageIn]) -> list[str]:
+    """The texts the model scores, built exactly as training builds them from a file."""
+    return [message_text((message.title, message.content)) for message in messages]
 
 
 def classify_messages(
     model: Classifier, messages: Sequence[MessageIn], *, top_k: int
 ) -> list[MessageResult]:
     """Score ``messages`` in one call to the model; results follow the input order."""
-    texts = [message_text(message.title, message.content) for message in messages]
-    predictions = model.predict_explained(texts, top_k=top_k)
+    predictions = model.predict_explained(texts_of(messages), top_k=top_k)
     return [
         MessageResult(
             id=message.id,

@@ -42,6 +42,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils.exceptions import InvalidFileException
 
 from wangge.errors import DataError
+from wangge.nlp.fields import message_text
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def load_messages(
         require_label=require_label,
     )
     texts = [
-        "\n".join(part for part in parts if part.strip())
+        message_text(parts)
         for parts in frame[list(columns.text)].itertuples(index=False, name=None)
     ]
     labels = None if columns.label is None else [label.strip() for label in frame[columns.label]]

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,7 +18,9 @@ from wangge.models.classifier import MessageClassifier, Prediction
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
 from wangge.serve.dependencies import app_settings
-from wangge.serve.service import message_text
+from wangge.serve.schemas import MessageIn
+from wangge.serve.service import texts_of
+from wangge.training.loaders import load_messages
 
 TRAINING = {
     "照明": ["路灯坏了晚上很黑", "小区路灯不亮", "道路照明故障", "路灯闪烁", "街道路灯损坏",
@@ -141,11 +144,15 @@ def test_text_without_known_words_is_scored_not_refused(client: TestClient) -> N
     assert response.json()["results"][0]["category"] in TRAINING
 
 
-def test_message_text_joins_non_blank_parts_like_training() -> None:
-    assert message_text("标题", "正文") == "标题\n正文"
-    assert message_text(None, "正文") == "正文"
-    assert message_text("标题", "  ") == "标题"
-    assert message_text(None, None) == ""
+@pytest.mark.parametrize(
+    ("title", "content"), [("标题", "正文"), ("", "正文"), ("标题", "  "), ("标题", "")]
+)
+def test_api_builds_the_same_text_as_training(title: str, content: str, tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    pd.DataFrame({"留言主题": [title], "留言详情": [content]}).to_csv(path, index=False)
+    [training_text] = load_messages(path).texts
+    message = MessageIn(title=title or None, content=content)
+    assert texts_of([message]) == [training_text]
 
 
 def test_needs_review_when_threshold_above_every_probability(
