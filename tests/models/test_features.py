@@ -32,7 +32,7 @@ DOCS: list[list[str]] = [
 
 
 def word_analyzer(tokens: list[str]) -> list[str]:
-    return tokens + [" ".join(pair) for pair in zip(tokens, tokens[1:])]
+    return tokens + [" ".join(pair) for pair in zip(tokens, tokens[1:], strict=False)]
 
 
 def char_analyzer(low: int, high: int):  # type: ignore[no-untyped-def]
@@ -117,7 +117,9 @@ def test_char_vectorizer_matches_sklearn(ngram_range: tuple[int, int], min_df: i
     names = [name.removeprefix("char:") for name in ours.get_feature_names_out()]
     assert all(name.startswith("char:") for name in ours.get_feature_names_out())
 
-    reference = TfidfVectorizer(analyzer=char_analyzer(*ngram_range), min_df=min_df, sublinear_tf=True)
+    reference = TfidfVectorizer(
+        analyzer=char_analyzer(*ngram_range), min_df=min_df, sublinear_tf=True
+    )
     expected = reference.fit_transform(DOCS).toarray()
 
     got, got_names = sorted_columns(matrix, names)
@@ -183,7 +185,8 @@ def test_vectorizer_rows_have_unit_norm(vectorizer) -> None:  # type: ignore[no-
 
 
 @pytest.mark.parametrize(
-    "vectorizer", [WordNgramVectorizer(min_df=100), CharNgramVectorizer(min_df=100)],
+    "vectorizer",
+    [WordNgramVectorizer(min_df=100), CharNgramVectorizer(min_df=100)],
     ids=["word", "char"],
 )
 def test_vectorizer_empty_vocabulary_raises(vectorizer) -> None:  # type: ignore[no-untyped-def]

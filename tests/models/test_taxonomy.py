@@ -71,14 +71,18 @@ def test_load_taxonomy_without_keyword_column(tmp_path: Path) -> None:
 
 def test_load_taxonomy_accepts_bom(tmp_path: Path) -> None:
     path = tmp_path / "tax.csv"
-    path.write_bytes("一级分类,二级分类,三级分类,关键词\n城乡建设,市政,路灯,灯杆\n".encode("utf-8-sig"))
+    path.write_bytes(
+        "一级分类,二级分类,三级分类,关键词\n城乡建设,市政,路灯,灯杆\n".encode("utf-8-sig")
+    )
     assert load_taxonomy(path)[0].level1 == "城乡建设"
 
 
 @pytest.mark.parametrize("missing", ["一级分类", "二级分类", "三级分类"])
 def test_load_taxonomy_missing_column(tmp_path: Path, missing: str) -> None:
     columns = [c for c in ("一级分类", "二级分类", "三级分类", "关键词") if c != missing]
-    path = write_csv(tmp_path / "tax.csv", ",".join(columns) + "\n" + ",".join("x" * len(columns)) + "\n")
+    path = write_csv(
+        tmp_path / "tax.csv", ",".join(columns) + "\n" + ",".join("x" * len(columns)) + "\n"
+    )
     with pytest.raises(DataError) as caught:
         load_taxonomy(path)
     assert missing in str(caught.value)
@@ -211,7 +215,9 @@ def test_keyword_features_unknown_categories_get_zero_columns() -> None:
 
 
 def test_keyword_features_categories_not_in_labels_are_ignored() -> None:
-    features = TaxonomyKeywordFeatures(keywords=KEYWORDS, weight=1.0).fit([[]], ["城乡建设", "民政"])
+    features = TaxonomyKeywordFeatures(keywords=KEYWORDS, weight=1.0).fit(
+        [[]], ["城乡建设", "民政"]
+    )
     assert list(features.categories_) == ["城乡建设", "民政"]
     matrix = features.transform([["噪音", "扰民", "路灯"]]).toarray()
     np.testing.assert_allclose(matrix, np.log1p([[1, 0]]))

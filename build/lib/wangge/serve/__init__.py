@@ -1,1 +1,0 @@
-"""The HTTP service: ``create_app`` in :mod:`wangge.serve.app`, ``run`` in :mod:`.server`."""

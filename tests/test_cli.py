@@ -1,0 +1,338 @@
+"""The ``wangge`` command line end to end (train, classify, evaluate) and its error handling."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from wangge.cli import app
+
+INPUT_COLUMNS = ["留言编号", "留言主题", "留言时间", "留言详情", "一级标签"]
+ADDED_COLUMNS = ["category", "confidence", "top3", "needs_review", "review_reason"]
+DEMO_LABELS = {
+    "交通运输",
+    "劳动和社会保障",
+    "卫生计生",
+    "商贸旅游",
+    "城乡建设",
+    "教育文体",
+    "环境保护",
+}
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(
+    runner: CliRunner, demo_csv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str, str]:
+    """A model trained once through ``wangge train`` on the shipped demo data."""
+    directory = tmp_path_factory.mktemp("cli") / "category"
+    result = runner.invoke(app, ["train", "--data", str(demo_csv), "--model-dir", str(directory)])
+    assert result.exit_code == 0, result.output
+    return directory, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained: tuple[Path, str, str]) -> Path:
+    return trained[0]
+
+
+@pytest.fixture(scope="module")
+def small_csv(demo_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The header and the first 14 rows of the demo data."""
+    rows = list(csv.reader(demo_csv.open(encoding="utf-8")))
+    path = tmp_path_factory.mktemp("input") / "small.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows[:15])
+    return path
+
+
+def invoke_error(runner: CliRunner, args: list[str]) -> str:
+    """Run a command that must fail; return its stderr (the error message)."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "error:" in result.stderr
+    assert "Traceback" not in result.output
+    return result.stderr
+
+
+def write_rows(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+# -- happy paths ----------------------------------------------------------------------------
+def test_cli_help(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("train", "classify", "evaluate", "serve"):
+        assert command in result.output
+
+
+def test_cli_train_writes_model(model_dir: Path) -> None:
+    names = {path.name for path in model_dir.iterdir()}
+    assert {
+        "model.joblib",
+        "meta.json",
+        "report.md",
+        "report.json",
+        "confusion_matrix.png",
+    } <= names
+    meta = json.loads((model_dir / "meta.json").read_text(encoding="utf-8"))
+    assert set(meta["labels"]) == DEMO_LABELS
+    assert "macro_f1" in meta["metrics"]["holdout"]
+
+
+def test_cli_train_prints_report(trained: tuple[Path, str, str]) -> None:
+    directory, stdout, stderr = trained
+    assert "macro-F1:" in stdout and "Confusion matrix" in stdout
+    assert "review threshold" in stdout
+    assert f"written to {directory}" in stdout
+    assert "280 messages, 7 categories" in stderr  # progress goes to stderr
+
+
+def test_cli_classify_csv_keeps_input_columns(
+    runner: CliRunner, model_dir: Path, demo_csv: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "scored.csv"
+    result = runner.invoke(
+        app, ["classify", str(demo_csv), "--model-dir", str(model_dir), "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "280 messages scored" in result.stdout
+    assert output.read_bytes().startswith(b"\xef\xbb\xbf")  # BOM for Excel
+    frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert list(frame.columns) == INPUT_COLUMNS + ADDED_COLUMNS
+    source = pd.read_csv(demo_csv, dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(frame[INPUT_COLUMNS], source)
+    assert set(frame["category"]) <= DEMO_LABELS
+    confidence = frame["confidence"].astype(float)
+    assert ((confidence > 0) & (confidence <= 1)).all()
+    assert set(frame["needs_review"]) <= {"True", "False"}
+    first_top3 = json.loads(frame["top3"][0])
+    assert len(first_top3) == 3
+    assert first_top3[0]["category"] == frame["category"][0]
+    assert first_top3[0]["probability"] == pytest.approx(float(frame["confidence"][0]))
+    # Trained on these very rows: the model knows them.
+    assert (frame["category"] == frame["一级标签"]).mean() >= 0.95
+
+
+def test_cli_classify_jsonl_top3_is_list(
+    runner: CliRunner, model_dir: Path, small_csv: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "scored.jsonl"
+    result = runner.invoke(
+        app, ["classify", str(small_csv), "--model-dir", str(model_dir), "-o", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 14
+    for record in records:
+        assert list(record) == INPUT_COLUMNS + ADDED_COLUMNS
+        assert isinstance(record["top3"], list) and len(record["top3"]) == 3
+        assert all(set(item) == {"category", "probability"} for item in record["top3"])
+        probabilities = [item["probability"] for item in record["top3"]]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert record["category"] == record["top3"][0]["category"]
+        assert isinstance(record["confidence"], float)
+        assert isinstance(record["needs_review"], bool)
+        assert (record["review_reason"] != "") is record["needs_review"]
+    assert "城乡建设" in output.read_text(encoding="utf-8")  # Chinese written as is
+
+
+def test_cli_classify_existing_category_column(
+    runner: CliRunner, model_dir: Path, tmp_path: Path
+) -> None:
+    source = write_rows(
+        tmp_path / "with_category.csv",
+        [
+            ["id", "content", "category"],
+            ["1", "公交车经常晚点，等车要一个小时", "人工分类甲"],
+            ["2", "医院挂号排队太久，看病难", "人工分类乙"],
+        ],
+    )
+    output = tmp_path / "out.csv"
+    result = runner.invoke(
+        app, ["classify", str(source), "--model-dir", str(model_dir), "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert list(frame.columns) == [
+        "id", "content", "category", "predicted_category", "confidence", "top3", "needs_review",
+        "review_reason",
+    ]  # fmt: skip
+    assert list(frame["category"]) == ["人工分类甲", "人工分类乙"]  # input kept
+    assert list(frame["predicted_category"]) == ["交通运输", "卫生计生"]
+
+
+def test_cli_classify_text_column_option(
+    runner: CliRunner, model_dir: Path, tmp_path: Path
+) -> None:
+    source = write_rows(
+        tmp_path / "custom.csv", [["编号", "正文"], ["a", "工厂偷排污水，河水发黑发臭"]]
+    )
+    output = tmp_path / "out.jsonl"
+    result = runner.invoke(
+        app,
+        ["classify", str(source), "--model-dir", str(model_dir), "-o", str(output),
+         "--text-column", "正文"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads(output.read_text(encoding="utf-8"))
+    assert record["编号"] == "a" and record["category"] == "环境保护"
+
+
+def test_cli_evaluate_prints_macro_f1(
+    runner: CliRunner, model_dir: Path, small_csv: Path, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "report"
+    result = runner.invoke(
+        app,
+        ["evaluate", "--model-dir", str(model_dir), "--data", str(small_csv),
+         "--output-dir", str(out_dir)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "macro-F1:" in result.stdout
+    assert "messages: 14" in result.stdout
+    assert "Confusion matrix" in result.stdout
+    assert {"report.md", "report.json", "confusion_matrix.png"} <= {
+        p.name for p in out_dir.iterdir()
+    }
+    report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    assert report["n"] == 14 and report["training"]["data"] == str(small_csv)
+
+
+def test_cli_evaluate_without_output_dir(
+    runner: CliRunner, model_dir: Path, small_csv: Path
+) -> None:
+    result = runner.invoke(
+        app, ["evaluate", "--model-dir", str(model_dir), "--data", str(small_csv)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "macro-F1:" in result.stdout
+
+
+# -- errors: exit code 2 and a message naming the problem -----------------------------------
+def test_cli_train_missing_data_file(runner: CliRunner, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.csv"
+    message = invoke_error(
+        runner, ["train", "--data", str(missing), "--model-dir", str(tmp_path / "m")]
+    )
+    assert str(missing) in message and "not found" in message
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_train_missing_label_column(runner: CliRunner, demo_csv: Path, tmp_path: Path) -> None:
+    message = invoke_error(
+        runner,
+        ["train", "--data", str(demo_csv), "--model-dir", str(tmp_path / "m"),
+         "--label-column", "类别"],
+    )  # fmt: skip
+    assert "'类别'" in message and "no such column" in message
+    for column in INPUT_COLUMNS:  # lists the available columns
+        assert column in message
+
+
+def test_cli_train_empty_label_cell(runner: CliRunner, demo_csv: Path, tmp_path: Path) -> None:
+    rows = list(csv.reader(demo_csv.open(encoding="utf-8")))
+    rows[7][4] = ""  # spreadsheet row 8
+    data = write_rows(tmp_path / "empty_label.csv", rows)
+    message = invoke_error(
+        runner, ["train", "--data", str(data), "--model-dir", str(tmp_path / "m")]
+    )
+    assert "row 8" in message and "'一级标签'" in message and "empty" in message
+    assert str(data) in message
+
+
+def test_cli_train_single_category(runner: CliRunner, tmp_path: Path) -> None:
+    data = write_rows(
+        tmp_path / "one.csv",
+        [["留言详情", "一级标签"]] + [[f"路灯坏了第{i}天", "城乡建设"] for i in range(6)],
+    )
+    message = invoke_error(
+        runner, ["train", "--data", str(data), "--model-dir", str(tmp_path / "m")]
+    )
+    assert "[W300]" in message and "城乡建设" in message
+
+
+def test_cli_classify_model_dir_missing(runner: CliRunner, small_csv: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no_model"
+    output = tmp_path / "out.csv"
+    message = invoke_error(
+        runner, ["classify", str(small_csv), "--model-dir", str(missing), "--output", str(output)]
+    )
+    assert str(missing) in message and "does not exist" in message
+    assert not output.exists()
+
+
+def test_cli_classify_model_dir_not_a_model(
+    runner: CliRunner, small_csv: Path, tmp_path: Path
+) -> None:
+    message = invoke_error(
+        runner,
+        ["classify", str(small_csv), "--model-dir", str(tmp_path), "-o", str(tmp_path / "o.csv")],
+    )
+    assert "meta.json" in message
+
+
+def test_cli_classify_unsupported_output_extension(
+    runner: CliRunner, model_dir: Path, small_csv: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "out.txt"
+    message = invoke_error(
+        runner, ["classify", str(small_csv), "--model-dir", str(model_dir), "--output", str(output)]
+    )
+    assert ".txt" in message and ".csv" in message and ".jsonl" in message
+    assert not output.exists()
+
+
+def test_cli_classify_missing_input(runner: CliRunner, model_dir: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "absent.csv"
+    message = invoke_error(
+        runner,
+        ["classify", str(missing), "--model-dir", str(model_dir), "-o", str(tmp_path / "o.csv")],
+    )
+    assert str(missing) in message
+
+
+def test_cli_classify_unknown_text_column(
+    runner: CliRunner, model_dir: Path, small_csv: Path, tmp_path: Path
+) -> None:
+    message = invoke_error(
+        runner,
+        ["classify", str(small_csv), "--model-dir", str(model_dir), "-o", str(tmp_path / "o.csv"),
+         "--text-column", "正文"],
+    )  # fmt: skip
+    assert "'正文'" in message and "留言详情" in message
+
+
+def test_cli_evaluate_missing_model(runner: CliRunner, small_csv: Path, tmp_path: Path) -> None:
+    message = invoke_error(
+        runner, ["evaluate", "--model-dir", str(tmp_path / "none"), "--data", str(small_csv)]
+    )
+    assert "does not exist" in message
+
+
+def test_cli_evaluate_file_without_labels(
+    runner: CliRunner, model_dir: Path, tmp_path: Path
+) -> None:
+    data = write_rows(tmp_path / "unlabelled.csv", [["留言详情"], ["路灯坏了"]])
+    message = invoke_error(runner, ["evaluate", "--model-dir", str(model_dir), "--data", str(data)])
+    assert "label" in message and "--label-column" in message
+
+
+def test_cli_usage_error_missing_option(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["train", "--model-dir", "x"])
+    assert result.exit_code == 2  # click's own usage error
+    assert "--data" in result.output

@@ -1,0 +1,206 @@
+"""Tests for wangge.training.train: the training pipeline on the shipped demo data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wangge.errors import DataError, TrainingError
+from wangge.models.artifact import file_sha256, load_model
+from wangge.training.loaders import load_messages
+from wangge.training.train import (
+    CONFUSION_PNG,
+    REPORT_JSON,
+    REPORT_MARKDOWN,
+    TrainConfig,
+    TrainResult,
+    fingerprint,
+    train,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DEMO_LABELS = [
+    "交通运输",
+    "劳动和社会保障",
+    "卫生计生",
+    "商贸旅游",
+    "城乡建设",
+    "教育文体",
+    "环境保护",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(
+    demo_csv: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TrainResult, Path, list[str]]:
+    model_dir = tmp_path_factory.mktemp("train") / "category"
+    messages: list[str] = []
+    result = train(TrainConfig(data=demo_csv, model_dir=model_dir), progress=messages.append)
+    return result, model_dir, messages
+
+
+def write_small_csv(path: Path, corpus: tuple[list[str], list[str]], **overrides: str) -> Path:
+    """The test corpus as a CSV with the usual Chinese column names."""
+    texts, labels = corpus
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["留言编号", "留言详情", "一级标签"])
+        for i, (text, label) in enumerate(zip(texts, labels, strict=True), start=1):
+            writer.writerow([str(i), overrides.get(str(i), text), label])
+    return path
+
+
+def test_train_writes_model_directory(trained: tuple[TrainResult, Path, list[str]]) -> None:
+    _result, model_dir, _ = trained
+    names = {path.name for path in model_dir.iterdir()}
+    assert {"model.joblib", "meta.json", REPORT_MARKDOWN, REPORT_JSON, CONFUSION_PNG} <= names
+    assert (model_dir / CONFUSION_PNG).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_train_meta_json(trained: tuple[TrainResult, Path, list[str]], demo_csv: Path) -> None:
+    result, model_dir, _ = trained
+    meta = json.loads((model_dir / "meta.json").read_text(encoding="utf-8"))
+    assert meta["name"] == "category"
+    assert meta["labels"] == DEMO_LABELS
+    assert meta["model_sha256"] == file_sha256(model_dir / "model.joblib")
+
+    holdout = meta["metrics"]["holdout"]
+    assert holdout["n"] == 42  # 15 % of 280, stratified
+    assert 0.7 <= holdout["macro_f1"] <= 1.0
+    assert holdout["macro_f1"] == round(result.holdout.macro_f1, 4)
+
+    data = load_messages(demo_csv, require_label=True)
+    training = meta["training_data"]
+    assert training["rows"] == 280
+    assert training["sha256"] == fingerprint(data.texts, data.labels)
+    assert training["label_counts"] == {label: 40 for label in DEMO_LABELS}
+    assert training["text_columns"] == ["留言主题", "留言详情"]
+    assert training["label_column"] == "一级标签"
+
+    threshold = meta["metrics"]["review_threshold"]
+    assert 0.0 < threshold <= 1.0
+    assert threshold == result.review_threshold
+    assert meta["metrics"]["review_coverage"] == result.review_coverage
+    assert meta["metrics"]["review_target_accuracy"] == 0.95
+    assert meta["config"]["seed"] == 42 and meta["config"]["holdout"] == 0.15
+    assert meta["config"]["classifier_params"]["review_threshold"] == threshold
+
+
+def test_train_saved_model_loads_and_carries_threshold(
+    trained: tuple[TrainResult, Path, list[str]], demo_csv: Path
+) -> None:
+    result, model_dir, _ = trained
+    model, meta = load_model(model_dir)
+    # (compared as JSON: the in-memory meta holds tuples where meta.json has lists)
+    assert json.loads(meta.model_dump_json()) == json.loads(result.meta.model_dump_json())
+    assert model.review_threshold == result.review_threshold
+    data = load_messages(demo_csv, require_label=True)
+    # Refitted on all rows: the training data is recognised almost perfectly.
+    assert np.mean(model.predict(data.texts[:70]) == np.asarray(data.labels[:70])) >= 0.95
+
+
+def test_train_reports(trained: tuple[TrainResult, Path, list[str]]) -> None:
+    result, model_dir, _ = trained
+    markdown = (model_dir / REPORT_MARKDOWN).read_text(encoding="utf-8")
+    assert f"macro-F1: {result.holdout.macro_f1:.4f}" in markdown
+    assert all(label in markdown for label in DEMO_LABELS)
+    report = json.loads((model_dir / REPORT_JSON).read_text(encoding="utf-8"))
+    assert report["labels"] == DEMO_LABELS
+    assert report["n"] == 42
+    assert sum(map(sum, report["confusion"])) == 42
+    assert report["training"]["review_threshold"] == result.review_threshold
+
+
+def test_train_result_and_progress(trained: tuple[TrainResult, Path, list[str]]) -> None:
+    result, _, messages = trained
+    assert result.holdout.n == 42
+    assert 0 <= result.review_coverage <= 1
+    assert result.seconds > 0
+    assert any("280 messages" in message and "7 categories" in message for message in messages)
+    assert any("saved model" in message for message in messages)
+
+
+def test_train_without_refit_on_small_corpus(
+    tmp_path: Path, corpus: tuple[list[str], list[str]]
+) -> None:
+    data = write_small_csv(tmp_path / "small.csv", corpus)
+    result = train(
+        TrainConfig(
+            data=data,
+            model_dir=tmp_path / "model",
+            refit_on_all=False,
+            holdout=0.25,
+            review_accuracy=0.8,
+            classifier={"taxonomy_weight": 0},
+        ),
+        progress=lambda _message: None,
+    )
+    assert result.holdout.n == 12
+    meta = json.loads((tmp_path / "model" / "meta.json").read_text(encoding="utf-8"))
+    assert meta["config"]["refit_on_all"] is False
+    assert meta["config"]["classifier"] == {"taxonomy_weight": 0}
+    assert meta["metrics"]["review_target_accuracy"] == 0.8
+    assert meta["training_data"]["text_columns"] == ["留言详情"]
+    model, _ = load_model(tmp_path / "model")
+    assert model.taxonomy_weight == 0
+
+
+def test_train_same_data_same_fingerprint() -> None:
+    assert fingerprint(["甲", "乙"], ["a", "b"]) == fingerprint(["甲", "乙"], ["a", "b"])
+    assert fingerprint(["甲", "乙"], ["a", "b"]) != fingerprint(["乙", "甲"], ["a", "b"])
+    # The separators keep text and label apart.
+    assert fingerprint(["ab"], ["c"]) != fingerprint(["a"], ["bc"])
+
+
+@pytest.mark.parametrize("holdout", [0.0, 1.0, -0.1, 1.5])
+def test_train_invalid_holdout(
+    tmp_path: Path, corpus: tuple[list[str], list[str]], holdout: float
+) -> None:
+    data = write_small_csv(tmp_path / "small.csv", corpus)
+    with pytest.raises(TrainingError, match="holdout"):
+        train(TrainConfig(data=data, model_dir=tmp_path / "m", holdout=holdout), progress=print)
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_category_with_single_example(
+    tmp_path: Path, corpus: tuple[list[str], list[str]]
+) -> None:
+    texts, labels = corpus
+    data = write_small_csv(tmp_path / "small.csv", ([*texts, "低保申请被拒"], [*labels, "民政"]))
+    with pytest.raises(TrainingError, match="民政"):
+        train(TrainConfig(data=data, model_dir=tmp_path / "m"), progress=lambda _m: None)
+
+
+def test_train_holdout_too_small_for_every_category(
+    tmp_path: Path, corpus: tuple[list[str], list[str]]
+) -> None:
+    data = write_small_csv(tmp_path / "small.csv", corpus)
+    with pytest.raises(TrainingError, match="stratified"):
+        train(
+            TrainConfig(data=data, model_dir=tmp_path / "m", holdout=0.05), progress=lambda _m: None
+        )
+
+
+def test_train_empty_label_names_row(tmp_path: Path, corpus: tuple[list[str], list[str]]) -> None:
+    texts, labels = corpus
+    labels = list(labels)
+    labels[4] = " "
+    data = write_small_csv(tmp_path / "small.csv", (texts, labels))
+    with pytest.raises(DataError) as caught:
+        train(TrainConfig(data=data, model_dir=tmp_path / "m"), progress=lambda _m: None)
+    assert caught.value.row == 6 and caught.value.column == "一级标签"
+
+
+def test_train_config_to_dict(tmp_path: Path) -> None:
+    config = TrainConfig(data=tmp_path / "d.csv", model_dir=tmp_path / "m", text_columns=("标题",))
+    values = config.to_dict()
+    assert values["data"] == str(tmp_path / "d.csv")
+    assert values["model_dir"] == str(tmp_path / "m")
+    assert values["text_columns"] == ["标题"]
+    json.dumps(values)
+    assert TrainConfig(data=Path("x"), model_dir=Path("y")).to_dict()["text_columns"] is None
