@@ -223,6 +223,7 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         return self.predict_proba_tokens(self.tokenize(texts))
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
+        check_is_fitted(self, "model_")
         return self.classes_[self.predict_proba(texts).argmax(axis=1)]
 
     def explain(self, probabilities: np.ndarray, *, top_k: int = 3) -> list[Prediction]:

@@ -13,8 +13,9 @@ import unicodedata
 from functools import lru_cache
 
 _EXCEL_ESCAPE = re.compile(r"_x[0-9A-Fa-f]{4}_")
-_HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^<>]{0,200}>")
-_HTML_BREAK = re.compile(r"<\s*(br|p|div|li)\b[^<>]*>", re.IGNORECASE)
+# A tag starts right after "<" or "</" with a letter: "x < y > z" is text, not a tag.
+_HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,200}>")
+_HTML_BREAK = re.compile(r"</?(br|p|div|li|tr)\b[^<>]*>", re.IGNORECASE)
 # Zero-width and byte-order characters that NFKC keeps but that break matching.
 _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 _HSPACE = re.compile(r"[^\S\n]+")
@@ -52,11 +53,12 @@ def normalize_text(text: str, *, simplify: bool = False) -> str:
         return ""
     if "_x" in text:
         text = _EXCEL_ESCAPE.sub(_excel_unescape, text)
-    if "&" in text:
-        text = html.unescape(text)
+    # Tags first, entities after: "&lt;iPhone 15&gt;" is what the resident typed, not a tag.
     if "<" in text:
         text = _HTML_BREAK.sub("\n", text)
         text = _HTML_TAG.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")

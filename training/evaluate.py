@@ -140,14 +140,18 @@ def choose_review_threshold(
     if conf.size == 0:
         return 1.0, 0.0
     order = np.argsort(-conf, kind="stable")
+    sorted_conf = conf[order]
     running_accuracy = np.cumsum(ok[order]) / np.arange(1, conf.size + 1)
-    meets = np.nonzero(running_accuracy >= target_accuracy)[0]
+    # A threshold lets through every prediction at or above it, so a cut can only fall where
+    # the confidence changes: predictions with equal confidence pass or fail together.
+    cut_allowed = np.append(sorted_conf[:-1] > sorted_conf[1:], True)
+    meets = np.nonzero((running_accuracy >= target_accuracy) & cut_allowed)[0]
     if meets.size == 0:
         return 1.0, 0.0
     last = int(meets[-1])  # largest prefix (most coverage) that still meets the target
-    threshold = float(conf[order][last])
+    threshold = float(sorted_conf[last])
     coverage = float(np.mean(conf >= threshold))
-    return round(threshold, 4), round(coverage, 4)
+    return threshold, round(coverage, 4)
 
 
 def _cjk_font() -> str | None:

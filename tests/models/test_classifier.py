@@ -135,12 +135,6 @@ def test_classifier_predict_proba_before_fit_raises(method: str) -> None:
         getattr(MessageClassifier(), method)(["路灯坏了"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MessageClassifier.predict reads self.classes_ before predict_proba checks the "
-    "fit, so an unfitted model raises a bare AttributeError instead of NotFittedError "
-    "(scikit-learn contract)",
-)
 def test_classifier_predict_before_fit_raises() -> None:
     with pytest.raises(NotFittedError):
         MessageClassifier().predict(["路灯坏了"])

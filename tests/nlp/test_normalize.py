@@ -77,11 +77,6 @@ def test_normalize_keeps_comparison_signs_that_are_not_tags() -> None:
     assert normalize_text("<<城市规划法>>") == "<<城市规划法>>"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: entities are decoded before tags are stripped, so text the resident typed in "
-    "angle brackets and that the web form escaped (&lt;iPhone 15&gt;) is deleted as a tag",
-)
 def test_normalize_escaped_angle_brackets_are_text_not_tags() -> None:
     assert normalize_text("我买的&lt;iPhone 15&gt;屏幕坏了") == "我买的<iPhone 15>屏幕坏了"
 
