@@ -18,7 +18,6 @@ Messages are taken round-robin from ``dev_raw_labeled.csv`` (title 留言主题,
 from __future__ import annotations
 
 import argparse
-import shutil
 import socket
 import subprocess
 import sys
@@ -31,12 +30,10 @@ from typing import IO, Any
 
 import httpx
 import numpy as np
+from common import DEFAULT_DATA_DIR, DEV_FILE, note, resolve_data_dir, say, wangge_command
 
 from wangge.training.loaders import read_table
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = Path("../shared/data/tipdm2020c")
-DEV_FILE = "dev_raw_labeled.csv"
 HOST = "127.0.0.1"  # loopback only: the benchmark never exposes the server
 STARTUP_TIMEOUT_S = 60.0
 REQUEST_TIMEOUT_S = 60.0
@@ -44,16 +41,6 @@ MAX_REQUESTS = 100_000
 MAX_CONCURRENCY = 64
 
 Message = dict[str, str]
-
-
-def say(text: str = "") -> None:
-    """Print one line of the report (the benchmark's output is its report)."""
-    print(text, flush=True)  # noqa: T201
-
-
-def note(text: str) -> None:
-    """Print an error line to stderr."""
-    print(text, file=sys.stderr, flush=True)  # noqa: T201
 
 
 def load_dev_messages(data_dir: Path) -> list[Message]:
@@ -76,11 +63,16 @@ def free_port() -> int:
 
 def start_server(model_dir: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
     """``wangge serve`` in a subprocess; its output goes to ``log`` (a pipe could fill up)."""
-    script = Path(sys.executable).parent / "wangge"
-    command = str(script) if script.is_file() else shutil.which("wangge")
-    if command is None:
-        raise SystemExit("error: the `wangge` command is not installed (pip install -e .)")
-    argv = [command, "serve", "--model-dir", str(model_dir), "--host", HOST, "--port", str(port)]
+    argv = [
+        wangge_command(),
+        "serve",
+        "--model-dir",
+        str(model_dir),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -227,7 +219,7 @@ def measure(base_url: str, messages: Sequence[Message], args: argparse.Namespace
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir = args.data_dir if args.data_dir.is_absolute() else REPO_ROOT / args.data_dir
+    data_dir = resolve_data_dir(args.data_dir)
     if not (data_dir / DEV_FILE).is_file():
         note(f"error: {data_dir.resolve() / DEV_FILE} not found; pass --data-dir")
         return 2

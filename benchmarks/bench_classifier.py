@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import DEFAULT_DATA_DIR, DEV_FILE, note, resolve_data_dir, say, wangge_command
 from sklearn.model_selection import StratifiedKFold
 
 from wangge.models.artifact import load_model
@@ -38,10 +38,7 @@ from wangge.training.loaders import LoadedMessages, load_messages
 from wangge.training.scoring import BATCH_SIZE, predict_in_batches
 from wangge.training.train import TrainConfig, train
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = Path("../shared/data/tipdm2020c")
 TRAIN_FILE = "train_tokenized.csv"
-DEV_FILE = "dev_raw_labeled.csv"
 LABEL_COLUMN = "一级标签"
 CV_FOLDS = 5
 CV_SEED = 0
@@ -62,30 +59,6 @@ with open(sys.argv[1], "w") as out:
     json.dump({"seconds": seconds, "maxrss_kib": maxrss}, out)
 sys.exit(code)
 """
-
-
-def say(text: str = "") -> None:
-    """Print one line of the report (the benchmark's output is its report)."""
-    print(text, flush=True)  # noqa: T201
-
-
-def note(text: str) -> None:
-    """Print a progress or error line to stderr, out of the report."""
-    print(text, file=sys.stderr, flush=True)  # noqa: T201
-
-
-def resolve_data_dir(path: Path) -> Path:
-    """``path`` as given if absolute, else relative to the repository root."""
-    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
-
-
-def wangge_command() -> str:
-    """The ``wangge`` console script of the running interpreter's environment."""
-    script = Path(sys.executable).parent / "wangge"
-    found = str(script) if script.is_file() else shutil.which("wangge")
-    if found is None:
-        raise SystemExit("error: the `wangge` command is not installed (pip install -e .)")
-    return found
 
 
 def step_train(data_dir: Path, model_dir: Path, figures: Figures) -> None:

@@ -30,7 +30,6 @@ from wangge.models.features import CharNgramVectorizer, WordNgramVectorizer
 from wangge.models.taxonomy import TaxonomyKeywordFeatures, category_keywords, load_taxonomy
 from wangge.nlp.segment import Tokenizer
 
-
 MIN_CALIBRATION_PER_CLASS = 5
 
 
@@ -119,7 +118,10 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         if self.taxonomy_weight > 0:
             keywords = category_keywords(load_taxonomy(self.taxonomy_path), tokenizer.engine.cut)
             parts.append(
-                ("taxonomy", TaxonomyKeywordFeatures(keywords=keywords, weight=self.taxonomy_weight))
+                (
+                    "taxonomy",
+                    TaxonomyKeywordFeatures(keywords=keywords, weight=self.taxonomy_weight),
+                )
             )
         return FeatureUnion(parts)
 
@@ -143,7 +145,7 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         classes, counts = np.unique(y, return_counts=True)
         if len(classes) < 2:
             raise TrainingError(f"training needs at least two categories; found {list(classes)}")
-        too_small = [f"{c} ({n})" for c, n in zip(classes, counts) if n < 2]
+        too_small = [f"{c} ({n})" for c, n in zip(classes, counts, strict=False) if n < 2]
         if too_small:
             raise TrainingError(
                 "every category needs at least 2 examples (one to fit, one to calibrate); "
@@ -232,7 +234,7 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         k = min(top_k, len(self.classes_))
         order = np.argsort(-probabilities, axis=1)[:, :k]
         predictions = []
-        for row, ranked in zip(probabilities, order):
+        for row, ranked in zip(probabilities, order, strict=False):
             top = [(str(self.classes_[i]), round(float(row[i]), 4)) for i in ranked]
             category, confidence = top[0]
             low = confidence < self.review_threshold

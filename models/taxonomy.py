@@ -54,15 +54,21 @@ def load_taxonomy(path: str | Path | None = None) -> list[TaxonomyNode]:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in TAXONOMY_COLUMNS[:3] if c not in (reader.fieldnames or [])]
     if missing:
-        raise DataError(f"missing columns {missing}; expected {list(TAXONOMY_COLUMNS)}", path=source)
+        raise DataError(
+            f"missing columns {missing}; expected {list(TAXONOMY_COLUMNS)}", path=source
+        )
     nodes = []
     for row_number, row in enumerate(reader, start=2):
         level1 = (row["一级分类"] or "").strip()
         if not level1:
-            raise DataError("empty first-level category", path=source, row=row_number, column="一级分类")
+            raise DataError(
+                "empty first-level category", path=source, row=row_number, column="一级分类"
+            )
         keywords = tuple(k.strip() for k in (row.get("关键词") or "").split("|") if k.strip())
         nodes.append(
-            TaxonomyNode(level1, (row["二级分类"] or "").strip(), (row["三级分类"] or "").strip(), keywords)
+            TaxonomyNode(
+                level1, (row["二级分类"] or "").strip(), (row["三级分类"] or "").strip(), keywords
+            )
         )
     return nodes
 
@@ -78,7 +84,8 @@ def _name_terms(name: str, segment: callable) -> set[str]:  # type: ignore[valid
 
 
 def category_keywords(
-    nodes: Iterable[TaxonomyNode], segment: callable  # type: ignore[valid-type]
+    nodes: Iterable[TaxonomyNode],
+    segment: callable,  # type: ignore[valid-type]
 ) -> dict[str, set[str]]:
     """Keywords of each first-level category that point to it and to no other.
 

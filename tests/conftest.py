@@ -8,6 +8,16 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CSV = REPO_ROOT / "data" / "demo" / "messages.csv"
+# The categories of the demo data, in the sorted order models list them.
+DEMO_LABELS = [
+    "交通运输",
+    "劳动和社会保障",
+    "卫生计生",
+    "商贸旅游",
+    "城乡建设",
+    "教育文体",
+    "环境保护",
+]
 
 # Four categories x 12 short citizen messages, written for these tests. Each category has its
 # own vocabulary so that a small model separates them; a few words recur inside a category so

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +92,7 @@ class EvaluationReport:
             "| gold \\ predicted | " + " | ".join(self.labels) + " |",
             "|---|" + "---:|" * len(self.labels),
         ]
-        for label, row in zip(self.labels, self.confusion):
+        for label, row in zip(self.labels, self.confusion, strict=False):
             lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
         return "\n".join(lines) + "\n"
 
@@ -199,8 +204,15 @@ def save_confusion_png(report: EvaluationReport, path: str | Path) -> Path:
         ax.set_xlabel("predicted")
         ax.set_ylabel("gold")
         for (i, j), value in np.ndenumerate(counts):
-            ax.text(j, i, int(value), ha="center", va="center",
-                    color="white" if shares[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                int(value),
+                ha="center",
+                va="center",
+                color="white" if shares[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
         title = f"accuracy {report.accuracy:.3f}, macro-F1 {report.macro_f1:.3f}"
         if not font:
             logger.warning("no Chinese font found: the confusion matrix PNG uses numbered labels")

@@ -84,5 +84,7 @@ def evaluate_file(
         data.labels, [p.category for p in predictions], labels=meta.labels
     )
     if output_dir is not None:
-        write_report(report, output_dir, extra={"model_version": meta.version, "data": str(data_path)})
+        write_report(
+            report, output_dir, extra={"model_version": meta.version, "data": str(data_path)}
+        )
     return report

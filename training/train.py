@@ -79,7 +79,7 @@ Progress = Callable[[str], None]
 def fingerprint(texts: Sequence[str], labels: Sequence[str]) -> str:
     """SHA-256 over the (text, label) rows: identifies the exact training data."""
     digest = hashlib.sha256()
-    for text, label in zip(texts, labels):
+    for text, label in zip(texts, labels, strict=False):
         digest.update(text.encode("utf-8"))
         digest.update(b"\x1f")
         digest.update(label.encode("utf-8"))

@@ -1,2 +1,3 @@
 """wangge: triage of residents' messages for grid management."""
+
 __version__ = "0.1.0"

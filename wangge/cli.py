@@ -32,7 +32,9 @@ TextColumnOption = Annotated[
 ]
 LabelColumnOption = Annotated[
     str | None,
-    typer.Option("--label-column", help="Category column. Default: found by name (一级标签, label, ...)."),
+    typer.Option(
+        "--label-column", help="Category column. Default: found by name (一级标签, label, ...)."
+    ),
 ]
 
 
@@ -58,7 +60,9 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version."),
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     logging.basicConfig(
@@ -133,7 +137,10 @@ def evaluate(
 
     try:
         report = evaluate_file(
-            model_dir, data, text_columns=text_column, label_column=label_column,
+            model_dir,
+            data,
+            text_columns=text_column,
+            label_column=label_column,
             output_dir=output_dir,
         )
     except WanggeError as error:

@@ -149,7 +149,10 @@ def test_review_threshold_accepts_numpy() -> None:
     threshold, coverage = choose_review_threshold(
         np.array([0.91234567, 0.5]), np.array([True, False]), target_accuracy=0.9
     )
-    assert (threshold, coverage) == (0.91234567, 0.5)  # not rounded: it is compared with probabilities
+    assert (threshold, coverage) == (
+        0.91234567,
+        0.5,
+    )  # not rounded: it is compared with probabilities
     assert isinstance(threshold, float) and isinstance(coverage, float)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
+
+from wangge.errors import DataError
 from wangge.training.loaders import (
     ColumnSpec,
     load_messages,
@@ -16,14 +18,12 @@ from wangge.training.loaders import (
     write_table,
 )
 
-from wangge.errors import DataError
-
 HEADER = ["留言编号", "留言主题", "留言详情", "一级标签"]
 ROWS = [
     ["1", "小区路灯不亮", "幸福小区3栋门口路灯坏了一周，晚上出行不便。", "城乡建设"],
     ["2", "夜间施工噪音扰民", "工地每晚十一点后仍在施工，居民无法休息。", "环境保护"],
 ]
-EXPECTED = dict(zip(HEADER, map(list, zip(*ROWS))))
+EXPECTED = dict(zip(HEADER, map(list, zip(*ROWS, strict=False)), strict=False))
 
 
 def _delimited(rows: list[list[str]], delimiter: str = ",") -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DEMO_LABELS
 
 from wangge.errors import DataError, TrainingError
 from wangge.models.artifact import file_sha256, load_model
@@ -23,15 +24,6 @@ from wangge.training.train import (
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-DEMO_LABELS = [
-    "交通运输",
-    "劳动和社会保障",
-    "卫生计生",
-    "商贸旅游",
-    "城乡建设",
-    "教育文体",
-    "环境保护",
-]
 
 
 @pytest.fixture(scope="module")
