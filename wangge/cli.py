@@ -154,12 +154,18 @@ def classify(
     model_dir: ModelDirOption,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv or .jsonl.")],
     text_column: TextColumnOption = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(help="Processes for scoring large files. Default: the available CPU cores."),
+    ] = None,
 ) -> None:
     """Score a file: keeps every input column, adds category, confidence, top3, needs_review."""
-    from wangge.training.scoring import classify_file
+    from wangge.training.scoring import classify_file, default_jobs
 
     try:
-        count = classify_file(model_dir, input_file, output, text_columns=text_column)
+        count = classify_file(
+            model_dir, input_file, output, text_columns=text_column, jobs=jobs or default_jobs()
+        )
     except WanggeError as error:
         _fail(error)
     typer.echo(f"{count} messages scored, written to {output}")
