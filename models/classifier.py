@@ -13,10 +13,11 @@ validates and returns ``self``, learned state ends in ``_``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -42,6 +43,7 @@ class Prediction:
     top: list[tuple[str, float]]
     needs_review: bool
     review_reason: str | None
+    evidence: list[str] = field(default_factory=list)
 
 
 class MessageClassifier(ClassifierMixin, BaseEstimator):
@@ -214,7 +216,10 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba_tokens(self, tokens: Sequence[Sequence[str]]) -> np.ndarray:
         """Probabilities for already tokenized texts (rows follow ``classes_``)."""
         check_is_fitted(self, "model_")
-        scores = np.asarray(self.features_.transform(tokens) @ self.coef_t_)
+        return self._probabilities(self.features_.transform(tokens))
+
+    def _probabilities(self, matrix: sp.csr_matrix) -> np.ndarray:
+        scores = np.asarray(matrix @ self.coef_t_)
         scores += self.model_.intercept_
         if scores.ndim == 1 or scores.shape[1] == 1:
             scores = scores.reshape(-1)
@@ -234,10 +239,10 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         k = min(top_k, len(self.classes_))
         order = np.argsort(-probabilities, axis=1)[:, :k]
         predictions = []
-        for row, ranked in zip(probabilities, order, strict=False):
+        for row, ranked in zip(probabilities, order, strict=True):
             top = [(str(self.classes_[i]), round(float(row[i]), 4)) for i in ranked]
             category, confidence = top[0]
-            low = confidence < self.review_threshold
+            low = bool(row[ranked[0]] < self.review_threshold)
             predictions.append(
                 Prediction(
                     category=category,
@@ -253,6 +258,32 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
             )
         return predictions
 
-    def predict_explained(self, texts: Sequence[str], *, top_k: int = 3) -> list[Prediction]:
-        """Category, confidence, top-k and review flag for each text."""
-        return self.explain(self.predict_proba(texts), top_k=top_k)
+    def predict_explained(
+        self, texts: Sequence[str], *, top_k: int = 3, evidence: int = 5
+    ) -> list[Prediction]:
+        """Category, confidence, top-k, review flag and evidence for each text.
+
+        The evidence is the ``evidence`` words or word pairs of the message that added most to
+        the predicted category's score (TF-IDF weight times the model's coefficient): what a
+        reviewer should look at to see why the model decided so.
+        """
+        check_is_fitted(self, "model_")
+        matrix = self.features_.transform(self.tokenize(texts)).tocsr()
+        probabilities = self._probabilities(matrix)
+        predictions = self.explain(probabilities, top_k=top_k)
+        if evidence <= 0:
+            return predictions
+        words: WordNgramVectorizer = self.features_.transformer_list[0][1]
+        n_word_features = len(words.vocabulary_)
+        predicted = probabilities.argmax(axis=1)
+        for row, (prediction, column) in enumerate(zip(predictions, predicted, strict=True)):
+            start, end = matrix.indptr[row], matrix.indptr[row + 1]
+            indices, values = matrix.indices[start:end], matrix.data[start:end]
+            in_words = indices < n_word_features
+            indices, values = indices[in_words], values[in_words]
+            contribution = values * self.coef_t_[indices, column]
+            best = np.argsort(-contribution)[:evidence]
+            prediction.evidence.extend(
+                words.ngram_text(int(indices[i])) for i in best if contribution[i] > 0
+            )
+        return predictions

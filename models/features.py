@@ -126,6 +126,18 @@ class WordNgramVectorizer(_IdNgramTfidf):
             parts.append(ids[known])
         return np.concatenate(parts)
 
+    def ngram_text(self, column: int) -> str:
+        """The words of the n-gram in feature column ``column``, joined by spaces."""
+        check_is_fitted(self, "vocabulary_")
+        if not hasattr(self, "_word_list"):
+            self._word_list = [""] + sorted(self.words_, key=self.words_.__getitem__)
+        base = len(self.words_) + 1
+        ngram_id, words = int(self.vocabulary_[column]), []
+        while ngram_id:
+            ngram_id, digit = divmod(ngram_id, base)
+            words.append(self._word_list[digit])
+        return " ".join(reversed(words))
+
 
 class CharNgramVectorizer(_IdNgramTfidf):
     """TF-IDF of character n-grams within words (n-grams never span a space).

@@ -119,6 +119,9 @@ class MessageResult(BaseModel):
     top_k: list[CategoryScore] = Field(description="The best categories, most probable first.")
     needs_review: bool = Field(description="True when a person should check the category.")
     review_reasons: list[str] = Field(description="Why ``needs_review`` is true; else empty.")
+    evidence: list[str] = Field(
+        description="Words and word pairs of the message that weighed most for ``category``."
+    )
     metadata: dict[str, Any] | None = Field(description="The message's ``metadata``, echoed.")
 
 

@@ -44,6 +44,7 @@ def classify_messages(
             top_k=[CategoryScore(category=c, probability=p) for c, p in prediction.top],
             needs_review=prediction.needs_review,
             review_reasons=[prediction.review_reason] if prediction.review_reason else [],
+            evidence=prediction.evidence,
             metadata=message.metadata,
         )
         for message, prediction in zip(messages, predictions, strict=True)

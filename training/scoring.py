@@ -67,6 +67,7 @@ def prediction_columns(predictions: list[Prediction]) -> dict[str, list[Any]]:
         "top3": [[{"category": c, "probability": s} for c, s in p.top] for p in predictions],
         "needs_review": [p.needs_review for p in predictions],
         "review_reason": [p.review_reason or "" for p in predictions],
+        "evidence": [p.evidence for p in predictions],
     }
 
 

@@ -328,3 +328,17 @@ def test_classifier_clone_with_tokenizer(texts_labels: tuple[list[str], list[str
     assert fresh.alpha == 0.5
     assert fresh.tokenizer.user_words == ("回澜南苑",)
     assert fresh.tokenize(["回澜南苑路灯坏了"])[0][0] == "回澜南苑"
+
+
+def test_classifier_evidence_comes_from_the_message(fitted: MessageClassifier) -> None:
+    text = "化工厂夜里偷排污水，河水发黑发臭"
+    [prediction] = fitted.predict_explained([text], evidence=3)
+    assert 1 <= len(prediction.evidence) <= 3
+    tokens = fitted.tokenize([text])[0]
+    ngrams = set(tokens) | {" ".join(pair) for pair in zip(tokens, tokens[1:], strict=False)}
+    assert set(prediction.evidence) <= ngrams
+
+
+def test_classifier_evidence_can_be_switched_off(fitted: MessageClassifier) -> None:
+    [prediction] = fitted.predict_explained(["化工厂夜里偷排污水"], evidence=0)
+    assert prediction.evidence == []

@@ -103,6 +103,7 @@ def test_single_message(client: TestClient, meta: ModelMeta) -> None:
     assert result["metadata"] == {"a": 1}
     assert len(result["top_k"]) == 3
     assert result["top_k"][0]["category"] == "照明"
+    assert "路灯" in result["evidence"]  # the word that makes it a lighting complaint
     assert result["probability"] == result["top_k"][0]["probability"]
     probabilities = [s["probability"] for s in result["top_k"]]
     assert probabilities == sorted(probabilities, reverse=True)
