@@ -112,16 +112,14 @@ class Tokenizer:
     def __call__(self, text: str) -> list[str]:
         """The content tokens of ``text``: what the models see."""
         keep = self._keep
-        tokens = []
-        for token in self.segment(text):
-            verdict = keep.get(token)
-            if verdict is None:
-                if len(keep) >= _MAX_CACHED_TOKENS:
-                    keep.clear()
-                verdict = keep[token] = is_content_token(token, self.stopwords)
-            if verdict:
-                tokens.append(token)
-        return tokens
+        tokens = self.engine.cut(normalize_text(text, simplify=self.simplify))
+        unseen = [token for token in set(tokens) if token not in keep]
+        if unseen:
+            if len(keep) + len(unseen) > _MAX_CACHED_TOKENS:
+                keep.clear()
+            for token in unseen:  # whitespace tokens are not content tokens either
+                keep[token] = is_content_token(token, self.stopwords)
+        return [token for token in tokens if keep[token]]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
