@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from wangge.errors import TrainingError
+from wangge.errors import DataError, TrainingError
 from wangge.models.artifact import ModelMeta, save_model
 from wangge.models.classifier import MessageClassifier
-from wangge.nlp.segment import Tokenizer, is_presegmented
+from wangge.nlp.segment import Tokenizer, is_presegmented, load_word_list
 from wangge.training.evaluate import (
     EvaluationReport,
     choose_review_threshold,
@@ -54,6 +54,8 @@ class TrainConfig:
     review_accuracy: float = 0.95
     refit_on_all: bool = True
     simplify: bool = False
+    user_dict: Path | None = None
+    stopwords: Path | None = None
     classifier: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,7 +63,20 @@ class TrainConfig:
         values["data"] = str(self.data)
         values["model_dir"] = str(self.model_dir)
         values["text_columns"] = list(self.text_columns) if self.text_columns else None
+        for name in ("user_dict", "stopwords"):
+            values[name] = str(values[name]) if values[name] is not None else None
         return values
+
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer these settings describe (word lists read from their files)."""
+        for path in (self.user_dict, self.stopwords):
+            if path is not None and not Path(path).is_file():
+                raise DataError("word list not found", path=path)
+        return Tokenizer(
+            user_words=load_word_list(self.user_dict) if self.user_dict else (),
+            stopwords=load_word_list(self.stopwords) if self.stopwords else None,
+            simplify=self.simplify,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,9 +151,7 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
         raise TrainingError(f"holdout must be between 0 and 1, got {config.holdout}")
     train_idx, test_idx = _split(len(texts), labels, holdout=config.holdout, seed=config.seed)
 
-    classifier = MessageClassifier(
-        tokenizer=Tokenizer(simplify=config.simplify), **config.classifier
-    )
+    classifier = MessageClassifier(tokenizer=config.tokenizer(), **config.classifier)
     progress("segmenting")
     tokens = classifier.tokenize(texts)
     label_array = np.asarray(labels, dtype=object)

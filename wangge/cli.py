@@ -93,6 +93,16 @@ def train(
     simplify: Annotated[
         bool, typer.Option(help="Convert traditional to simplified characters.")
     ] = False,
+    user_dict: Annotated[
+        Path | None,
+        typer.Option(
+            help="Words the segmenter must keep whole, one per line (place names, terms)."
+        ),
+    ] = None,
+    stopwords: Annotated[
+        Path | None,
+        typer.Option(help="Stop-word list, one per line, replacing data/stopwords_zh.txt."),
+    ] = None,
 ) -> None:
     """Train a category model, evaluate it on a hold-out split and save both."""
     from wangge.training.train import TrainConfig
@@ -108,6 +118,8 @@ def train(
         review_accuracy=review_accuracy,
         refit_on_all=not no_refit,
         simplify=simplify,
+        user_dict=user_dict,
+        stopwords=stopwords,
     )
     try:
         result = run_training(config, progress=_progress)

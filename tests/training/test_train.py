@@ -196,3 +196,22 @@ def test_train_config_to_dict(tmp_path: Path) -> None:
     assert values["text_columns"] == ["标题"]
     json.dumps(values)
     assert TrainConfig(data=Path("x"), model_dir=Path("y")).to_dict()["text_columns"] is None
+
+
+def test_train_config_tokenizer_reads_word_lists(tmp_path: Path) -> None:
+    user_dict = tmp_path / "places.txt"
+    user_dict.write_text("# compounds\n回澜南苑\n", encoding="utf-8")
+    stopwords = tmp_path / "stop.txt"
+    stopwords.write_text("门口\n", encoding="utf-8")
+    config = TrainConfig(
+        data=tmp_path / "unused.csv", model_dir=tmp_path / "m", user_dict=user_dict,
+        stopwords=stopwords,
+    )  # fmt: skip
+    assert config.tokenizer()("回澜南苑门口垃圾成堆") == ["回澜南苑", "垃圾", "成堆"]
+    assert config.to_dict()["user_dict"] == str(user_dict)
+
+
+def test_train_config_missing_word_list(tmp_path: Path) -> None:
+    config = TrainConfig(data=tmp_path / "x.csv", model_dir=tmp_path, user_dict=tmp_path / "no.txt")
+    with pytest.raises(DataError, match="no.txt"):
+        config.tokenizer()
