@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from wangge.errors import ModelLoadError
 from wangge.models.artifact import ModelMeta, load_model
 from wangge.serve.config import Settings, get_settings
-from wangge.serve.routes import classify, health
+from wangge.serve.routes import classify, health, model_info
 from wangge.serve.service import Classifier, LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.include_router(health.router)
     app.include_router(classify.router)
+    app.include_router(model_info.router)
     return app
 
 

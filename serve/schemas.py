@@ -140,3 +140,16 @@ class ErrorResponse(BaseModel):
     """Body of a 500 response."""
 
     detail: str
+
+
+class ModelInfo(BaseModel):
+    """The model being served, from its ``meta.json``."""
+
+    name: str
+    version: str
+    created_at: str
+    labels: list[str] = Field(description="Every category the model can return.")
+    review_threshold: float | None = Field(
+        description="Probability below which a prediction is flagged ``needs_review``."
+    )
+    metrics: dict[str, Any] = Field(description="Hold-out evaluation written at training time.")

@@ -318,3 +318,12 @@ def test_model_failure_is_a_logged_generic_500(
     assert response.json() == {"detail": "internal error while classifying; the server logged it"}
     assert "secret" not in response.text
     assert any("secret internal state" in r.exc_text for r in caplog.records if r.exc_text)
+
+
+def test_model_info_lists_labels_and_version(client: TestClient, meta: ModelMeta) -> None:
+    response = client.get("/v1/model")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["version"] == meta.version
+    assert body["labels"] == meta.labels
+    assert set(body["labels"]) == set(TRAINING)
