@@ -180,7 +180,7 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
             alpha=self.alpha, class_weight=self.class_weight, solver="lsqr", tol=1e-3
         )
 
-    def _fit_temperature(self, matrix: object, y: np.ndarray) -> float:
+    def _fit_temperature(self, matrix: sp.csr_matrix, y: np.ndarray) -> float:
         """Temperature that makes softmax(scores / T) fit held-out labels best (least log-loss).
 
         With fewer than :data:`MIN_CALIBRATION_PER_CLASS` held-out messages per category the

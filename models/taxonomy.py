@@ -14,7 +14,7 @@ import csv
 import io
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +34,9 @@ _GENERIC_NAME_WORDS = frozenset(
     "权益 待遇 安全 补偿 安置 使用 办理 审批 手续 公共 城区 报告 资金 专项 创建 设施".split()
 )
 _NAME_SEPARATORS = re.compile(r"[、,，/和与及]")
+
+
+Segmenter = Callable[[str], list[str]]
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def load_taxonomy(path: str | Path | None = None) -> list[TaxonomyNode]:
     return nodes
 
 
-def _name_terms(name: str, segment: callable) -> set[str]:  # type: ignore[valid-type]
+def _name_terms(name: str, segment: Segmenter) -> set[str]:
     terms = set()
     for part in _NAME_SEPARATORS.split(name):
         part = part.strip()
@@ -85,7 +88,7 @@ def _name_terms(name: str, segment: callable) -> set[str]:  # type: ignore[valid
 
 def category_keywords(
     nodes: Iterable[TaxonomyNode],
-    segment: callable,  # type: ignore[valid-type]
+    segment: Segmenter,
 ) -> dict[str, set[str]]:
     """Keywords of each first-level category that point to it and to no other.
 

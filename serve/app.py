@@ -57,7 +57,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
     app.include_router(health.router)
     app.include_router(classify.router)
     app.include_router(model_info.router)

@@ -207,7 +207,7 @@ def save_confusion_png(report: EvaluationReport, path: str | Path) -> Path:
             ax.text(
                 j,
                 i,
-                int(value),
+                str(int(value)),
                 ha="center",
                 va="center",
                 color="white" if shares[i, j] > 0.5 else "black",

@@ -407,7 +407,7 @@ def _read_delimited(path: Path, delimiter: str | None) -> pd.DataFrame:
                 row=int(unclosed.group(1)) + 1,
             ) from error
         raise DataError(f"cannot be parsed: {str(error).strip()}", path=path) from error
-    frame.index = range(2, len(frame) + 2)
+    frame.index = pd.RangeIndex(2, len(frame) + 2)
     return frame
 
 
@@ -432,7 +432,7 @@ def _read_excel(path: Path, sheet: str | int | None) -> pd.DataFrame:
         raise DataError(f"is not a readable Excel workbook ({error})", path=path) from error
     if frame.columns.empty:
         raise DataError(f"sheet {sheet!r} is empty", path=path)
-    frame.index = range(2, len(frame) + 2)
+    frame.index = pd.RangeIndex(2, len(frame) + 2)
     return frame
 
 

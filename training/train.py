@@ -130,8 +130,10 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
     started = time.perf_counter()
     report_step = progress
 
-    def progress(message: str) -> None:
+    def step(message: str) -> None:
         report_step(f"[{time.perf_counter() - started:5.1f}s] {message}")
+
+    progress = step
 
     progress(f"loading {config.data}")
     data = load_messages(
