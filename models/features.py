@@ -47,35 +47,41 @@ class _IdNgramTfidf(TransformerMixin, BaseEstimator):
     def _prepare(self, docs: Sequence[Sequence[str]]) -> None:
         """Learn what :meth:`_ids` needs before the vocabulary is counted."""
 
-    def _counts(self, docs: Sequence[Sequence[str]]) -> sp.csr_matrix:
-        ids = [self._ids(doc) for doc in docs]
-        rows = np.repeat(np.arange(len(ids)), [len(i) for i in ids])
-        flat = np.concatenate(ids) if ids else _EMPTY
+    def _counts(self, ids: list[np.ndarray]) -> sp.csr_matrix:
+        """Count matrix of messages given as arrays of n-gram ids."""
         vocabulary = self.vocabulary_
         if len(vocabulary) == 0:
-            return sp.csr_matrix((len(docs), 0))
+            return sp.csr_matrix((len(ids), 0))
+        rows = np.repeat(np.arange(len(ids)), [len(i) for i in ids])
+        flat = np.concatenate(ids) if ids else _EMPTY
         columns = np.searchsorted(vocabulary, flat)
         columns[columns == len(vocabulary)] = 0
         known = vocabulary[columns] == flat
         counts = sp.csr_matrix(
             (np.ones(int(known.sum())), (rows[known], columns[known])),
-            shape=(len(docs), len(vocabulary)),
+            shape=(len(ids), len(vocabulary)),
         )
         counts.sum_duplicates()
         return counts
 
-    def fit(self, docs: Sequence[Sequence[str]], y: object = None) -> _IdNgramTfidf:
+    def fit_transform(self, docs: Sequence[Sequence[str]], y: object = None) -> sp.csr_matrix:
+        """Learn the vocabulary and IDF, and return the TF-IDF of ``docs`` (ids built once)."""
         self._prepare(docs)
-        per_message = [np.unique(self._ids(doc)) for doc in docs]
+        ids = [self._ids(doc) for doc in docs]
+        per_message = [np.unique(message_ids) for message_ids in ids]
         flat = np.concatenate(per_message) if per_message else _EMPTY
         unique_ids, document_frequency = np.unique(flat, return_counts=True)
         self.vocabulary_ = unique_ids[document_frequency >= self.min_df]
-        self.tfidf_ = TfidfTransformer(sublinear_tf=self.sublinear_tf).fit(self._counts(docs))
+        self.tfidf_ = TfidfTransformer(sublinear_tf=self.sublinear_tf)
+        return self.tfidf_.fit_transform(self._counts(ids))
+
+    def fit(self, docs: Sequence[Sequence[str]], y: object = None) -> _IdNgramTfidf:
+        self.fit_transform(docs)
         return self
 
     def transform(self, docs: Sequence[Sequence[str]]) -> sp.csr_matrix:
         check_is_fitted(self, "vocabulary_")
-        return self.tfidf_.transform(self._counts(docs))
+        return self.tfidf_.transform(self._counts([self._ids(doc) for doc in docs]))
 
 
 class WordNgramVectorizer(_IdNgramTfidf):
