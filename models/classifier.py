@@ -137,8 +137,8 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
 
     # -- estimator API --------------------------------------------------------------------
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> MessageClassifier:
-        self.tokenizer_ = self._tokenizer()
-        return self.fit_tokens(self.tokenize(texts), labels)
+        tokenizer = self._tokenizer()
+        return self._fit([tokenizer(text) for text in texts], labels, tokenizer)
 
     def _check_training_labels(self, texts: Sequence[object], labels: Sequence[str]) -> np.ndarray:
         if len(texts) != len(labels):
@@ -158,11 +158,19 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
     def fit_tokens(
         self, tokens: Sequence[Sequence[str]], labels: Sequence[str]
     ) -> MessageClassifier:
-        """Fit on texts already passed through :meth:`tokenize` (lets training tokenize once)."""
+        """Fit on texts already passed through :meth:`tokenize` (lets training tokenize once).
+
+        The tokens must come from the tokenizer this estimator is configured with; it is the
+        one saved with the model and used on every text scored later.
+        """
+        return self._fit(tokens, labels, self._tokenizer())
+
+    def _fit(
+        self, tokens: Sequence[Sequence[str]], labels: Sequence[str], tokenizer: Tokenizer
+    ) -> MessageClassifier:
         y = self._check_training_labels(tokens, labels)
-        if not hasattr(self, "tokenizer_"):
-            self.tokenizer_ = self._tokenizer()
-        self.features_ = self._make_features(self.tokenizer_)
+        self.tokenizer_ = tokenizer
+        self.features_ = self._make_features(tokenizer)
         matrix = self.features_.fit_transform(tokens, y)
         self.temperature_ = self._fit_temperature(matrix, y)
         self.model_ = self._ridge().fit(matrix, y)

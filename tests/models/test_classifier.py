@@ -342,3 +342,13 @@ def test_classifier_evidence_comes_from_the_message(fitted: MessageClassifier) -
 def test_classifier_evidence_can_be_switched_off(fitted: MessageClassifier) -> None:
     [prediction] = fitted.predict_explained(["化工厂夜里偷排污水"], evidence=0)
     assert prediction.evidence == []
+
+
+def test_classifier_refit_uses_the_new_tokenizer(texts_labels: tuple[list[str], list[str]]) -> None:
+    texts, labels = texts_labels
+    model = MessageClassifier().fit(texts, labels)
+    custom = Tokenizer(stopwords=["噪音"])
+    model.set_params(tokenizer=custom)
+    model.fit_tokens([custom(text) for text in texts], labels)
+    assert model.tokenizer_ is custom
+    assert "噪音" not in model.tokenize(["夜间噪音扰民"])[0]
