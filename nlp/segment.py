@@ -104,15 +104,19 @@ class Tokenizer:
             self._engine = engine
         return self._engine
 
+    def _cut(self, text: str) -> list[str]:
+        """jieba's tokens of the normalised text, whitespace tokens included."""
+        tokens: list[str] = self.engine.cut(normalize_text(text, simplify=self.simplify))
+        return tokens
+
     def segment(self, text: str) -> list[str]:
         """All tokens of ``text`` after normalisation, stop words included."""
-        text = normalize_text(text, simplify=self.simplify)
-        return [token for token in self.engine.cut(text) if not token.isspace()]
+        return [token for token in self._cut(text) if not token.isspace()]
 
     def __call__(self, text: str) -> list[str]:
         """The content tokens of ``text``: what the models see."""
         keep = self._keep
-        tokens = self.engine.cut(normalize_text(text, simplify=self.simplify))
+        tokens = self._cut(text)
         unseen = [token for token in set(tokens) if token not in keep]
         if unseen:
             if len(keep) + len(unseen) > _MAX_CACHED_TOKENS:

@@ -128,14 +128,11 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
     ``progress`` receives one line per step, prefixed with the seconds elapsed.
     """
     started = time.perf_counter()
-    report_step = progress
 
     def step(message: str) -> None:
-        report_step(f"[{time.perf_counter() - started:5.1f}s] {message}")
+        progress(f"[{time.perf_counter() - started:5.1f}s] {message}")
 
-    progress = step
-
-    progress(f"loading {config.data}")
+    step(f"loading {config.data}")
     data = load_messages(
         config.data,
         text_columns=config.text_columns,
@@ -144,7 +141,7 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
     )
     texts, labels = data.texts, data.labels
     assert labels is not None  # require_label=True guarantees it
-    progress(
+    step(
         f"{len(texts)} messages, {len(set(labels))} categories; text columns "
         f"{list(data.columns.text)}, label column {data.columns.label!r}"
         + ("; text is pre-segmented" if is_presegmented(texts) else "")
@@ -154,11 +151,11 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
     train_idx, test_idx = _split(len(texts), labels, holdout=config.holdout, seed=config.seed)
 
     classifier = MessageClassifier(tokenizer=config.tokenizer(), **config.classifier)
-    progress("segmenting")
+    step("segmenting")
     tokens = classifier.tokenize(texts)
     label_array = np.asarray(labels, dtype=object)
 
-    progress(f"fitting on {len(train_idx)} messages, evaluating on {len(test_idx)}")
+    step(f"fitting on {len(train_idx)} messages, evaluating on {len(test_idx)}")
     classifier.fit_tokens([tokens[i] for i in train_idx], label_array[train_idx])
     probabilities = classifier.predict_proba_tokens([tokens[i] for i in test_idx])
     predicted = classifier.classes_[probabilities.argmax(axis=1)]
@@ -167,14 +164,14 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
     threshold, coverage = choose_review_threshold(
         probabilities.max(axis=1), predicted == gold, target_accuracy=config.review_accuracy
     )
-    progress(
+    step(
         f"hold-out macro-F1 {report.macro_f1:.4f}, accuracy {report.accuracy:.4f}; review "
         f"threshold {threshold:.3f} lets {coverage:.0%} through at >= "
         f"{config.review_accuracy:.0%} accuracy"
     )
 
     if config.refit_on_all:
-        progress(f"refitting on all {len(texts)} messages")
+        step(f"refitting on all {len(texts)} messages")
         classifier.fit_tokens(tokens, label_array)
     classifier.review_threshold = threshold
 
@@ -205,7 +202,7 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
     )
     write_report(report, config.model_dir, extra=metrics)
     seconds = time.perf_counter() - started
-    progress(f"saved model {meta.version} to {config.model_dir}")
+    step(f"saved model {meta.version} to {config.model_dir}")
     return TrainResult(meta, report, threshold, coverage, seconds)
 
 
