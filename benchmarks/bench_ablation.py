@@ -11,12 +11,10 @@ Trains on ``train_tokenized.csv`` and reports macro-F1 on ``dev_raw_labeled.csv`
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
-from common import DEFAULT_DATA_DIR, DEV_FILE, note, resolve_data_dir, say
+from common import DEV_FILE, TRAIN_FILE, argument_parser, data_dir_with, say
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import LinearSVC
@@ -24,8 +22,6 @@ from sklearn.svm import LinearSVC
 from wangge.models.classifier import MessageClassifier
 from wangge.training.evaluate import evaluate_predictions
 from wangge.training.loaders import load_messages
-
-TRAIN_FILE = "train_tokenized.csv"
 
 
 def _identity(tokens: list[str]) -> list[str]:
@@ -42,12 +38,9 @@ def baseline(class_weight: str | None) -> object:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    args = parser.parse_args(argv)
-    data_dir = resolve_data_dir(args.data_dir)
-    if not data_dir.is_dir():
-        note(f"error: data folder {data_dir} does not exist; pass --data-dir")
+    args = argument_parser(__doc__).parse_args(argv)
+    data_dir = data_dir_with(args.data_dir, (TRAIN_FILE, DEV_FILE))
+    if data_dir is None:
         return 2
     train = load_messages(data_dir / TRAIN_FILE, text_columns=["tokens"], label_column="一级标签")
     dev = load_messages(data_dir / DEV_FILE, require_label=True)

@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import httpx
 import numpy as np
-from common import DEFAULT_DATA_DIR, DEV_FILE, note, resolve_data_dir, say, wangge_command
+from common import DEV_FILE, argument_parser, data_dir_with, note, say, wangge_command
 
 from wangge.training.loaders import read_table
 
@@ -173,13 +173,9 @@ def milliseconds(latencies: np.ndarray) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser(__doc__)
     add = parser.add_argument
     add("--model-dir", type=Path, required=True, help="model written by `wangge train`")
-    add("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="tipdm2020c folder (repo-relative)")
     add("--requests", type=int, default=1000, help="measured single-message requests")
     add("--warmup", type=int, default=50, help="unmeasured single-message requests first")
     add("--concurrency", type=int, default=1, help="client threads, one connection each")
@@ -219,9 +215,8 @@ def measure(base_url: str, messages: Sequence[Message], args: argparse.Namespace
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir = resolve_data_dir(args.data_dir)
-    if not (data_dir / DEV_FILE).is_file():
-        note(f"error: {data_dir.resolve() / DEV_FILE} not found; pass --data-dir")
+    data_dir = data_dir_with(args.data_dir, (DEV_FILE,))
+    if data_dir is None:
         return 2
     messages = load_dev_messages(data_dir)
     port = free_port()

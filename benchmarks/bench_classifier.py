@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import DEFAULT_DATA_DIR, DEV_FILE, note, resolve_data_dir, say, wangge_command
+from common import DEV_FILE, TRAIN_FILE, argument_parser, data_dir_with, note, say, wangge_command
 from sklearn.model_selection import StratifiedKFold
 
 from wangge.models.artifact import load_model
@@ -38,7 +38,6 @@ from wangge.training.loaders import LoadedMessages, load_messages
 from wangge.training.scoring import BATCH_SIZE, predict_in_batches
 from wangge.training.train import TrainConfig, train
 
-TRAIN_FILE = "train_tokenized.csv"
 LABEL_COLUMN = "一级标签"
 CV_FOLDS = 5
 CV_SEED = 0
@@ -235,12 +234,8 @@ def summary(figures: Figures) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser(__doc__)
     add = parser.add_argument
-    add("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="tipdm2020c folder (repo-relative)")
     add("--model-dir", type=Path, help="where to save the model; a temporary dir if not given")
     add("--cv", action=argparse.BooleanOptionalAction, default=True, help="5-fold CV")
     add("--messages", type=int, default=10_000, help="messages of the throughput runs")
@@ -253,11 +248,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir = resolve_data_dir(args.data_dir)
-    missing = [name for name in (TRAIN_FILE, DEV_FILE) if not (data_dir / name).is_file()]
-    if missing:
-        problem = "does not exist" if not data_dir.is_dir() else f"lacks {', '.join(missing)}"
-        note(f"error: data folder {data_dir} {problem}; pass --data-dir")
+    data_dir = data_dir_with(args.data_dir, (TRAIN_FILE, DEV_FILE))
+    if data_dir is None:
         return 2
     figures: Figures = {"data_dir": str(data_dir)}
     with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:

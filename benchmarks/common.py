@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = Path("../shared/data/tipdm2020c")
 DEV_FILE = "dev_raw_labeled.csv"
+TRAIN_FILE = "train_tokenized.csv"
 
 
 def say(text: str = "") -> None:
@@ -21,9 +24,30 @@ def note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)  # noqa: T201
 
 
-def resolve_data_dir(path: Path) -> Path:
-    """``path`` as given if absolute, else relative to the repository root."""
-    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A parser described by the first paragraph of ``doc``, with ``--data-dir``."""
+    parser = argparse.ArgumentParser(
+        description=(doc or "").split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="tipdm2020c folder (repo-relative)"
+    )
+    return parser
+
+
+def data_dir_with(path: Path, files: Sequence[str]) -> Path | None:
+    """The data folder (relative paths from the repository root) if it holds ``files``.
+
+    Otherwise says what is missing on stderr and returns None (the caller exits with 2).
+    """
+    data_dir = path if path.is_absolute() else (REPO_ROOT / path).resolve()
+    missing = [name for name in files if not (data_dir / name).is_file()]
+    if missing:
+        problem = "does not exist" if not data_dir.is_dir() else f"lacks {', '.join(missing)}"
+        note(f"error: data folder {data_dir} {problem}; pass --data-dir")
+        return None
+    return data_dir
 
 
 def wangge_command() -> str:
