@@ -9,12 +9,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import DEMO_LABELS
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from wangge.cli import app
 
 INPUT_COLUMNS = ["留言编号", "留言主题", "留言时间", "留言详情", "一级标签"]
 ADDED_COLUMNS = ["category", "confidence", "top3", "needs_review", "review_reason", "evidence"]
+
+
+def run_classify(
+    runner: CliRunner, source: Path, model_dir: Path, output: Path, *options: str
+) -> Result:
+    """``wangge classify SOURCE --model-dir MODEL_DIR --output OUTPUT [OPTIONS]``."""
+    args = ["classify", str(source), "--model-dir", str(model_dir), "--output", str(output)]
+    return runner.invoke(app, [*args, *options])
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +106,7 @@ def test_cli_classify_csv_keeps_input_columns(
     runner: CliRunner, model_dir: Path, demo_csv: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "scored.csv"
-    result = runner.invoke(
-        app, ["classify", str(demo_csv), "--model-dir", str(model_dir), "--output", str(output)]
-    )
+    result = run_classify(runner, demo_csv, model_dir, output)
     assert result.exit_code == 0, result.output
     assert "280 messages scored" in result.stdout
     assert output.read_bytes().startswith(b"\xef\xbb\xbf")  # BOM for Excel
@@ -124,9 +130,7 @@ def test_cli_classify_jsonl_top3_is_list(
     runner: CliRunner, model_dir: Path, small_csv: Path, tmp_path: Path
 ) -> None:
     output = tmp_path / "scored.jsonl"
-    result = runner.invoke(
-        app, ["classify", str(small_csv), "--model-dir", str(model_dir), "-o", str(output)]
-    )
+    result = run_classify(runner, small_csv, model_dir, output)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 14
@@ -155,9 +159,7 @@ def test_cli_classify_existing_category_column(
         ],
     )
     output = tmp_path / "out.csv"
-    result = runner.invoke(
-        app, ["classify", str(source), "--model-dir", str(model_dir), "--output", str(output)]
-    )
+    result = run_classify(runner, source, model_dir, output)
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     assert list(frame.columns) == [
@@ -175,11 +177,7 @@ def test_cli_classify_text_column_option(
         tmp_path / "custom.csv", [["编号", "正文"], ["a", "工厂偷排污水，河水发黑发臭"]]
     )
     output = tmp_path / "out.jsonl"
-    result = runner.invoke(
-        app,
-        ["classify", str(source), "--model-dir", str(model_dir), "-o", str(output),
-         "--text-column", "正文"],
-    )  # fmt: skip
+    result = run_classify(runner, source, model_dir, output, "--text-column", "正文")  # fmt: skip
     assert result.exit_code == 0, result.output
     record = json.loads(output.read_text(encoding="utf-8"))
     assert record["编号"] == "a" and record["category"] == "环境保护"
