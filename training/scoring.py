@@ -88,9 +88,10 @@ def classify_file(
     model, _meta = load_model(model_dir)
     data = load_messages(input_path, text_columns=text_columns or None)
     predictions = predict_in_batches(model, data.texts, jobs=jobs)
-    frame: pd.DataFrame = data.frame.copy()
+    frame: pd.DataFrame = data.frame  # ours to extend: no copy of a large input
+    input_columns = set(frame.columns)
     for name, values in prediction_columns(predictions).items():
-        column = name if name not in data.frame.columns else f"predicted_{name}"
+        column = name if name not in input_columns else f"predicted_{name}"
         if column != name:
             logger.warning("input already has a %r column: predictions go to %r", name, column)
         frame[column] = values
