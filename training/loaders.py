@@ -54,6 +54,12 @@ COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "label": ("一级标签", "一级分类", "标签", "category", "label"),
     "time": ("留言时间", "时间", "created_at"),
     "id": ("留言编号", "编号", "id", "message_id"),
+    # Structured location fields, read by routing (wangge.training.routing).
+    "address": ("地址", "详细地址", "事发地址", "address"),
+    "latitude": ("纬度", "latitude", "lat"),
+    "longitude": ("经度", "longitude", "lon", "lng"),
+    "grid": ("网格", "网格编号", "所属网格", "grid_id", "grid"),
+    "department": ("部门", "处理部门", "承办单位", "department"),
 }
 
 # Extension -> delimiter; None means "sniff it".
@@ -120,6 +126,14 @@ def read_table(
     return _read_table_rows(Path(path), sheet=sheet, split=split)[0]
 
 
+def find_column(frame: pd.DataFrame, kind: str) -> str | None:
+    """The first column of ``frame`` named as :data:`COLUMN_NAMES` lists for ``kind``."""
+    lookup: dict[str, str] = {}
+    for column in frame.columns:
+        lookup.setdefault(_canonical(column), column)
+    return next((lookup[n] for n in COLUMN_NAMES[kind] if _canonical(n) in lookup), None)
+
+
 def resolve_columns(
     frame: pd.DataFrame,
     *,
@@ -151,7 +165,7 @@ def resolve_columns(
         )
 
     def detect(kind: str) -> str | None:
-        return next((lookup[n] for n in COLUMN_NAMES[kind] if _canonical(n) in lookup), None)
+        return find_column(frame, kind)
 
     if isinstance(text_columns, str):
         text_columns = (text_columns,)

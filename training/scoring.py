@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from wangge.models.artifact import load_model
 from wangge.models.classifier import MessageClassifier, Prediction
+from wangge.models.router import MessageRouter
 from wangge.training.evaluate import EvaluationReport, evaluate_predictions
 from wangge.training.loaders import load_messages, write_table
+from wangge.training.routing import add_columns, routing_columns, routing_messages
 from wangge.training.train import write_report
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def classify_file(
     input_path: str | Path,
     output_path: str | Path,
     *,
+    router: MessageRouter | None = None,
     text_columns: list[str] | None = None,
     jobs: int = 1,
 ) -> int:
@@ -83,20 +84,27 @@ def classify_file(
 
     Every input column is kept. Should the input already have a column with one of the output
     names, the prediction column is written as ``predicted_<name>`` instead of overwriting it.
+    With a ``router``, the routing columns are added too (street, community, grid, department
+    top-3 …) and a doubtful location adds ``location`` to the review reasons.
     Returns the number of messages scored.
     """
     model, _meta = load_model(model_dir)
     data = load_messages(input_path, text_columns=text_columns or None)
     predictions = predict_in_batches(model, data.texts, jobs=jobs)
-    frame: pd.DataFrame = data.frame  # ours to extend: no copy of a large input
-    input_columns = set(frame.columns)
-    for name, values in prediction_columns(predictions).items():
-        column = name if name not in input_columns else f"predicted_{name}"
-        if column != name:
-            logger.warning("input already has a %r column: predictions go to %r", name, column)
-        frame[column] = values
-    write_table(frame, output_path)
-    return len(frame)
+    columns = prediction_columns(predictions)
+    if router is not None:
+        routes = router.route_many(
+            routing_messages(data), categories=[dict(p.top) for p in predictions]
+        )
+        columns |= routing_columns(routes)
+        for index, route in enumerate(routes):
+            if route.needs_review:
+                columns["needs_review"][index] = True
+                reasons = [r for r in (columns["review_reason"][index], "location") if r]
+                columns["review_reason"][index] = ",".join(reasons)
+    add_columns(data.frame, columns)  # the frame is ours to extend: no copy of a large input
+    write_table(data.frame, output_path)
+    return len(data.frame)
 
 
 def evaluate_file(

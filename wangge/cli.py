@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from wangge.errors import WanggeError
+
+if TYPE_CHECKING:
+    from wangge.models.router import MessageRouter
 
 app = typer.Typer(
     name="wangge",
@@ -160,6 +163,26 @@ def evaluate(
     typer.echo(report.to_markdown())
 
 
+DistrictOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--district",
+        help="District directory (units.csv, grids.csv, routing.csv …). "
+        "Default: the shipped 萧山区.",
+    ),
+]
+GridsOption = Annotated[
+    Path | None,
+    typer.Option("--grids", help="Grid file (CSV or GeoJSON) replacing the district's grids."),
+]
+
+
+def _router(district: Path | None, grids: Path | None, *, ner: bool) -> MessageRouter:
+    from wangge.models.router import MessageRouter
+
+    return MessageRouter.load(district, grid_file=grids, ner=ner)
+
+
 @app.command()
 def classify(
     input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV/XLSX/JSONL to score.")],
@@ -170,17 +193,98 @@ def classify(
         int | None,
         typer.Option(help="Processes for scoring large files. Default: the available CPU cores."),
     ] = None,
+    district: DistrictOption = None,
+    grids: GridsOption = None,
+    route: Annotated[
+        bool, typer.Option(help="Add the routing columns (place, grid, departments).")
+    ] = True,
+    ner: Annotated[
+        bool,
+        typer.Option(
+            help="Tag unknown places with LAC in the evidence of doubtful locations "
+            "(slower: off by default for batch files)."
+        ),
+    ] = False,
 ) -> None:
-    """Score a file: keeps every input column, adds category, confidence, top3, needs_review."""
+    """Score a file: keeps every input column, adds category, confidence, top3, needs_review,
+    and the routing columns."""
     from wangge.training.scoring import classify_file, default_jobs
 
     try:
+        router = _router(district, grids, ner=ner) if route else None
         count = classify_file(
-            model_dir, input_file, output, text_columns=text_column, jobs=jobs or default_jobs()
+            model_dir,
+            input_file,
+            output,
+            router=router,
+            text_columns=text_column,
+            jobs=jobs or default_jobs(),
         )
     except WanggeError as error:
         _fail(error)
     typer.echo(f"{count} messages scored, written to {output}")
+
+
+@app.command(name="route")
+def route_command(
+    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV/XLSX/JSONL to route.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv, .jsonl or .xlsx.")],
+    text_column: TextColumnOption = None,
+    district: DistrictOption = None,
+    grids: GridsOption = None,
+    ner: Annotated[
+        bool,
+        typer.Option(help="Tag unknown places with LAC in the evidence of doubtful locations."),
+    ] = True,
+) -> None:
+    """Route a file without a trained model: street, community, grid, out_of_area, departments."""
+    from wangge.training.routing import route_file
+
+    try:
+        router = _router(district, grids, ner=ner)
+        count = route_file(input_file, output, router=router, text_columns=text_column)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(
+        f"{count} messages routed, written to {output} (routing loaded in "
+        f"{router.load_seconds:.1f}s)"
+    )
+
+
+district_app = typer.Typer(
+    help="Check and inspect a district's registry files.", no_args_is_help=True
+)
+app.add_typer(district_app, name="district")
+
+
+@district_app.command("validate")
+def district_validate(
+    directory: Annotated[
+        Path | None, typer.Argument(help="District directory. Default: the shipped 萧山区.")
+    ] = None,
+    grids: GridsOption = None,
+) -> None:
+    """Check a district directory and/or a grid file: every problem with its file, row, column."""
+    from wangge.models.departments import RoutingTable
+    from wangge.nlp.registry import Registry, default_district_dir, validate_district
+
+    directory = directory or default_district_dir()
+    problems = validate_district(directory, grids)
+    for problem in problems:
+        typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) found")
+        raise typer.Exit(code=1)
+    registry = Registry.load(directory, grid_file=grids)
+    try:
+        table = RoutingTable.load(directory, registry=registry)
+    except WanggeError as error:
+        _fail(error)
+    counts = {level: len(registry.of_level(level)) for level in ("street", "community", "grid")}
+    typer.echo(
+        f"{registry.district.name}: {counts['street']} streets, {counts['community']} "
+        f"communities, {counts['grid']} grids, {len(table.rules)} routing rules: OK"
+    )
 
 
 @app.command()

@@ -1,0 +1,251 @@
+"""Department routing: which office must handle a message, from an editable routing table.
+
+A district directory holds two files staff can edit:
+
+``departments.csv`` — ``department,function,office_patterns,handles``
+    Every department the table may name, the function it stands for (住建, 城管 …: the
+    same function has different office names in different cities), and ``|``-separated
+    patterns by which replies and documents name such an office (住房和城乡建设|住建局 …).
+    The department ``{street}`` stands for the street or town a message is routed to.
+
+``routing.csv`` — ``department,category,keywords,street,weight,note``
+    A rule fires for a message when its ``category`` (if given) is among the predicted
+    categories, one of its ``|``-separated ``keywords`` (if given) is in the text, and its
+    ``street`` (if given, name or code) is the street the message is routed to. A category
+    rule scores ``weight`` times the category's probability; a keyword rule scores ``weight``;
+    a rule with both scores their product. A street's rules are its overrides: give them a
+    higher weight than the district-wide rule they replace.
+
+A department's score combines its rules (and a learned department classifier, when the model
+has one) as independent evidence, ``1 - Π(1 - s)``, so two weak reasons beat one. The top
+departments come back with the rules behind each.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ahocorasick
+
+from wangge.errors import DataError
+from wangge.nlp.registry import Registry, Unit, default_district_dir
+
+STREET_PLACEHOLDER = "{street}"
+DEPARTMENT_COLUMNS = ("department", "function", "office_patterns")
+RULE_COLUMNS = ("department", "category", "keywords", "street", "weight")
+# A category below this probability does not fire its rules: noise, not evidence.
+MIN_CATEGORY_PROBABILITY = 0.05
+
+
+@dataclass(frozen=True)
+class Department:
+    name: str
+    function: str
+    office_pattern: re.Pattern[str] | None
+    handles: str = ""
+
+
+@dataclass(frozen=True)
+class RoutingRule:
+    department: str
+    category: str | None
+    keywords: tuple[str, ...]
+    street: str | None
+    weight: float
+    note: str
+    row: int
+
+
+@dataclass(frozen=True)
+class DepartmentScore:
+    """One candidate department with its score and the reasons behind it."""
+
+    department: str
+    function: str
+    score: float
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "department": self.department,
+            "score": round(self.score, 3),
+            "reasons": self.reasons,
+        }
+
+
+def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as error:
+        raise DataError(f"cannot open: {error.strerror}", path=path) from None
+    with handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in reader.fieldnames or []]
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise DataError(f"missing column(s) {', '.join(missing)}", path=path, row=1)
+        reader.fieldnames = header
+        rows = []
+        for record in reader:
+            values = {k: (v or "").strip() for k, v in record.items() if k is not None}
+            if any(values.values()):
+                rows.append((reader.line_num, values))
+        return rows
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in value.split("|") if part.strip()))
+
+
+class RoutingTable:
+    """The departments and rules of one district, checked against its registry."""
+
+    def __init__(self, departments: list[Department], rules: list[RoutingRule]) -> None:
+        self.departments = {d.name: d for d in departments}
+        self.rules = rules
+        self._keywords = ahocorasick.Automaton()
+        for keyword in {k for rule in rules for k in rule.keywords}:
+            self._keywords.add_word(keyword, keyword)
+        if len(self._keywords):
+            self._keywords.make_automaton()
+
+    @classmethod
+    def load(
+        cls, directory: str | Path | None = None, *, registry: Registry | None = None
+    ) -> RoutingTable:
+        """Read ``departments.csv`` and ``routing.csv``, streets checked against ``registry``."""
+        directory = Path(directory) if directory is not None else default_district_dir()
+        departments_path, rules_path = directory / "departments.csv", directory / "routing.csv"
+        departments = []
+        for number, values in _rows(departments_path, DEPARTMENT_COLUMNS):
+            patterns = _split(values["office_patterns"])
+            if not values["department"] or not values["function"]:
+                column = "department" if not values["department"] else "function"
+                raise DataError(
+                    "must not be empty", path=departments_path, row=number, column=column
+                )
+            departments.append(
+                Department(
+                    values["department"],
+                    values["function"],
+                    re.compile("|".join(map(re.escape, patterns))) if patterns else None,
+                    values.get("handles", ""),
+                )
+            )
+        known = {d.name for d in departments}
+        streets = _street_keys(registry) if registry is not None else None
+        rules = []
+        for number, values in _rows(rules_path, RULE_COLUMNS):
+
+            def fail(column: str, message: str, row: int = number) -> DataError:
+                return DataError(message, path=rules_path, row=row, column=column)
+
+            if values["department"] not in known:
+                raise fail("department", f"{values['department']!r} is not in departments.csv")
+            try:
+                weight = float(values["weight"])
+            except ValueError:
+                raise fail("weight", f"not a number: {values['weight']!r}") from None
+            if not 0 < weight <= 1:
+                raise fail("weight", f"must be in (0, 1], got {weight}")
+            keywords = _split(values["keywords"])
+            if not values["category"] and not keywords:
+                raise fail("keywords", "a rule needs a category, keywords or both")
+            street = values["street"] or None
+            if street is not None and streets is not None and street not in streets:
+                raise fail("street", f"unknown street {street!r} in this district")
+            rules.append(
+                RoutingRule(
+                    values["department"], values["category"] or None, keywords,
+                    streets[street].id if street and streets else street, weight,
+                    values.get("note", ""), number,
+                )
+            )  # fmt: skip
+        return cls(departments, rules)
+
+    def functions_named(self, text: str) -> list[str]:
+        """Functions of the offices ``text`` names, in order of first mention (for replies)."""
+        found: list[tuple[int, str]] = []
+        for department in self.departments.values():
+            if department.office_pattern is not None:
+                match = department.office_pattern.search(text)
+                if match:
+                    found.append((match.start(), department.function))
+        return list(dict.fromkeys(function for _start, function in sorted(found)))
+
+    def route(
+        self,
+        text: str,
+        *,
+        categories: Mapping[str, float] | None = None,
+        street: Unit | None = None,
+        learned: Mapping[str, float] | None = None,
+        top_k: int = 3,
+    ) -> list[DepartmentScore]:
+        """The ``top_k`` departments for a message, best first, each with its reasons.
+
+        ``categories`` are the classifier's probabilities, ``street`` the routed street,
+        ``learned`` a department classifier's probabilities.
+        """
+        present = (
+            {keyword for _end, keyword in self._keywords.iter(text)}
+            if len(self._keywords)
+            else set()
+        )
+        evidence: dict[str, list[tuple[float, str]]] = {}
+        for rule in self.rules:
+            if rule.street is not None and (street is None or street.id != rule.street):
+                continue
+            score, reasons = rule.weight, []
+            if rule.category is not None:
+                probability = (categories or {}).get(rule.category, 0.0)
+                if probability < MIN_CATEGORY_PROBABILITY:
+                    continue
+                score *= probability
+                reasons.append(f"类别 {rule.category} ({probability:.2f})")
+            if rule.keywords:
+                matched = [k for k in rule.keywords if k in present]
+                if not matched:
+                    continue
+                reasons.append("关键词 " + "、".join(matched[:3]))
+            name = rule.department
+            if name == STREET_PLACEHOLDER:
+                if street is None:
+                    continue
+                name = street.name
+            if rule.street is not None:
+                reasons.append("本街道规则")
+            reason = f"{' + '.join(reasons)} → 规则第{rule.row}行 ×{rule.weight:g}"
+            evidence.setdefault(name, []).append((score, reason))
+        for name, probability in (learned or {}).items():
+            if probability >= MIN_CATEGORY_PROBABILITY:
+                evidence.setdefault(name, []).append((probability, f"部门模型 ({probability:.2f})"))
+        scored = []
+        for name, items in evidence.items():
+            remaining = 1.0
+            for score, _reason in items:
+                remaining *= 1.0 - score
+            items.sort(key=lambda item: -item[0])
+            function = self._function(name, street)
+            scored.append(DepartmentScore(name, function, 1.0 - remaining, [r for _s, r in items]))
+        scored.sort(key=lambda d: -d.score)
+        return scored[:top_k]
+
+    def _function(self, name: str, street: Unit | None) -> str:
+        if street is not None and name == street.name:
+            return self.departments[STREET_PLACEHOLDER].function
+        department = self.departments.get(name)
+        return department.function if department else name
+
+
+def _street_keys(registry: Registry) -> dict[str, Unit]:
+    """Streets by name and by code, as a rule may give either."""
+    keys: dict[str, Unit] = {}
+    for street in registry.of_level("street"):
+        keys[street.name] = street
+        keys[street.id] = street
+    return keys

@@ -1,0 +1,114 @@
+"""Routing a message: where it belongs (street, community, grid) and which offices handle it.
+
+:class:`MessageRouter` joins the :class:`~wangge.nlp.locate.LocationExtractor` and the
+:class:`~wangge.models.departments.RoutingTable` of one district. It needs no trained model;
+given the classifier's category probabilities (and a department classifier's, when the model
+has one) it routes by category as well as by keywords.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wangge.models.departments import DepartmentScore, RoutingTable
+from wangge.nlp.fields import message_text
+from wangge.nlp.locate import DEFAULT_REVIEW_THRESHOLD, Location, LocationExtractor
+from wangge.nlp.normalize import normalize_text
+from wangge.nlp.registry import Registry
+
+#: The fields of a message the router reads; all optional.
+ROUTING_FIELDS = ("title", "content", "address", "latitude", "longitude", "grid_id")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Routing of one message."""
+
+    location: Location
+    departments: list[DepartmentScore]
+    needs_review: bool
+
+    def as_columns(self) -> dict[str, Any]:
+        columns = self.location.as_columns()
+        columns["department"] = self.departments[0].department if self.departments else ""
+        columns["departments"] = [d.as_dict() for d in self.departments]
+        return columns
+
+
+class MessageRouter:
+    """Locates messages and proposes departments, for one district.
+
+    Parameters
+    ----------
+    extractor, table:
+        The district's location extractor and routing table.
+    review_threshold:
+        Locations with a lower confidence need review (reason ``location``).
+    """
+
+    def __init__(
+        self,
+        extractor: LocationExtractor,
+        table: RoutingTable,
+        *,
+        review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
+    ) -> None:
+        self.extractor = extractor
+        self.table = table
+        self.review_threshold = review_threshold
+        self.load_seconds = 0.0
+
+    @classmethod
+    def load(
+        cls,
+        district_dir: str | Path | None = None,
+        *,
+        grid_file: str | Path | None = None,
+        ner: bool = True,
+        review_threshold: float = DEFAULT_REVIEW_THRESHOLD,
+    ) -> MessageRouter:
+        """The router of a district directory (default: the shipped 萧山区)."""
+        started = time.perf_counter()
+        registry = Registry.load(district_dir, grid_file=grid_file)
+        router = cls(
+            LocationExtractor(registry, ner=ner, review_threshold=review_threshold),
+            RoutingTable.load(district_dir, registry=registry),
+            review_threshold=review_threshold,
+        )
+        router.load_seconds = time.perf_counter() - started
+        return router
+
+    @property
+    def registry(self) -> Registry:
+        return self.extractor.registry
+
+    def route_many(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        categories: Sequence[Mapping[str, float]] | None = None,
+        learned: Sequence[Mapping[str, float]] | None = None,
+        top_k: int = 3,
+    ) -> list[Route]:
+        """Routes for ``messages`` (dicts with any of :data:`ROUTING_FIELDS`), in order."""
+        locations = self.extractor.locate_many([dict(message) for message in messages])
+        routes = []
+        for index, (message, location) in enumerate(zip(messages, locations, strict=True)):
+            text = normalize_text(
+                message_text((message.get("title"), message.get("content"), message.get("address")))
+            )
+            departments = self.table.route(
+                text,
+                categories=categories[index] if categories is not None else None,
+                street=location.street,
+                learned=learned[index] if learned is not None else None,
+                top_k=top_k,
+            )
+            routes.append(
+                Route(location, departments, location.needs_review(self.review_threshold))
+            )
+        return routes
