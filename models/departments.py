@@ -6,7 +6,8 @@ A district directory holds two files staff can edit:
     Every department the table may name, the function it stands for (住建, 城管 …: the
     same function has different office names in different cities), and ``|``-separated
     patterns by which replies and documents name such an office (住房和城乡建设|住建局 …).
-    The department ``{street}`` stands for the street or town a message is routed to.
+    The department ``{street}`` stands for the street or town a message is routed to (属地),
+    or, when the place is not known, for "属地街道/镇（待定位）".
 
 ``routing.csv`` — ``department,category,keywords,street,weight,note``
     A rule fires for a message when its ``category`` (if given) is among the predicted
@@ -37,6 +38,8 @@ from wangge.nlp.registry import Registry, Unit, default_district_dir
 STREET_PLACEHOLDER = "{street}"
 DEPARTMENT_COLUMNS = ("department", "function", "office_patterns")
 RULE_COLUMNS = ("department", "category", "keywords", "street", "weight")
+# The street office when the street is not known yet: someone must still find it.
+UNKNOWN_STREET = "属地街道/镇（待定位）"
 # A category below this probability does not fire its rules: noise, not evidence.
 MIN_CATEGORY_PROBABILITY = 0.05
 
@@ -214,9 +217,7 @@ class RoutingTable:
                 reasons.append("关键词 " + "、".join(matched[:3]))
             name = rule.department
             if name == STREET_PLACEHOLDER:
-                if street is None:
-                    continue
-                name = street.name
+                name = street.name if street is not None else UNKNOWN_STREET
             if rule.street is not None:
                 reasons.append("本街道规则")
             reason = f"{' + '.join(reasons)} → 规则第{rule.row}行 ×{rule.weight:g}"
@@ -236,7 +237,7 @@ class RoutingTable:
         return scored[:top_k]
 
     def _function(self, name: str, street: Unit | None) -> str:
-        if street is not None and name == street.name:
+        if name == UNKNOWN_STREET or (street is not None and name == street.name):
             return self.departments[STREET_PLACEHOLDER].function
         department = self.departments.get(name)
         return department.function if department else name

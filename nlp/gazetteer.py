@@ -32,6 +32,9 @@ STREET_SUFFIXES = ("街道", "镇", "乡")
 # A bare name followed by one of these is a road or street named after the place, and roads
 # cross community boundaries: 市心路 is not evidence for 市心社区.
 ROAD_SUFFIXES = ("路", "街", "大道", "大街", "道")
+# A bare name followed by another administrative suffix is a namesake elsewhere: 新塘镇 (in
+# Guangzhou) is not 新塘街道, since our own full names would have matched as the longer key.
+ADMIN_SUFFIXES = ("镇", "乡", "区", "县", "市", "村", "社区")
 # Cities people name by their short form when they write from elsewhere. Other cities match by
 # their full name (… 市) only, since many short forms are everyday words (朝阳, 吉林 …).
 BIG_CITY_ALIASES = (
@@ -159,8 +162,8 @@ class Gazetteer:
         for end_index, name in self._automaton.iter_long(text):
             start, end = end_index - len(name) + 1, end_index + 1
             targets = self._targets[name]
-            if text.startswith(ROAD_SUFFIXES, end):
-                targets = tuple(t for t in targets if t.form != "bare")
+            if text.startswith(ROAD_SUFFIXES + ADMIN_SUFFIXES, end):
+                targets = tuple(t for t in targets if t.form not in ("bare", "prefix"))
             if targets:
                 mentions.append(Mention(name, start, end, targets))
         return mentions

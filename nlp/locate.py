@@ -42,7 +42,7 @@ NER_CHARS = 160  # LAC reads the title and this much of the body: places come ea
 # LAC's ORG spans that are places a grid worker would know (compounds, markets, schools …).
 PLACE_LIKE_SUFFIXES = ("小区", "苑", "花园", "公寓", "家园", "新村", "广场", "大厦", "市场", "府")
 MAX_GAP = 1  # characters between two names read as one address (西兴街道的官河社区)
-ATTACHING_LEVELS = ("street", "county", "city", "community")
+ATTACHING_LEVELS = ("street", "county", "city", "province", "community")
 # Places right after these are where the writer lives, which counts less than where the
 # problem is when both are named (我住在河上镇，但这个事情在新塘街道紫霞村).
 RESIDENCE_CUES = ("住在", "家住", "住")

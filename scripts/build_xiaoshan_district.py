@@ -156,7 +156,11 @@ def main() -> None:
         )
     for village in villages:
         display = community_display_name(village["name"])
-        aliases = village["name"] if display != village["name"] else ""
+        aliases = [village["name"]] if display != village["name"] else []
+        if len(core_name(display)) == 1 and display.endswith("村"):
+            aliases.append(f"{display}村")  # 东村 is written 东村村 too
+        if display.endswith("社社区"):
+            aliases.append(f"{display[:-3]}社区")  # 藕湖浜社社区, as officially spelt
         bare = community_bare_name(display, shorts, frequencies)
         units.append(
             [

@@ -32,7 +32,7 @@ from wangge.training.evaluate import (
     evaluate_predictions,
     save_confusion_png,
 )
-from wangge.training.loaders import load_messages
+from wangge.training.loaders import LoadedMessages, load_messages
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class TrainConfig:
     simplify: bool = False
     user_dict: Path | None = None
     stopwords: Path | None = None
+    department_column: str | None = None
     classifier: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,10 +123,21 @@ def _split(
     return train_idx, test_idx
 
 
+DEPARTMENT_DIR = "department"
+
+
+def department_model_dir(model_dir: str | Path) -> Path:
+    """Where a model directory keeps its department classifier, if it has one."""
+    return Path(model_dir) / DEPARTMENT_DIR
+
+
 def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResult:
     """Train, evaluate and save a category model as described by ``config``.
 
-    ``progress`` receives one line per step, prefixed with the seconds elapsed.
+    With ``config.department_column``, a department classifier is trained the same way on the
+    rows that name a department and saved in ``<model_dir>/department``; the router adds its
+    probabilities to the routing table's rules. ``progress`` receives one line per step,
+    prefixed with the seconds elapsed.
     """
     started = time.perf_counter()
 
@@ -139,15 +151,48 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
         label_column=config.label_column,
         require_label=True,
     )
-    texts, labels = data.texts, data.labels
-    assert labels is not None  # require_label=True guarantees it
+    assert data.labels is not None  # require_label=True guarantees it
+    if not 0 < config.holdout < 1:
+        raise TrainingError(f"holdout must be between 0 and 1, got {config.holdout}")
+    result = _train_target(
+        "category", data.texts, data.labels, data, config, config.model_dir, step, started
+    )
+    if config.department_column:
+        departments = load_messages(
+            config.data, text_columns=config.text_columns, label_column=config.department_column
+        )
+        assert departments.labels is not None  # the column was named, so it exists
+        named = [i for i, label in enumerate(departments.labels) if label]
+        step(f"department classifier: {len(named)} of {len(data.texts)} messages name one")
+        _train_target(
+            "department",
+            [departments.texts[i] for i in named],
+            [departments.labels[i] for i in named],
+            departments,
+            config,
+            department_model_dir(config.model_dir),
+            step,
+            started,
+        )
+    return result
+
+
+def _train_target(
+    name: str,
+    texts: list[str],
+    labels: list[str],
+    data: LoadedMessages,
+    config: TrainConfig,
+    model_dir: Path,
+    step: Callable[[str], None],
+    started: float,
+) -> TrainResult:
+    """Split, fit, evaluate, choose the review threshold, refit and save one classifier."""
     step(
-        f"{len(texts)} messages, {len(set(labels))} categories; text columns "
+        f"{name}: {len(texts)} messages, {len(set(labels))} classes; text columns "
         f"{list(data.columns.text)}, label column {data.columns.label!r}"
         + ("; text is pre-segmented" if is_presegmented(texts) else "")
     )
-    if not 0 < config.holdout < 1:
-        raise TrainingError(f"holdout must be between 0 and 1, got {config.holdout}")
     train_idx, test_idx = _split(len(texts), labels, holdout=config.holdout, seed=config.seed)
 
     classifier = MessageClassifier(tokenizer=config.tokenizer(), **config.classifier)
@@ -174,7 +219,6 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
         step(f"refitting on all {len(texts)} messages")
         classifier.fit_tokens(tokens, label_array)
     classifier.review_threshold = threshold
-
     seconds = time.perf_counter() - started
     metrics = {
         "holdout": report.summary(),
@@ -185,8 +229,8 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
     }
     meta = save_model(
         classifier,
-        config.model_dir,
-        name="category",
+        model_dir,
+        name=name,
         labels=[str(c) for c in classifier.classes_],
         training_data={
             "file": str(config.data),
@@ -200,9 +244,9 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
         config=config.to_dict() | {"classifier_params": _params(classifier)},
         metrics=metrics,
     )
-    write_report(report, config.model_dir, extra=metrics)
+    write_report(report, model_dir, extra=metrics)
     seconds = time.perf_counter() - started
-    step(f"saved model {meta.version} to {config.model_dir}")
+    step(f"saved {name} model {meta.version} to {model_dir}")
     return TrainResult(meta, report, threshold, coverage, seconds)
 
 
