@@ -168,7 +168,7 @@ def main() -> None:
                 display,
                 "community",
                 village["streetCode"],
-                aliases,
+                "|".join(aliases),
                 bare,
                 village["kind"],
             ]
@@ -184,7 +184,7 @@ def main() -> None:
     ]
     write(OUT / "grids.csv", ["id", "name", "community", "aliases"], grids)
 
-    own = {row[1] for row in units} | {row[4] for row in units} | {row[5] for row in units}
+    own = {name for row in units for name in (row[1], row[5], *row[4].split("|")) if name}
     elsewhere: list[list[str]] = []
     counties = county_names()
     for street in read(args.source / "zhejiang_streets_2023.csv"):
