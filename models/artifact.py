@@ -66,6 +66,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+DEPARTMENT_DIR = "department"
+
+
+def department_model_dir(model_dir: str | Path) -> Path:
+    """Where a model directory keeps its department classifier, if it has one."""
+    return Path(model_dir) / DEPARTMENT_DIR
+
+
 def save_model(
     model: Any,
     directory: str | Path,

@@ -13,7 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from wangge.errors import ModelLoadError
-from wangge.models.artifact import ModelMeta, load_model
+from wangge.models.artifact import ModelMeta, department_model_dir, load_model
+from wangge.models.router import MessageRouter
 from wangge.serve.config import Settings, get_settings
 from wangge.serve.routes import classify, health, model_info
 from wangge.serve.service import Classifier, LoadedModel
@@ -22,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 DESCRIPTION = """\
 Classifies residents' messages for grid management into categories, with calibrated
-probabilities, the top categories and a flag for messages a person should review.
+probabilities, the top categories and a flag for messages a person should review; routes each
+to its street, community and grid (or out of the district) and proposes the departments that
+must handle it, with the evidence behind each.
 
 Errors: every refused request gets **422** with `detail`, a list of `{loc, msg, type}` saying
 where the problem is (`loc`, e.g. `["body", "batch", "messages", 2]`) and what it is (`msg`).
@@ -34,12 +37,14 @@ def create_app(
     *,
     model: Classifier | None = None,
     meta: ModelMeta | None = None,
+    router: MessageRouter | None = None,
 ) -> FastAPI:
-    """Build the app; the model is loaded from ``settings.model_dir`` when the app starts.
+    """Build the app; the model and the router are loaded when the app starts.
 
     Passing ``model`` and ``meta`` serves that model instead (tests, embedding) and skips the
-    disk. Either way a test prediction runs at startup, so that a model which cannot score
-    stops the service before it accepts requests rather than failing each of them.
+    disk; likewise ``router`` replaces the router of ``settings.district_dir``. Either way a
+    test prediction runs at startup, so that a model which cannot score stops the service
+    before it accepts requests rather than failing each of them.
     """
     settings = settings if settings is not None else get_settings()
     if (model is None) != (meta is None):
@@ -48,6 +53,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loaded_model = prepare_model(settings, model=model, meta=meta)
+        app.state.router = router if router is not None else prepare_router(settings)
         yield
 
     app = FastAPI(
@@ -77,7 +83,9 @@ def prepare_model(
     elif settings.model_dir is None:
         raise ModelLoadError("no model directory configured: set WANGGE_MODEL_DIR")
     else:
-        loaded = LoadedModel(*load_model(settings.model_dir))
+        department_dir = department_model_dir(settings.model_dir)
+        department = load_model(department_dir)[0] if department_dir.is_dir() else None
+        loaded = LoadedModel(*load_model(settings.model_dir), department_model=department)
     try:
         loaded.model.predict_explained(["路灯不亮"], top_k=settings.top_k)
     except Exception as exc:  # any failure means the model cannot serve
@@ -86,6 +94,23 @@ def prepare_model(
         ) from exc
     logger.info("serving model %s version %s", loaded.meta.name, loaded.meta.version)
     return loaded
+
+
+def prepare_router(settings: Settings) -> MessageRouter | None:
+    """The district's router, or ``None`` when routing is switched off."""
+    if not settings.route:
+        return None
+    router = MessageRouter.load(
+        settings.district_dir,
+        grid_file=settings.grid_file,
+        ner=settings.location_ner,
+        review_threshold=settings.location_review_threshold,
+    )
+    router.route_many([{"title": "城厢街道路灯不亮"}])  # loads LAC now, not on a request
+    logger.info(
+        "routing for %s loaded in %.1fs", router.registry.district.name, router.load_seconds
+    )
+    return router
 
 
 async def _validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:

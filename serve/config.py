@@ -44,6 +44,28 @@ class Settings(BaseSettings):
         ),
     )
     top_k: int = Field(default=3, ge=1, description="Categories listed per message, best first.")
+    route: bool = Field(
+        default=True, description="Add routing (place, grid, departments) to every result."
+    )
+    district_dir: Path | None = Field(
+        default=None,
+        description="District directory (units.csv, grids.csv, routing.csv …); "
+        "unset means the shipped 萧山区.",
+    )
+    grid_file: Path | None = Field(
+        default=None, description="Grid file (CSV or GeoJSON) replacing the district's grids."
+    )
+    location_ner: bool = Field(
+        default=True,
+        description="Tag places the registry does not know (LAC) in the evidence of doubtful "
+        "locations.",
+    )
+    location_review_threshold: float = Field(
+        default=0.6,
+        ge=0,
+        le=1,
+        description="Locations less confident than this need review (reason `location`).",
+    )
     log_level: LogLevel = "info"
 
 

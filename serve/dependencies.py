@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, Request
 from fastapi.exceptions import RequestValidationError
 
+from wangge.models.router import MessageRouter
 from wangge.serve.config import Settings
 from wangge.serve.schemas import CLASSIFY_EXAMPLES, ClassifyRequest, MessageIn
 from wangge.serve.service import LoadedModel
@@ -30,7 +31,12 @@ async def loaded_model(request: Request) -> LoadedModel:
     return loaded
 
 
+async def app_router(request: Request) -> MessageRouter | None:
+    return getattr(request.app.state, "router", None)
+
+
 SettingsDep = Annotated[Settings, Depends(app_settings)]
+RouterDep = Annotated[MessageRouter | None, Depends(app_router)]
 LoadedModelDep = Annotated[LoadedModel, Depends(loaded_model)]
 
 
@@ -74,6 +80,14 @@ def _message_errors(
                 loc,
                 f"{name} has no text: title and content are both missing or blank; "
                 "give at least one",
+            )
+        ]
+    if (message.latitude is None) != (message.longitude is None):
+        return [
+            _error(
+                "incomplete_coordinates",
+                loc,
+                f"{name} has only one of latitude and longitude: give both or neither",
             )
         ]
     length = len(title) + len(content)

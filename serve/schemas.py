@@ -32,6 +32,16 @@ class MessageIn(BaseModel):
     id: str | None = Field(default=None, description="Caller's identifier, echoed back.")
     title: str | None = Field(default=None, description="Subject line of the message.")
     content: str | None = Field(default=None, description="Body of the message.")
+    address: str | None = Field(
+        default=None, description="Structured address of the problem; wins over the text."
+    )
+    latitude: float | None = Field(
+        default=None, ge=-90, le=90, description="WGS84 latitude of the problem (with longitude)."
+    )
+    longitude: float | None = Field(
+        default=None, ge=-180, le=180, description="WGS84 longitude of the problem."
+    )
+    grid_id: str | None = Field(default=None, description="The reporter's registered grid.")
     metadata: dict[str, Any] | None = Field(
         default=None, description="Anything the caller wants back; not used for scoring."
     )
@@ -110,6 +120,12 @@ class CategoryScore(BaseModel):
     probability: float
 
 
+class DepartmentOut(BaseModel):
+    department: str
+    score: float = Field(description="Combined strength of the reasons, 0 to 1.")
+    reasons: list[str] = Field(description="The routing rules (or model) behind the score.")
+
+
 class MessageResult(BaseModel):
     """The prediction for one message."""
 
@@ -121,6 +137,20 @@ class MessageResult(BaseModel):
     review_reasons: list[str] = Field(description="Why ``needs_review`` is true; else empty.")
     evidence: list[str] = Field(
         description="Words and word pairs of the message that weighed most for ``category``."
+    )
+    street_code: str = Field(default="", description="Street/town code; empty when unknown.")
+    street_name: str = ""
+    community_code: str = Field(default="", description="Village/community code, or empty.")
+    community_name: str = ""
+    grid_id: str = Field(default="", description="Grid id, or empty.")
+    out_of_area: bool = Field(default=False, description="The place is outside the district.")
+    route_confidence: float = Field(default=0.0, description="Confidence of the location.")
+    route_evidence: list[str] = Field(
+        default_factory=list, description="Place names matched and how they were resolved."
+    )
+    department: str = Field(default="", description="The most likely handling department.")
+    departments: list[DepartmentOut] = Field(
+        default_factory=list, description="Top departments with scores and reasons."
     )
     metadata: dict[str, Any] | None = Field(description="The message's ``metadata``, echoed.")
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import Prediction
+from wangge.models.router import ROUTING_FIELDS, MessageRouter
 from wangge.nlp.fields import message_text
 from wangge.serve.schemas import CategoryScore, MessageIn, MessageResult
 
@@ -20,10 +21,14 @@ class Classifier(Protocol):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model with the metadata it was saved with, kept together so they cannot diverge."""
+    """A model with the metadata it was saved with, kept together so they cannot diverge.
+
+    ``department_model`` is the model directory's department classifier, if it has one.
+    """
 
     model: Classifier
     meta: ModelMeta
+    department_model: Classifier | None = None
 
 
 def texts_of(messages: Sequence[MessageIn]) -> list[str]:
@@ -32,20 +37,48 @@ def texts_of(messages: Sequence[MessageIn]) -> list[str]:
 
 
 def classify_messages(
-    model: Classifier, messages: Sequence[MessageIn], *, top_k: int
+    loaded: LoadedModel,
+    messages: Sequence[MessageIn],
+    *,
+    top_k: int,
+    router: MessageRouter | None = None,
 ) -> list[MessageResult]:
-    """Score ``messages`` in one call to the model; results follow the input order."""
-    predictions = model.predict_explained(texts_of(messages), top_k=top_k)
-    return [
-        MessageResult(
-            id=message.id,
-            category=prediction.category,
-            probability=prediction.confidence,
-            top_k=[CategoryScore(category=c, probability=p) for c, p in prediction.top],
-            needs_review=prediction.needs_review,
-            review_reasons=[prediction.review_reason] if prediction.review_reason else [],
-            evidence=prediction.evidence,
-            metadata=message.metadata,
+    """Score (and route, with a ``router``) ``messages``; results follow the input order."""
+    texts = texts_of(messages)
+    predictions = loaded.model.predict_explained(texts, top_k=top_k)
+    routing: list[dict[str, Any]] = [{} for _ in messages]
+    route_review = [False] * len(messages)
+    if router is not None:
+        learned = (
+            [dict(p.top) for p in loaded.department_model.predict_explained(texts, top_k=3)]
+            if loaded.department_model is not None
+            else None
         )
-        for message, prediction in zip(messages, predictions, strict=True)
-    ]
+        routes = router.route_many(
+            [message.model_dump(include=set(ROUTING_FIELDS)) for message in messages],
+            categories=[dict(p.top) for p in predictions],
+            learned=learned,
+        )
+        routing = [route.as_columns() for route in routes]
+        route_review = [route.needs_review for route in routes]
+    results = []
+    for message, prediction, columns, location_review in zip(
+        messages, predictions, routing, route_review, strict=True
+    ):
+        reasons = [prediction.review_reason] if prediction.review_reason else []
+        if location_review:
+            reasons.append("location")
+        results.append(
+            MessageResult(
+                id=message.id,
+                category=prediction.category,
+                probability=prediction.confidence,
+                top_k=[CategoryScore(category=c, probability=p) for c, p in prediction.top],
+                needs_review=bool(reasons),
+                review_reasons=reasons,
+                evidence=prediction.evidence,
+                metadata=message.metadata,
+                **columns,
+            )
+        )
+    return results

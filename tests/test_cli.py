@@ -14,7 +14,13 @@ from typer.testing import CliRunner, Result
 from wangge.cli import app
 
 INPUT_COLUMNS = ["留言编号", "留言主题", "留言时间", "留言详情", "一级标签"]
-ADDED_COLUMNS = ["category", "confidence", "top3", "needs_review", "review_reason", "evidence"]
+ROUTING_COLUMNS = [
+    "street_code", "street_name", "community_code", "community_name", "grid_id", "out_of_area",
+    "route_confidence", "route_evidence", "department", "departments",
+]  # fmt: skip
+ADDED_COLUMNS = [
+    "category", "confidence", "top3", "needs_review", "review_reason", "evidence", *ROUTING_COLUMNS
+]  # fmt: skip
 
 
 def run_classify(
@@ -164,7 +170,7 @@ def test_cli_classify_existing_category_column(
     frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     assert list(frame.columns) == [
         "id", "content", "category", "predicted_category", "confidence", "top3", "needs_review",
-        "review_reason", "evidence",
+        "review_reason", "evidence", *ROUTING_COLUMNS,
     ]  # fmt: skip
     assert list(frame["category"]) == ["人工分类甲", "人工分类乙"]  # input kept
     assert list(frame["predicted_category"]) == ["交通运输", "卫生计生"]

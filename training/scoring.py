@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from wangge.models.artifact import load_model
+from wangge.models.artifact import department_model_dir, load_model
 from wangge.models.classifier import MessageClassifier, Prediction
 from wangge.models.router import MessageRouter
 from wangge.training.evaluate import EvaluationReport, evaluate_predictions
@@ -93,8 +93,14 @@ def classify_file(
     predictions = predict_in_batches(model, data.texts, jobs=jobs)
     columns = prediction_columns(predictions)
     if router is not None:
+        department_dir = department_model_dir(model_dir)
+        learned = None
+        if department_dir.is_dir():
+            department_model, _ = load_model(department_dir)
+            scored = predict_in_batches(department_model, data.texts, jobs=jobs)
+            learned = [dict(p.top) for p in scored]
         routes = router.route_many(
-            routing_messages(data), categories=[dict(p.top) for p in predictions]
+            routing_messages(data), categories=[dict(p.top) for p in predictions], learned=learned
         )
         columns |= routing_columns(routes)
         for index, route in enumerate(routes):

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from wangge.errors import DataError, TrainingError
-from wangge.models.artifact import ModelMeta, save_model
+from wangge.models.artifact import ModelMeta, department_model_dir, save_model
 from wangge.models.classifier import MessageClassifier
 from wangge.nlp.segment import Tokenizer, is_presegmented, load_word_list
 from wangge.training.evaluate import (
@@ -36,6 +36,7 @@ from wangge.training.loaders import LoadedMessages, load_messages
 
 logger = logging.getLogger(__name__)
 
+PLURALS = {"category": "categories", "department": "departments"}
 REPORT_MARKDOWN = "report.md"
 REPORT_JSON = "report.json"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -123,14 +124,6 @@ def _split(
     return train_idx, test_idx
 
 
-DEPARTMENT_DIR = "department"
-
-
-def department_model_dir(model_dir: str | Path) -> Path:
-    """Where a model directory keeps its department classifier, if it has one."""
-    return Path(model_dir) / DEPARTMENT_DIR
-
-
 def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResult:
     """Train, evaluate and save a category model as described by ``config``.
 
@@ -189,7 +182,7 @@ def _train_target(
 ) -> TrainResult:
     """Split, fit, evaluate, choose the review threshold, refit and save one classifier."""
     step(
-        f"{name}: {len(texts)} messages, {len(set(labels))} classes; text columns "
+        f"{name}: {len(texts)} messages, {len(set(labels))} {PLURALS.get(name, name)}; text columns "
         f"{list(data.columns.text)}, label column {data.columns.label!r}"
         + ("; text is pre-segmented" if is_presegmented(texts) else "")
     )

@@ -6,7 +6,7 @@ import logging
 
 from fastapi import APIRouter, HTTPException
 
-from wangge.serve.dependencies import CheckedMessages, LoadedModelDep, SettingsDep
+from wangge.serve.dependencies import CheckedMessages, LoadedModelDep, RouterDep, SettingsDep
 from wangge.serve.schemas import ClassifyResponse, ErrorResponse
 from wangge.serve.service import classify_messages
 
@@ -24,15 +24,17 @@ router = APIRouter(tags=["classify"])
     summary="Classify messages",
     description=(
         'Send one message object or `{"messages": [...]}`. Each message needs a non-blank '
-        "`title` or `content`; results come back in input order with the ids echoed."
+        "`title` or `content`; `address`, `latitude`/`longitude` and `grid_id` help routing. "
+        "Results come back in input order with the ids echoed, each with its category, "
+        "place (street, community, grid), departments and review reasons."
     ),
     responses={500: {"model": ErrorResponse, "description": "A server bug; it is logged."}},
 )
 def classify(
-    messages: CheckedMessages, loaded: LoadedModelDep, settings: SettingsDep
+    messages: CheckedMessages, loaded: LoadedModelDep, settings: SettingsDep, router: RouterDep
 ) -> ClassifyResponse:
     try:
-        results = classify_messages(loaded.model, messages, top_k=settings.top_k)
+        results = classify_messages(loaded, messages, top_k=settings.top_k, router=router)
     except Exception:
         # The input was validated, so whatever fails here is a bug in the model or the service.
         logger.exception(

@@ -92,7 +92,13 @@ def test_healthz_names_the_loaded_model(client: TestClient, meta: ModelMeta) -> 
 
 def test_single_message(client: TestClient, meta: ModelMeta) -> None:
     response = classify(
-        client, {"id": "m-1", "title": "路灯不亮", "content": "小区路灯坏了", "metadata": {"a": 1}}
+        client,
+        {
+            "id": "m-1",
+            "title": "路灯不亮",
+            "content": "城厢街道陈公桥社区小区路灯坏了",
+            "metadata": {"a": 1},
+        },
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -161,7 +167,7 @@ def test_needs_review_when_threshold_above_every_probability(
 ) -> None:
     strict = copy.deepcopy(trained)
     strict.review_threshold = 0.99
-    with TestClient(create_app(Settings(), model=strict, meta=meta)) as test_client:
+    with TestClient(create_app(Settings(route=False), model=strict, meta=meta)) as test_client:
         response = classify(test_client, {"messages": [{"title": "路灯一直不亮"}]})
     assert response.status_code == 200, response.text
     [result] = response.json()["results"]
@@ -170,7 +176,7 @@ def test_needs_review_when_threshold_above_every_probability(
 
 
 def test_top_k_comes_from_settings(trained: MessageClassifier, meta: ModelMeta) -> None:
-    with TestClient(create_app(Settings(top_k=2), model=trained, meta=meta)) as test_client:
+    with TestClient(create_app(Settings(top_k=2, route=False), model=trained, meta=meta)) as test_client:
         response = classify(test_client, {"title": "路灯一直不亮"})
     assert len(response.json()["results"][0]["top_k"]) == 2
 

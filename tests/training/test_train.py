@@ -114,7 +114,7 @@ def test_train_result_and_progress(trained: tuple[TrainResult, Path, list[str]])
     assert 0 <= result.review_coverage <= 1
     assert result.seconds > 0
     assert any("280 messages" in message and "7 categories" in message for message in messages)
-    assert any("saved model" in message for message in messages)
+    assert any("saved category model" in message for message in messages)
 
 
 def test_train_without_refit_on_small_corpus(
