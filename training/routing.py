@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,65 @@ def route_file(
     add_columns(frame, columns)
     write_table(frame, output_path)
     return len(frame)
+
+
+@dataclass(frozen=True)
+class RoutingEvaluation:
+    """Location accuracy against gold ``gold_street_code``/``gold_community_code`` columns.
+
+    ``leaks`` counts messages whose gold is out of area or no place at all but which were
+    routed to a community of the district: the mistake that sends a grid worker for nothing.
+    """
+
+    messages: int
+    street_accuracy: float
+    community_accuracy: float
+    out_of_area_accuracy: float
+    leaks: int
+    by_kind: dict[str, tuple[int, int]]  # kind -> (correct, total)
+    errors: list[str]
+
+
+def evaluate_routing(data: LoadedMessages, routes: list[Route]) -> RoutingEvaluation:
+    """Compare routes with the gold columns of an evaluation file (see ``tests/fixtures``)."""
+    frame = data.frame
+    for column in ("gold_street_code", "gold_community_code", "gold_out_of_area"):
+        if column not in frame.columns:
+            raise DataError("an evaluation file needs this column", path=data.path, column=column)
+    kinds = frame["kind"] if "kind" in frame.columns else pd.Series(["all"] * len(frame))
+    street = community = out = leaks = 0
+    by_kind: dict[str, list[int]] = {}
+    errors = []
+    for index, route in enumerate(routes):
+        got = route.location.as_columns()
+        gold_street = frame["gold_street_code"].iloc[index]
+        gold_community = frame["gold_community_code"].iloc[index]
+        gold_out = frame["gold_out_of_area"].iloc[index].strip() in ("1", "true", "True")
+        right = (
+            got["street_code"] == gold_street,
+            got["community_code"] == gold_community,
+            got["out_of_area"] == gold_out,
+        )
+        street, community, out = street + right[0], community + right[1], out + right[2]
+        if (gold_out or not gold_community) and not gold_street and got["community_code"]:
+            leaks += 1
+        tally = by_kind.setdefault(kinds.iloc[index], [0, 0])
+        tally[0] += all(right)
+        tally[1] += 1
+        if not all(right):
+            errors.append(
+                f"row {data.rows[index]}: gold {gold_street or '-'}/{gold_community or '-'}"
+                f"{' out' if gold_out else ''}, got {got['street_name'] or '-'}/"
+                f"{got['community_name'] or '-'}{' out' if got['out_of_area'] else ''} "
+                f"({'; '.join(got['route_evidence'])})"
+            )
+    total = len(routes)
+    return RoutingEvaluation(
+        total,
+        street / total,
+        community / total,
+        out / total,
+        leaks,
+        {kind: (c, n) for kind, (c, n) in by_kind.items()},
+        errors,
+    )

@@ -182,8 +182,8 @@ def _train_target(
 ) -> TrainResult:
     """Split, fit, evaluate, choose the review threshold, refit and save one classifier."""
     step(
-        f"{name}: {len(texts)} messages, {len(set(labels))} {PLURALS.get(name, name)}; text columns "
-        f"{list(data.columns.text)}, label column {data.columns.label!r}"
+        f"{name}: {len(texts)} messages, {len(set(labels))} {PLURALS.get(name, name)}; "
+        f"text columns {list(data.columns.text)}, label column {data.columns.label!r}"
         + ("; text is pre-segmented" if is_presegmented(texts) else "")
     )
     train_idx, test_idx = _split(len(texts), labels, holdout=config.holdout, seed=config.seed)

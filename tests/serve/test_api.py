@@ -176,7 +176,9 @@ def test_needs_review_when_threshold_above_every_probability(
 
 
 def test_top_k_comes_from_settings(trained: MessageClassifier, meta: ModelMeta) -> None:
-    with TestClient(create_app(Settings(top_k=2, route=False), model=trained, meta=meta)) as test_client:
+    with TestClient(
+        create_app(Settings(top_k=2, route=False), model=trained, meta=meta)
+    ) as test_client:
         response = classify(test_client, {"title": "路灯一直不亮"})
     assert len(response.json()["results"][0]["top_k"]) == 2
 
