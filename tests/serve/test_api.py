@@ -335,3 +335,58 @@ def test_model_info_lists_labels_and_version(client: TestClient, meta: ModelMeta
     assert body["version"] == meta.version
     assert body["labels"] == meta.labels
     assert set(body["labels"]) == set(TRAINING)
+
+
+# -- routing ------------------------------------------------------------------------------
+def test_results_carry_place_grid_and_departments(client: TestClient) -> None:
+    response = classify(
+        client,
+        {
+            "messages": [
+                {"id": "a", "content": "城厢街道陈公桥社区路灯坏了"},
+                {"id": "b", "content": "路灯坏了", "address": "萧山区北干街道荣庄村8号"},
+                {"id": "c", "content": "滨江区长河街道的路灯坏了"},
+                {"id": "d", "content": "路灯坏了", "grid_id": "330109002207-G01"},
+            ]
+        },
+    )
+    assert response.status_code == 200, response.text
+    a, b, c, d = response.json()["results"]
+    assert (a["street_name"], a["community_name"], a["grid_id"]) == (
+        "城厢街道",
+        "陈公桥社区",
+        "330109001001-G01",
+    )
+    assert a["community_code"] == "330109001001" and a["route_confidence"] >= 0.9
+    assert any("陈公桥社区" in e for e in a["route_evidence"])
+    assert a["department"] == a["departments"][0]["department"] == "区城管局"
+    assert a["departments"][0]["reasons"] and len(a["departments"]) <= 3
+    assert b["community_name"] == "荣庄村" and d["community_name"] == "荣庄村"
+    assert c["out_of_area"] is True and c["community_code"] == ""
+    assert "location" not in c["review_reasons"]  # confidently elsewhere: forward, no review
+
+
+def test_unresolved_location_needs_review(client: TestClient) -> None:
+    [result] = classify(client, {"title": "路灯不亮", "content": "小区路灯坏了"}).json()["results"]
+    assert result["street_code"] == "" and result["needs_review"] is True
+    assert result["review_reasons"] == ["location"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"latitude": 30.2}, "only one of latitude and longitude"),
+        ({"latitude": 95.0, "longitude": 120.2}, "less than or equal to 90"),
+        ({"latitude": "30.2", "longitude": 120.2}, "valid number"),
+    ],
+)
+def test_bad_coordinates_are_refused(client: TestClient, extra: dict, message: str) -> None:
+    response = classify(client, {"content": "路灯坏了", **extra})
+    assert message in error_messages(response)
+
+
+def test_routing_can_be_switched_off(trained: MessageClassifier, meta: ModelMeta) -> None:
+    app = create_app(Settings(route=False), model=trained, meta=meta)
+    with TestClient(app) as test_client:
+        [result] = classify(test_client, {"content": "城厢街道路灯坏了"}).json()["results"]
+    assert result["street_code"] == "" and result["departments"] == []
