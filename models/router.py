@@ -17,7 +17,6 @@ from typing import Any
 from wangge.models.departments import DepartmentScore, RoutingTable
 from wangge.nlp.fields import message_text
 from wangge.nlp.locate import DEFAULT_REVIEW_THRESHOLD, Location, LocationExtractor
-from wangge.nlp.normalize import normalize_text
 from wangge.nlp.registry import Registry
 
 #: The fields of a message the router reads; all optional.
@@ -95,11 +94,12 @@ class MessageRouter:
         top_k: int = 3,
     ) -> list[Route]:
         """Routes for ``messages`` (dicts with any of :data:`ROUTING_FIELDS`), in order."""
-        locations = self.extractor.locate_many([dict(message) for message in messages])
+        normalized = [self.extractor.normalized(message) for message in messages]
+        locations = self.extractor.locate_many(normalized, normalized=True)
         routes = []
-        for index, (message, location) in enumerate(zip(messages, locations, strict=True)):
-            text = normalize_text(
-                message_text((message.get("title"), message.get("content"), message.get("address")))
+        for index, (message, location) in enumerate(zip(normalized, locations, strict=True)):
+            text = message_text(
+                (message.get("title"), message.get("content"), message.get("address"))
             )
             departments = self.table.route(
                 text,

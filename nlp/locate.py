@@ -37,6 +37,7 @@ from wangge.nlp.normalize import normalize_text
 from wangge.nlp.registry import Registry, Unit
 
 FIELD_WEIGHT = {"address": 3.0, "title": 1.5, "content": 1.0}
+TEXT_FIELDS = tuple(FIELD_WEIGHT)
 DEFAULT_REVIEW_THRESHOLD = 0.6
 NER_CHARS = 160  # LAC reads the title and this much of the body: places come early
 # LAC's ORG spans that are places a grid worker would know (compounds, markets, schools …).
@@ -328,7 +329,7 @@ class LocationExtractor:
             if grid is not None:
                 note = f"坐标 {latitude},{longitude} 在网格 {grid.name} 内"
                 return self._from_grid(grid, 0.99, "coordinates", note)
-        address = normalize_text(message.get("address") or "")
+        address = message.get("address") or ""
         if address:
             location = self._resolve(self._collect({"address": address}), "address")
             if location.community is not None or location.out_of_area:
@@ -351,13 +352,29 @@ class LocationExtractor:
     def _text_fields(message: dict[str, Any], address: str = "") -> dict[str, str]:
         fields = {"address": address} if address else {}
         for name in ("title", "content"):
-            text = normalize_text(message.get(name) or "")
+            text = message.get(name) or ""
             if text:
                 fields[name] = text
         return fields
 
-    def locate_many(self, messages: Sequence[dict[str, Any]]) -> list[Location]:
-        """Resolve a batch; places unknown to the registry are tagged by LAC in one pass."""
+    @staticmethod
+    def normalized(message: dict[str, Any]) -> dict[str, Any]:
+        """``message`` with its text fields normalised as the gazetteer expects."""
+        return message | {
+            name: normalize_text(message[name])
+            for name in TEXT_FIELDS
+            if isinstance(message.get(name), str)
+        }
+
+    def locate_many(
+        self, messages: Sequence[dict[str, Any]], *, normalized: bool = False
+    ) -> list[Location]:
+        """Resolve a batch; places unknown to the registry are tagged by LAC in one pass.
+
+        ``normalized`` says the text fields went through :meth:`normalized` already.
+        """
+        if not normalized:
+            messages = [self.normalized(message) for message in messages]
         results: list[Location | None] = []
         pending: list[int] = []
         for index, message in enumerate(messages):

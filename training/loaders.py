@@ -579,8 +579,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _numpy_scalar(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 def _cell_value(value: Any) -> Any:
     """What a CSV or XLSX cell holds for ``value``: lists and dicts as JSON text."""
+    if isinstance(value, str):
+        return value  # most cells: the input columns
+    if isinstance(value, (list, dict)):
+        try:  # the fast path; NaN or other odd values take the careful one
+            return json.dumps(value, ensure_ascii=False, allow_nan=False, default=_numpy_scalar)
+        except (TypeError, ValueError):
+            pass
     value = _plain(value)
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False, default=str)

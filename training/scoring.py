@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wangge.models.artifact import department_model_dir, load_model
 from wangge.models.classifier import MessageClassifier, Prediction
-from wangge.models.router import MessageRouter
+from wangge.models.router import MessageRouter, Route
 from wangge.training.evaluate import EvaluationReport, evaluate_predictions
 from wangge.training.loaders import load_messages, write_table
 from wangge.training.routing import add_columns, routing_columns, routing_messages
@@ -22,17 +23,43 @@ BATCH_SIZE = 2048
 # Below this many messages a second process costs more (start-up) than it saves.
 MIN_MESSAGES_PER_JOB = 4096
 
-_worker_model: MessageClassifier | None = None  # set in each forked worker only
+
+@dataclass(frozen=True)
+class Scorer:
+    """What scores a batch: the category model, and optionally a router and department model."""
+
+    model: MessageClassifier
+    router: MessageRouter | None = None
+    department_model: MessageClassifier | None = None
+
+    def score(self, batch: tuple[list[str], list[dict[str, Any]]]) -> Scored:
+        texts, messages = batch
+        predictions = self.model.predict_explained(texts, top_k=3)
+        if self.router is None:
+            return predictions, None
+        learned = (
+            [dict(p.top) for p in self.department_model.predict_explained(texts, top_k=3)]
+            if self.department_model is not None
+            else None
+        )
+        routes = self.router.route_many(
+            messages, categories=[dict(p.top) for p in predictions], learned=learned
+        )
+        return predictions, routes
 
 
-def _init_worker(model: MessageClassifier) -> None:
-    global _worker_model
-    _worker_model = model
+Scored = tuple[list[Prediction], list[Route] | None]
+_worker_scorer: Scorer | None = None  # set in each forked worker only
 
 
-def _predict_batch(texts: list[str]) -> list[Prediction]:
-    assert _worker_model is not None
-    return _worker_model.predict_explained(texts, top_k=3)
+def _init_worker(scorer: Scorer) -> None:
+    global _worker_scorer
+    _worker_scorer = scorer
+
+
+def _score_batch(batch: tuple[list[str], list[dict[str, Any]]]) -> Scored:
+    assert _worker_scorer is not None
+    return _worker_scorer.score(batch)
 
 
 def default_jobs() -> int:
@@ -40,23 +67,42 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def predict_in_batches(
-    model: MessageClassifier, texts: list[str], *, jobs: int = 1
-) -> list[Prediction]:
-    """Predictions for ``texts``, scored in batches to bound memory on large files.
+def score_in_batches(
+    scorer: Scorer,
+    texts: list[str],
+    messages: list[dict[str, Any]] | None = None,
+    *,
+    jobs: int = 1,
+) -> tuple[list[Prediction], list[Route] | None]:
+    """Predictions (and routes, if the scorer routes) in batches, to bound memory.
 
     With ``jobs > 1`` and enough messages, batches are scored by that many forked processes,
-    which share the loaded model with the parent instead of unpickling a copy each.
+    which share the loaded model and router with the parent instead of unpickling a copy each.
+    ``messages`` are the routing fields of each text (:func:`routing_messages`).
     """
-    batches = [texts[start : start + BATCH_SIZE] for start in range(0, len(texts), BATCH_SIZE)]
+    fields = messages if messages is not None else [{"content": text} for text in texts]
+    batches = [
+        (texts[start : start + BATCH_SIZE], fields[start : start + BATCH_SIZE])
+        for start in range(0, len(texts), BATCH_SIZE)
+    ]
     jobs = min(jobs, len(texts) // MIN_MESSAGES_PER_JOB)
     if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("fork")
-        with context.Pool(jobs, initializer=_init_worker, initargs=(model,)) as pool:
-            scored = pool.map(_predict_batch, batches)
+        with context.Pool(jobs, initializer=_init_worker, initargs=(scorer,)) as pool:
+            scored = pool.map(_score_batch, batches)
     else:
-        scored = [model.predict_explained(batch, top_k=3) for batch in batches]
-    return [prediction for batch in scored for prediction in batch]
+        scored = [scorer.score(batch) for batch in batches]
+    predictions = [p for batch_predictions, _ in scored for p in batch_predictions]
+    if scorer.router is None:
+        return predictions, None
+    return predictions, [route for _, routes in scored for route in routes or []]
+
+
+def predict_in_batches(
+    model: MessageClassifier, texts: list[str], *, jobs: int = 1
+) -> list[Prediction]:
+    """Predictions for ``texts``; see :func:`score_in_batches`."""
+    return score_in_batches(Scorer(model), texts, jobs=jobs)[0]
 
 
 def prediction_columns(predictions: list[Prediction]) -> dict[str, list[Any]]:
@@ -90,18 +136,18 @@ def classify_file(
     """
     model, _meta = load_model(model_dir)
     data = load_messages(input_path, text_columns=text_columns or None)
-    predictions = predict_in_batches(model, data.texts, jobs=jobs)
+    department_dir = department_model_dir(model_dir)
+    department_model = (
+        load_model(department_dir)[0] if router is not None and department_dir.is_dir() else None
+    )
+    predictions, routes = score_in_batches(
+        Scorer(model, router, department_model),
+        data.texts,
+        routing_messages(data) if router is not None else None,
+        jobs=jobs,
+    )
     columns = prediction_columns(predictions)
-    if router is not None:
-        department_dir = department_model_dir(model_dir)
-        learned = None
-        if department_dir.is_dir():
-            department_model, _ = load_model(department_dir)
-            scored = predict_in_batches(department_model, data.texts, jobs=jobs)
-            learned = [dict(p.top) for p in scored]
-        routes = router.route_many(
-            routing_messages(data), categories=[dict(p.top) for p in predictions], learned=learned
-        )
+    if routes is not None:
         columns |= routing_columns(routes)
         for index, route in enumerate(routes):
             if route.needs_review:
