@@ -24,7 +24,6 @@ departments come back with the rules behind each.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from pathlib import Path
 import ahocorasick
 
 from wangge.errors import DataError
-from wangge.nlp.registry import Registry, Unit, default_district_dir
+from wangge.nlp.registry import Registry, Unit, default_district_dir, read_csv_rows, split_names
 
 STREET_PLACEHOLDER = "{street}"
 DEPARTMENT_COLUMNS = ("department", "function", "office_patterns")
@@ -80,30 +79,6 @@ class DepartmentScore:
         }
 
 
-def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    try:
-        handle = path.open(encoding="utf-8-sig", newline="")
-    except OSError as error:
-        raise DataError(f"cannot open: {error.strerror}", path=path) from None
-    with handle:
-        reader = csv.DictReader(handle)
-        header = [name.strip() for name in reader.fieldnames or []]
-        missing = [name for name in required if name not in header]
-        if missing:
-            raise DataError(f"missing column(s) {', '.join(missing)}", path=path, row=1)
-        reader.fieldnames = header
-        rows = []
-        for record in reader:
-            values = {k: (v or "").strip() for k, v in record.items() if k is not None}
-            if any(values.values()):
-                rows.append((reader.line_num, values))
-        return rows
-
-
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(part.strip() for part in value.split("|") if part.strip()))
-
-
 class RoutingTable:
     """The departments and rules of one district, checked against its registry."""
 
@@ -124,8 +99,8 @@ class RoutingTable:
         directory = Path(directory) if directory is not None else default_district_dir()
         departments_path, rules_path = directory / "departments.csv", directory / "routing.csv"
         departments = []
-        for number, values in _rows(departments_path, DEPARTMENT_COLUMNS):
-            patterns = _split(values["office_patterns"])
+        for number, values in read_csv_rows(departments_path, DEPARTMENT_COLUMNS):
+            patterns = split_names(values["office_patterns"])
             if not values["department"] or not values["function"]:
                 column = "department" if not values["department"] else "function"
                 raise DataError(
@@ -142,7 +117,7 @@ class RoutingTable:
         known = {d.name for d in departments}
         streets = _street_keys(registry) if registry is not None else None
         rules = []
-        for number, values in _rows(rules_path, RULE_COLUMNS):
+        for number, values in read_csv_rows(rules_path, RULE_COLUMNS):
 
             def fail(column: str, message: str, row: int = number) -> DataError:
                 return DataError(message, path=rules_path, row=row, column=column)
@@ -155,7 +130,7 @@ class RoutingTable:
                 raise fail("weight", f"not a number: {values['weight']!r}") from None
             if not 0 < weight <= 1:
                 raise fail("weight", f"must be in (0, 1], got {weight}")
-            keywords = _split(values["keywords"])
+            keywords = split_names(values["keywords"])
             if not values["category"] and not keywords:
                 raise fail("keywords", "a rule needs a category, keywords or both")
             street = values["street"] or None

@@ -107,14 +107,15 @@ class _Row:
     polygon_error: str | None = None
 
 
-def _split_aliases(value: Any) -> tuple[str, ...]:
+def split_names(value: Any) -> tuple[str, ...]:
+    """The names of a ``|``-separated cell (or a JSON list), stripped, duplicates dropped."""
     if value is None:
         return ()
     items = value if isinstance(value, list) else str(value).split("|")
     return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
 
 
-def _read_csv(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
+def read_csv_rows(path: Path, required: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """Rows of a UTF-8 CSV numbered as a spreadsheet shows them (header = row 1)."""
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
@@ -164,13 +165,13 @@ def _polygon(geometry: Any) -> tuple[BaseGeometry | None, str | None]:
 
 def _read_units(path: Path) -> list[_Row]:
     rows = []
-    for number, values in _read_csv(path, UNIT_COLUMNS):
+    for number, values in read_csv_rows(path, UNIT_COLUMNS):
         unit = Unit(
             id=values["id"],
             name=values["name"],
             level=values["level"],  # type: ignore[arg-type]  # checked by _check
             parent=values["parent"] or None,
-            aliases=_split_aliases(values.get("aliases")),
+            aliases=split_names(values.get("aliases")),
             bare_name=values.get("bare_name") or None,
         )
         rows.append(_Row(unit, str(path), number))
@@ -184,7 +185,7 @@ def _grid(values: dict[str, Any], geometry: Any, path: Path, number: int) -> _Ro
         name=str(values.get("name") or "").strip(),
         level="grid",
         parent=str(values.get("community") or "").strip() or None,
-        aliases=_split_aliases(values.get("aliases")),
+        aliases=split_names(values.get("aliases")),
         polygon=polygon,
     )
     return _Row(unit, str(path), number, polygon_error=error)
@@ -210,7 +211,7 @@ def read_grid_file(path: str | Path) -> list[_Row]:
         return rows
     return [
         _grid(values, values.get("polygon"), path, number)
-        for number, values in _read_csv(path, GRID_COLUMNS)
+        for number, values in read_csv_rows(path, GRID_COLUMNS)
     ]
 
 
@@ -330,7 +331,7 @@ def _read_elsewhere(path: Path) -> list[ElsewherePlace]:
         return []
     return [
         ElsewherePlace(values["name"], values["level"], values["belongs_to"])
-        for _number, values in _read_csv(path, ELSEWHERE_COLUMNS)
+        for _number, values in read_csv_rows(path, ELSEWHERE_COLUMNS)
         if values["name"]
     ]
 
