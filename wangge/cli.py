@@ -106,6 +106,13 @@ def train(
         Path | None,
         typer.Option(help="Stop-word list, one per line, replacing data/stopwords_zh.txt."),
     ] = None,
+    department_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Also train a department classifier on this column (rows naming a department), "
+            "saved in MODEL_DIR/department; routing adds its probabilities to the rules."
+        ),
+    ] = None,
 ) -> None:
     """Train a category model, evaluate it on a hold-out split and save both."""
     from wangge.training.train import TrainConfig
@@ -123,6 +130,7 @@ def train(
         simplify=simplify,
         user_dict=user_dict,
         stopwords=stopwords,
+        department_column=department_column,
     )
     try:
         result = run_training(config, progress=_progress)

@@ -7,12 +7,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import DEMO_LABELS
 
 from wangge.errors import DataError, TrainingError
 from wangge.models.artifact import file_sha256, load_model
+from wangge.models.router import MessageRouter
 from wangge.training.loaders import load_messages
+from wangge.training.scoring import classify_file
 from wangge.training.train import (
     CONFUSION_PNG,
     REPORT_JSON,
@@ -215,3 +218,36 @@ def test_train_config_missing_word_list(tmp_path: Path) -> None:
     config = TrainConfig(data=tmp_path / "x.csv", model_dir=tmp_path, user_dict=tmp_path / "no.txt")
     with pytest.raises(DataError, match="no.txt"):
         config.tokenizer()
+
+
+DEPARTMENT_OF = {
+    "城乡建设": "区住建局", "环境保护": "区生态环境分局", "交通运输": "区交通运输局",
+    "教育文体": "区教育局", "劳动和社会保障": "区人力社保局", "商贸旅游": "区市场监管局",
+    "卫生计生": "区卫生健康局",
+}  # fmt: skip
+
+
+def test_department_column_trains_a_department_classifier_used_by_routing(
+    tmp_path: Path, demo_csv: Path
+) -> None:
+    frame = pd.read_csv(demo_csv, dtype=str, keep_default_na=False)
+    frame["部门"] = frame["一级标签"].map(DEPARTMENT_OF)
+    frame.loc[::5, "部门"] = ""  # rows naming no department are left out of its training
+    data = tmp_path / "with_departments.csv"
+    frame.to_csv(data, index=False)
+    messages: list[str] = []
+    train(
+        TrainConfig(data=data, model_dir=tmp_path / "model", department_column="部门"),
+        progress=messages.append,
+    )
+    department_dir = tmp_path / "model" / "department"
+    meta = json.loads((department_dir / "meta.json").read_text(encoding="utf-8"))
+    assert meta["name"] == "department" and sorted(meta["labels"]) == sorted(DEPARTMENT_OF.values())
+    assert meta["training_data"]["rows"] == len(frame) - len(frame[::5])
+    assert any("224 messages, 7 departments" in message for message in messages)
+
+    scored = tmp_path / "scored.jsonl"
+    classify_file(tmp_path / "model", data, scored, router=MessageRouter.load(ner=False))
+    records = [json.loads(line) for line in scored.read_text(encoding="utf-8").splitlines()]
+    reasons = [r for record in records for d in record["departments"] for r in d["reasons"]]
+    assert any(reason.startswith("部门模型") for reason in reasons)
