@@ -104,3 +104,20 @@ def test_cli_route_and_district_validate(tmp_path: Path) -> None:
     assert "row 3, column 'id': duplicate id G1" in result.output
     assert "unknown parent 330109999999" in result.output
     assert "orphan community" in result.output  # the other 584 communities lost their grids
+
+
+def test_cli_route_with_another_district(tmp_path: Path) -> None:
+    district = FIXTURES / "district_binjiang"
+    source = write_csv(
+        tmp_path / "in.csv", [["内容"], ["月光苑门口垃圾成堆"], ["萧山区城厢街道路灯坏了"]]
+    )
+    output = tmp_path / "out.csv"
+    result = CliRunner().invoke(
+        app, ["route", str(source), "-o", str(output), "--district", str(district), "--no-ner"]
+    )
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert frame["grid_id"].tolist() == ["BJ-002", ""]
+    assert frame["community_name"].tolist() == ["庙后王社区", ""]
+    assert frame["out_of_area"].tolist() == ["False", "True"]  # 萧山区 is elsewhere for Binjiang
+    assert frame["department"].tolist()[0] == "滨江区城管局"
