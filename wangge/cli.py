@@ -259,6 +259,68 @@ def route_command(
     )
 
 
+DEFAULT_ENCODER_DIR = Path("model_store/e5-small")
+
+
+@app.command()
+def dedup(
+    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV/XLSX/JSONL to dedup.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv, .jsonl or .xlsx.")],
+    text_column: TextColumnOption = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at.")
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option(help="Message id column. Default: 留言编号, id … or the row.")
+    ] = None,
+    encoder: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="WANGGE_ENCODER_DIR",
+            help="Sentence-encoder directory (`wangge models fetch-e5` writes one). "
+            "Default: model_store/e5-small when it exists.",
+        ),
+    ] = None,
+    entities: Annotated[
+        bool, typer.Option(help="Compare the places and organisations LAC tags.")
+    ] = True,
+    threshold: Annotated[
+        float, typer.Option(help="Same-case probability from which a message joins a case.")
+    ] = 0.7,
+    window_days: Annotated[
+        int, typer.Option(help="A case silent for longer takes no new messages.")
+    ] = 365,
+) -> None:
+    """Group repeated reports into cases, in time order: adds case_id, duplicate_of, dup_score."""
+    from wangge.models.dedup import DuplicateDetector
+    from wangge.training.dedup import dedup_file, load_encoder
+
+    if encoder is None and DEFAULT_ENCODER_DIR.is_dir():
+        encoder = DEFAULT_ENCODER_DIR
+    if encoder is None:
+        typer.secho(
+            "warning: no sentence encoder (run `wangge models fetch-e5`): rewordings are found "
+            "by lexical similarity only",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    try:
+        detector = DuplicateDetector(
+            load_encoder(encoder), entities=entities, threshold=threshold, window_days=window_days
+        )
+        cases = dedup_file(
+            input_file,
+            output,
+            detector=detector,
+            text_columns=text_column,
+            time_column=time_column,
+            id_column=id_column,
+        )
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(f"{len(detector)} messages in {cases} cases, written to {output}")
+
+
 district_app = typer.Typer(
     help="Check and inspect a district's registry files.", no_args_is_help=True
 )

@@ -1,0 +1,199 @@
+"""Benchmark of deduplication on the 4,326 hot-issue messages, against hand-labelled pairs.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_dedup.py [--encoder model_store/e5-small] [--fit]
+    .venv/bin/python benchmarks/bench_dedup.py --scale 100000,1000000
+
+a. ``wangge dedup`` on ``unlabeled_hot_issue_messages.csv`` (a subprocess: wall time and peak
+   memory, sentence encoder included);
+b. pairwise precision, recall and F1 of "same case" on ``benchmarks/data/hot_issue_pairs.csv``
+   (437 pairs labelled by hand, see its README): by case (both messages got the same
+   ``case_id``), and for the silver clustering ``silver_hot_issue_clusters_birch.json``;
+c. ``--fit``: the pair features of the labelled pairs, 5-fold cross-validated logistic
+   regression at several thresholds, and the weights fitted on all pairs
+   (:class:`wangge.models.dedup.PairWeights`);
+d. ``--scale N,...``: lookup time when N synthetic messages are indexed (random MinHash
+   signatures and unit vectors; the real cost is the LSH and HNSW queries).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from common import REPO_ROOT, argument_parser, data_dir_with, note, say, wangge_command
+
+from wangge.models.dedup import DedupMessage, DuplicateDetector
+from wangge.training.dedup import dedup_messages, load_encoder, message_times
+from wangge.training.loaders import load_messages
+
+MESSAGES_FILE = "unlabeled_hot_issue_messages.csv"
+SILVER_FILE = "silver_hot_issue_clusters_birch.json"
+PAIRS_FILE = REPO_ROOT / "benchmarks" / "data" / "hot_issue_pairs.csv"
+
+
+def prf(predicted: np.ndarray, gold: np.ndarray) -> tuple[float, float, float]:
+    tp = int((predicted & gold).sum())
+    precision = tp / max(int(predicted.sum()), 1)
+    recall = tp / max(int(gold.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def run_cli(source: Path, encoder: Path | None) -> pd.DataFrame:
+    with tempfile.TemporaryDirectory() as scratch:
+        output = Path(scratch) / "cases.csv"
+        command = [wangge_command(), "dedup", str(source), "--output", str(output)]
+        if encoder is not None:
+            command += ["--encoder", str(encoder)]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    say(f"`wangge dedup` on {len(frame)} messages: {seconds:.1f} s wall, peak RSS {peak:.0f} MiB, "
+        f"{frame['case_id'].nunique()} cases")  # fmt: skip
+    return frame
+
+
+def evaluate(pairs: pd.DataFrame, case_of: dict[str, str], silver: dict[str, int]) -> None:
+    gold = pairs["same_case"].to_numpy() == 1
+    ours = np.array([case_of[str(a)] == case_of[str(b)] for a, b in pairs[["id_a", "id_b"]].values])
+    theirs = np.array(
+        [
+            silver.get(str(a), -1) == silver.get(str(b), -2)
+            for a, b in pairs[["id_a", "id_b"]].values
+        ]
+    )
+    say("\n| clustering | pairs | precision | recall | F1 |")
+    say("|---|---|---|---|---|")
+    sure = pairs["unsure"].to_numpy() == 0
+    for label, predicted, mask in [
+        ("wangge", ours, np.ones(len(pairs), bool)),
+        ("wangge, pairs the annotators were sure of", ours, sure),
+        ("silver BIRCH clustering", theirs, np.ones(len(pairs), bool)),
+    ]:
+        p, r, f = prf(predicted[mask], gold[mask])
+        say(f"| {label} | {int(mask.sum())} | {p:.3f} | {r:.3f} | {f:.3f} |")
+    say("\nRecall by level (share of the pairs put in one case):")
+    for level, group in pairs.groupby("level"):
+        together = np.array(
+            [case_of[str(a)] == case_of[str(b)] for a, b in group[["id_a", "id_b"]].values]
+        )
+        say(f"- {level}: {together.mean():.2f} of {len(group)}")
+
+
+def fit(detector: DuplicateDetector, messages: list[DedupMessage], pairs: pd.DataFrame) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    by_id = {m.id: m for m in messages}
+    needed = sorted({str(i) for i in pairs["id_a"]} | {str(i) for i in pairs["id_b"]})
+    features = dict(zip(needed, detector.features([by_id[i] for i in needed]), strict=True))
+    rows = []
+    for a, b in pairs[["id_a", "id_b"]].values:
+        a, b = str(a), str(b)
+        f = detector.pair_features(by_id[a], features[a], by_id[b], features[b])
+        rows.append([f.jaccard, f.title_jaccard, f.cosine or 0.0, f.same_reporter,
+                     f.entities == -1, f.entities == 1])  # fmt: skip
+    x, y = np.asarray(rows, dtype=float), pairs["same_case"].to_numpy()
+    model = LogisticRegression(C=10, max_iter=1000)
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    probability = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
+    say("\n5-fold cross-validated pair classifier (direct pairs, not clusters):")
+    say("| threshold | precision | recall | F1 |\n|---|---|---|---|")
+    for threshold in (0.5, 0.6, 0.65, 0.7, 0.75, 0.8):
+        p, r, f = prf(probability >= threshold, y == 1)
+        say(f"| {threshold} | {p:.3f} | {r:.3f} | {f:.3f} |")
+    model.fit(x, y)
+    names = ["jaccard", "title_jaccard", "cosine", "same_reporter", "entities_conflict",
+             "entities_overlap"]  # fmt: skip
+    weights = dict(zip(names, np.round(model.coef_[0], 2).tolist(), strict=True))
+    say(f"\nweights fitted on all pairs: {weights}, bias {model.intercept_[0]:.2f}")
+
+
+def scale(sizes: list[int], dim: int = 384) -> None:
+    """Lookup time with ``size`` synthetic messages indexed: random 60-character texts (so
+    the LSH holds real signatures) and random unit vectors (so the HNSW index is full)."""
+    rng = np.random.default_rng(0)
+
+    class RandomEncoder:
+        def __init__(self) -> None:
+            self.dim = dim
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            vectors = rng.standard_normal((len(texts), dim)).astype(np.float32)
+            return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def messages(count: int, start: int) -> list[DedupMessage]:
+        codes = rng.integers(0x4E00, 0x4E00 + 3000, size=(count, 60))
+        texts = ["".join(map(chr, row)) for row in codes]
+        when = datetime(2020, 1, 1)
+        return [DedupMessage(f"m{start + i}", t[:12], t, when) for i, t in enumerate(texts)]
+
+    say("\n| indexed messages | lookup p50 ms | lookup p95 ms | index build s |")
+    say("|---|---|---|---|")
+    for size in sizes:
+        detector = DuplicateDetector(RandomEncoder(), entities=False, capacity=size + 1000)
+        started = time.perf_counter()
+        for start in range(0, size, 10_000):
+            detector.add_many(messages(min(10_000, size - start), start))
+        built = time.perf_counter() - started
+        timings = []
+        for message in messages(200, size):
+            started = time.perf_counter()
+            detector.query(message)
+            timings.append((time.perf_counter() - started) * 1000)
+        say(f"| {size:,} | {np.percentile(timings, 50):.2f} | {np.percentile(timings, 95):.2f} "
+            f"| {built:.0f} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argument_parser(__doc__)
+    parser.add_argument("--encoder", type=Path, default=REPO_ROOT / "model_store" / "e5-small")
+    parser.add_argument("--fit", action="store_true", help="fit the pair weights (c)")
+    parser.add_argument("--scale", help="comma-separated index sizes for lookup timing (d)")
+    parser.add_argument("--no-cli", action="store_true", help="skip (a), dedup in process")
+    args = parser.parse_args()
+    if args.scale:
+        scale([int(size) for size in args.scale.split(",")])
+        return
+    data_dir = data_dir_with(args.data_dir, [MESSAGES_FILE, SILVER_FILE])
+    if data_dir is None:
+        raise SystemExit(2)
+    encoder_dir = args.encoder if args.encoder.is_dir() else None
+    if encoder_dir is None:
+        note(f"{args.encoder} not found: lexical signals only")
+    pairs = pd.read_csv(PAIRS_FILE)
+    silver_clusters = json.loads((data_dir / SILVER_FILE).read_text(encoding="utf-8"))
+    silver = {str(i): n for n, cluster in enumerate(silver_clusters) for i in cluster["留言编号"]}
+    say("# Deduplication benchmark\n")
+    if args.fit:
+        data = load_messages(data_dir / MESSAGES_FILE)
+        messages = dedup_messages(data, message_times(data))
+        fit(DuplicateDetector(load_encoder(encoder_dir)), messages, pairs)
+        return
+    if args.no_cli:
+        data = load_messages(data_dir / MESSAGES_FILE)
+        messages = sorted(dedup_messages(data, message_times(data)), key=lambda m: m.time)
+        detector = DuplicateDetector(load_encoder(encoder_dir))
+        started = time.perf_counter()
+        decisions = detector.add_many(messages)
+        say(f"in process: {len(messages)} messages in {time.perf_counter() - started:.1f} s")
+        case_of = {d.message_id: d.case_id for d in decisions}
+    else:
+        frame = run_cli(data_dir / MESSAGES_FILE, encoder_dir)
+        case_of = dict(zip(frame["留言编号"], frame["case_id"], strict=True))
+    evaluate(pairs, case_of, silver)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The duplicate detector: repeats, rewordings, same template elsewhere, short texts, limits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+
+from wangge.models.dedup import DedupMessage, DuplicateDetector, heat, tagged_entities
+
+T0 = datetime(2024, 5, 1, 9, 0)
+TOPICS = {"垃圾": 0, "噪音": 1, "吵": 1, "停车": 2, "路灯": 3}
+
+
+class TopicEncoder:
+    """A stand-in for a sentence encoder: texts about the same topic get the same direction."""
+
+    dim = 8
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.full((len(texts), self.dim), 0.01, dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word, axis in TOPICS.items():
+                if word in text:
+                    vectors[row, axis] = 1.0
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def message(id_: str, title: str, content: str, days: float = 0, **extra: object) -> DedupMessage:
+    return DedupMessage(id_, title, content, T0 + timedelta(days=days), **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def detector() -> DuplicateDetector:
+    return DuplicateDetector(TopicEncoder())
+
+
+def test_an_exact_repeat_joins_the_first_report(detector: DuplicateDetector) -> None:
+    text = "金城花园小区东门口的垃圾堆了好几天没人清理，天热了臭气熏天，请尽快处理。"
+    first, second = detector.add_many(
+        [message("a", "金城花园垃圾没人清理", text), message("b", "金城花园垃圾没人清理", text, 3)]
+    )
+    assert (first.case_id, first.duplicate_of) == ("a", None)
+    assert (second.case_id, second.duplicate_of, second.score) == ("a", "a", 1.0)
+    assert second.evidence["closest"] == "a" and second.evidence["jaccard"] == 1.0
+
+
+def test_a_reworded_report_of_the_same_place_joins(detector: DuplicateDetector) -> None:
+    detector.add_many(
+        [
+            message(
+                "a",
+                "金城花园垃圾没人清理",
+                "金城花园小区东门口的垃圾堆了好几天没人清理，臭气熏天。",
+            )
+        ]
+    )
+    [decision] = detector.add_many(
+        [
+            message(
+                "b",
+                "金城花园门口垃圾成山",
+                "金城花园东门外面垃圾已经一个星期没人来收了，味道很大，苍蝇很多。",
+                5,
+            )
+        ]
+    )
+    assert decision.case_id == "a" and decision.duplicate_of == "a"
+    assert decision.evidence["entities"] == "overlap" and decision.evidence["cosine"] > 0.99
+    assert decision.evidence["jaccard"] < 0.5  # not a near duplicate: the embedding found it
+
+
+def test_the_same_template_at_another_compound_is_another_case(
+    detector: DuplicateDetector,
+) -> None:
+    template = "{}小区物业乱收停车费，每个月三百元，业主多次反映没有结果，请相关部门查处。"
+    first, second = detector.add_many(
+        [
+            message("a", "金城花园物业乱收停车费", template.format("金城花园")),
+            message("b", "银河家园物业乱收停车费", template.format("银河家园"), 1),
+        ]
+    )
+    assert second.case_id == "b" and second.duplicate_of is None
+    assert any("different places or organisations" in b for b in second.evidence["blocked"])
+
+
+def test_short_texts_match_only_exactly_without_an_encoder() -> None:
+    detector = DuplicateDetector(None, entities=False)
+    decisions = detector.add_many(
+        [
+            message("a", "", "路灯坏了"),
+            message("b", "", "路灯坏了", 1),
+            message("c", "", "路灯不亮", 2),
+        ]
+    )
+    assert [d.case_id for d in decisions] == ["a", "a", "c"]
+
+
+def test_time_window_places_and_categories_stop_merges() -> None:
+    text = "幸福路与人民路交叉口的红绿灯坏了三天，早晚高峰非常堵，请尽快派人维修。"
+    detector = DuplicateDetector(None, entities=False, window_days=30)
+    decisions = detector.add_many(
+        [
+            message("a", "红绿灯坏了", text, place="330109001001"),
+            message("b", "红绿灯坏了", text, 10, place="330109001"),  # street of a: nested, ok
+            message("c", "红绿灯坏了", text, 11, place="330109002207"),  # another community
+            message("d", "红绿灯坏了", text, 200),  # both cases silent for months
+        ]
+    )
+    assert [d.case_id for d in decisions] == ["a", "a", "c", "d"]
+    assert any("different places" in b for b in decisions[2].evidence["blocked"])
+    confident = DuplicateDetector(None, entities=False)
+    first, second = confident.add_many(
+        [
+            message("a", "红绿灯坏了", text, category="交通运输", category_confident=True),
+            message("b", "红绿灯坏了", text, 1, category="城乡建设", category_confident=True),
+        ]
+    )
+    assert second.case_id == "b"
+
+
+def test_ids_must_be_new_and_query_does_not_index(detector: DuplicateDetector) -> None:
+    detector.add_many([message("a", "垃圾", "小区垃圾桶满了没人清理，臭气熏天")])
+    assert detector.query(message("x", "垃圾", "小区垃圾桶满了没人清理，臭气熏天")).case_id == "a"
+    assert len(detector) == 1
+    with pytest.raises(ValueError, match="already indexed"):
+        detector.add_many([message("a", "再来", "同一个编号")])
+
+
+def test_entities_drop_bare_city_and_district_names() -> None:
+    tagged = [
+        ("A市", "LOC"),
+        ("A3区", "LOC"),
+        ("金城花园", "LOC"),
+        ("物业公司", "ORG"),
+        ("路", "n"),
+    ]
+    assert tagged_entities(tagged) == frozenset({"金城花园", "物业公司"})
+
+
+def test_heat_grows_with_reporters_and_fades_with_time() -> None:
+    assert heat(10, 8, 0, 0, 0) > heat(10, 1, 0, 0, 0) > heat(1, 1, 0, 0, 0)
+    assert heat(10, 8, 50, 0, 0) > heat(10, 8, 0, 0, 0)
+    assert heat(10, 8, 0, 0, 30) == pytest.approx(heat(10, 8, 0, 0, 0) / 2)

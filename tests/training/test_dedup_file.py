@@ -1,0 +1,64 @@
+"""``wangge dedup`` on files: time order, output columns, errors naming row and column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from wangge.cli import app
+
+GARBAGE = "金城花园小区东门口的垃圾堆了好几天没人清理，臭气熏天。"
+LIGHTS = "幸福路与人民路交叉口的红绿灯坏了三天，早晚高峰非常堵。"
+ROWS = [
+    ["留言编号", "留言用户", "留言主题", "留言时间", "留言详情"],
+    ["3", "u2", "金城花园垃圾没人清理", "2024/5/3 10:00:00", GARBAGE],
+    ["1", "u1", "金城花园垃圾没人清理", "2024/5/1 09:00:00", GARBAGE],
+    ["2", "u3", "红绿灯坏了", "2024-05-02 08:30", LIGHTS],
+]
+
+
+@pytest.fixture(autouse=True)
+def no_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run where no model_store/e5-small exists, as on a fresh clone: lexical signals only."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WANGGE_ENCODER_DIR", raising=False)
+
+
+def write(path: Path, rows: list[list[str]]) -> Path:
+    pd.DataFrame(rows[1:], columns=rows[0]).to_csv(path, index=False, encoding="utf-8")
+    return path
+
+
+def test_dedup_file_in_time_order_keeps_rows_and_adds_columns(tmp_path: Path) -> None:
+    source, output = write(tmp_path / "in.csv", ROWS), tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["dedup", str(source), "-o", str(output), "--no-entities"])
+    assert result.exit_code == 0, result.output
+    assert "3 messages in 2 cases" in result.output and "no sentence encoder" in result.output
+    frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert list(frame.columns) == [*ROWS[0], "case_id", "duplicate_of", "dup_score", "dup_evidence"]
+    assert frame["留言编号"].tolist() == ["3", "1", "2"]  # input order kept
+    # Message 1 is the earliest, so it opens the case that 3 (two days later) joins.
+    assert frame["case_id"].tolist() == ["1", "1", "2"]
+    assert frame["duplicate_of"].tolist() == ["1", "", ""]
+    assert float(frame["dup_score"][0]) == 1.0
+
+
+def test_unreadable_time_names_row_and_column(tmp_path: Path) -> None:
+    rows = [*ROWS, ["4", "u4", "噪音", "上周三", "晚上施工噪音很大"]]
+    source = write(tmp_path / "in.csv", rows)
+    result = CliRunner().invoke(app, ["dedup", str(source), "-o", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2
+    assert "row 5, column '留言时间': not a date and time: '上周三'" in result.output
+
+
+def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
+    rows = [*ROWS, ["2", "u4", "噪音", "2024/5/4", "晚上施工噪音很大"]]
+    source = write(tmp_path / "in.csv", rows)
+    result = CliRunner().invoke(app, ["dedup", str(source), "-o", str(tmp_path / "o.csv")])
+    assert (
+        result.exit_code == 2
+        and "row 5, column '留言编号': duplicate message id '2'" in result.output
+    )

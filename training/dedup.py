@@ -1,0 +1,124 @@
+"""Deduplicating files: ``wangge dedup``.
+
+Messages are processed in time order (the time column, 留言时间/时间/created_at); each joins
+the case of an earlier message it repeats or opens its own. The output keeps the input rows
+and columns in their order and adds ``case_id`` (the id of the case's first message),
+``duplicate_of`` (the message matched, empty for a case's first), ``dup_score`` (the
+same-case probability) and ``dup_evidence``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from wangge.errors import DataError
+from wangge.models.dedup import Decision, DedupMessage, DuplicateDetector, Encoder
+from wangge.training.loaders import LoadedMessages, load_messages, write_table
+from wangge.training.routing import add_columns
+
+logger = logging.getLogger(__name__)
+
+REPORTER_NAMES = ("留言用户", "用户", "reporter", "user_id", "user")
+
+
+def message_times(data: LoadedMessages) -> pd.Series:
+    """The time of every row, parsed; a row whose time cannot be read is an error."""
+    column = data.columns.time
+    if column is None:
+        raise DataError(
+            "no time column found (留言时间, 时间 or created_at); name it with --time-column",
+            path=data.path,
+        )
+    times = pd.to_datetime(data.frame[column], errors="coerce", format="mixed")
+    bad = times.isna()
+    if bad.any():
+        index = int(bad.to_numpy().nonzero()[0][0])
+        raise DataError(
+            f"not a date and time: {data.frame[column].iloc[index]!r}",
+            path=data.path,
+            row=data.rows[index],
+            column=column,
+        )
+    return times
+
+
+def dedup_messages(data: LoadedMessages, times: pd.Series) -> list[DedupMessage]:
+    frame = data.frame
+    text = list(data.columns.text)
+    ids = (
+        frame[data.columns.id]
+        if data.columns.id
+        else pd.Series([str(row) for row in data.rows], index=frame.index)
+    )
+    duplicated = ids[ids.duplicated()]
+    if len(duplicated):
+        index = int(ids.duplicated().to_numpy().nonzero()[0][0])
+        raise DataError(
+            f"duplicate message id {duplicated.iloc[0]!r}: ids must be unique",
+            path=data.path,
+            row=data.rows[index],
+            column=data.columns.id,
+        )
+    reporter = next((c for c in REPORTER_NAMES if c in frame.columns), None)
+    title = frame[text[0]] if len(text) > 1 else pd.Series([""] * len(frame), index=frame.index)
+    body_columns = text[1:] if len(text) > 1 else text
+    bodies = frame[body_columns].apply(lambda row: "\n".join(v for v in row if v), axis=1)
+    return [
+        DedupMessage(
+            id=str(ids.iloc[i]),
+            title=str(title.iloc[i]),
+            content=str(bodies.iloc[i]),
+            time=times.iloc[i].to_pydatetime(),
+            reporter=(str(frame[reporter].iloc[i]) or None) if reporter else None,
+        )
+        for i in range(len(frame))
+    ]
+
+
+def dedup_columns(decisions: list[Decision]) -> dict[str, list[Any]]:
+    return {
+        "case_id": [d.case_id for d in decisions],
+        "duplicate_of": [d.duplicate_of or "" for d in decisions],
+        "dup_score": [d.score for d in decisions],
+        "dup_evidence": [d.evidence for d in decisions],
+    }
+
+
+def dedup_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    detector: DuplicateDetector,
+    text_columns: list[str] | None = None,
+    time_column: str | None = None,
+    id_column: str | None = None,
+) -> int:
+    """Deduplicate a file in time order; returns the number of cases found."""
+    data = load_messages(
+        input_path, text_columns=text_columns, time_column=time_column, id_column=id_column
+    )
+    times = message_times(data)
+    messages = dedup_messages(data, times)
+    order = sorted(range(len(messages)), key=lambda i: (messages[i].time, i))
+    decided = detector.add_many([messages[i] for i in order])
+    decisions: list[Decision] = [decided[0]] * len(messages)
+    for position, index in enumerate(order):
+        decisions[index] = decided[position]
+    add_columns(data.frame, dedup_columns(decisions))
+    write_table(data.frame, output_path)
+    return len({d.case_id for d in decisions})
+
+
+def load_encoder(model_dir: str | Path | None) -> Encoder | None:
+    """The sentence encoder of a local model directory, or ``None`` without one."""
+    if model_dir is None:
+        return None
+    from wangge.nlp.embeddings import SentenceEncoder
+
+    if not Path(model_dir).is_dir():
+        raise DataError("no such encoder directory (run `wangge models fetch-e5`)", path=model_dir)
+    return SentenceEncoder(model_dir)
