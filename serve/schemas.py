@@ -17,6 +17,7 @@ because they are configured at runtime.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
@@ -66,31 +67,66 @@ def _request_shape(body: Any) -> str | None:
     return None
 
 
-class ClassifyRequest(
-    RootModel[
-        Annotated[
-            Annotated[MessageBatch, Tag("batch")] | Annotated[MessageIn, Tag("single")],
-            Discriminator(
-                _request_shape,
-                custom_error_type="invalid_request_shape",
-                custom_error_message=(
-                    'expected a JSON object: a message {"title": ..., "content": ...} or a batch '
-                    '{"messages": [...]}'
-                ),
-            ),
-        ]
-    ]
-):
-    """Body of ``POST /v1/classify``: one message or a batch."""
+class OneOrBatch:
+    """What both request bodies offer: one message or a batch, read the same way."""
+
+    root: Any
 
     @property
     def is_batch(self) -> bool:
         return isinstance(self.root, MessageBatch)
 
     @property
-    def messages(self) -> list[MessageIn]:
+    def messages(self) -> list[Any]:
         """The messages in input order (a single message is a batch of one)."""
         return self.root.messages if isinstance(self.root, MessageBatch) else [self.root]
+
+
+_SHAPE = Discriminator(
+    _request_shape,
+    custom_error_type="invalid_request_shape",
+    custom_error_message=(
+        'expected a JSON object: a message {"title": ..., "content": ...} or a batch '
+        '{"messages": [...]}'
+    ),
+)
+
+
+class ClassifyRequest(
+    OneOrBatch,
+    RootModel[
+        Annotated[
+            Annotated[MessageBatch, Tag("batch")] | Annotated[MessageIn, Tag("single")], _SHAPE
+        ]
+    ],
+):
+    """Body of ``POST /v1/classify``: one message or a batch."""
+
+
+class IngestMessage(MessageIn):
+    """A message to store: a classify message plus when and by whom it was reported."""
+
+    created_at: datetime | None = Field(
+        default=None, strict=False, description="When it was reported (ISO 8601); default: now."
+    )
+    reporter: str | None = Field(default=None, description="Who reported it (a user id).")
+    likes: int = Field(default=0, ge=0, description="Likes (点赞数), for the heat of its case.")
+    dislikes: int = Field(default=0, ge=0, description="Dislikes (反对数).")
+
+
+class IngestBatch(MessageBatch):
+    messages: list[IngestMessage]  # type: ignore[assignment]
+
+
+class IngestRequest(
+    OneOrBatch,
+    RootModel[
+        Annotated[
+            Annotated[IngestBatch, Tag("batch")] | Annotated[IngestMessage, Tag("single")], _SHAPE
+        ]
+    ],
+):
+    """Body of ``POST /v1/messages``: one message or a batch."""
 
 
 CLASSIFY_EXAMPLES = {
@@ -153,6 +189,59 @@ class MessageResult(BaseModel):
         default_factory=list, description="Top departments with scores and reasons."
     )
     metadata: dict[str, Any] | None = Field(description="The message's ``metadata``, echoed.")
+
+
+class IngestResult(MessageResult):
+    """A stored message: its prediction, its case and the duplicate it matched."""
+
+    message_id: str = Field(description="wangge's id of the stored message.")
+    case_id: str = Field(description="The case it belongs to (its first message's id).")
+    duplicate_of: str | None = Field(description="The stored message it repeats, if any.")
+    dup_score: float = Field(description="Same-case probability of that match; 0 for a new case.")
+    dup_evidence: dict[str, Any] = Field(
+        default_factory=dict, description="The closest message and the similarities behind it."
+    )
+    replayed: bool = Field(
+        description="True when a message with this id was stored before: nothing new was stored."
+    )
+
+
+class IngestResponse(BaseModel):
+    model_version: str
+    results: list[IngestResult]
+
+
+class CaseMessage(BaseModel):
+    message_id: str
+    id: str | None
+    title: str
+    created_at: datetime
+    duplicate_of: str | None
+    dup_score: float
+
+
+class CaseOut(BaseModel):
+    """A case: the reports of one problem."""
+
+    case_id: str
+    title: str = Field(description="Its first message's title.")
+    first_at: datetime
+    last_at: datetime
+    reports: int
+    reporters: int = Field(description="Distinct reporters (anonymous reports count one each).")
+    likes: int
+    dislikes: int
+    category: str | None
+    street_code: str | None
+    community_code: str | None
+    heat: float = Field(default=0.0, description="See GET /v1/hot-issues.")
+    messages: list[CaseMessage] = Field(default_factory=list)
+
+
+class HotIssuesResponse(BaseModel):
+    since: datetime | None
+    until: datetime
+    cases: list[CaseOut]
 
 
 class ClassifyResponse(BaseModel):

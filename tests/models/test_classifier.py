@@ -352,3 +352,13 @@ def test_classifier_refit_uses_the_new_tokenizer(texts_labels: tuple[list[str], 
     model.fit_tokens([custom(text) for text in texts], labels)
     assert model.tokenizer_ is custom
     assert "噪音" not in model.tokenize(["夜间噪音扰民"])[0]
+
+
+def test_two_categories_predict_and_explain() -> None:
+    texts = ["垃圾没人清理", "垃圾桶满了", "楼道垃圾很臭"]
+    texts += ["工地噪音很大", "晚上施工太吵", "装修噪音"]
+    labels = ["环境卫生"] * 3 + ["噪音"] * 3
+    model = MessageClassifier(min_df=1, taxonomy_weight=0).fit(texts, labels)
+    [prediction] = model.predict_explained(["小区垃圾没人清理"])
+    assert prediction.category == "环境卫生" and "垃圾" in prediction.evidence
+    assert model.predict_proba(["晚上噪音"]).shape == (1, 2)

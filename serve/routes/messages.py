@@ -1,0 +1,90 @@
+"""``POST /v1/messages`` (ingest), ``GET /v1/cases/{id}``, ``GET /v1/hot-issues``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import select
+
+from wangge.models.dedup import heat
+from wangge.serve.dependencies import (
+    CheckedIngestMessages,
+    IngestorDep,
+    LoadedModelDep,
+    RouterDep,
+    SettingsDep,
+)
+from wangge.serve.schemas import CaseOut, HotIssuesResponse, IngestResponse
+from wangge.serve.storage import CaseRow, case_summary
+
+router = APIRouter(tags=["messages and cases"])
+
+
+@router.post(
+    "/v1/messages",
+    summary="Ingest messages",
+    description=(
+        "Classifies, routes, deduplicates and stores each message (committed before the "
+        "answer). A message joins the case of an earlier one it repeats or opens its own; "
+        "sending a message with an `id` already stored returns the stored result "
+        "(`replayed: true`) and stores nothing."
+    ),
+)
+def ingest(
+    messages: CheckedIngestMessages,
+    loaded: LoadedModelDep,
+    settings: SettingsDep,
+    routing: RouterDep,
+    ingestor: IngestorDep,
+) -> IngestResponse:
+    results = ingestor.ingest(loaded, routing, messages, top_k=settings.top_k)
+    return IngestResponse(model_version=loaded.meta.version, results=results)
+
+
+def _case_out(summary: dict, now: datetime) -> CaseOut:
+    age = (now - summary["last_at"]).total_seconds() / 86400
+    score = heat(
+        summary["reports"], summary["reporters"], summary["likes"], summary["dislikes"], age
+    )
+    return CaseOut(**summary, heat=round(score, 4))
+
+
+@router.get("/v1/cases/{case_id}", summary="A case with its messages")
+def get_case(case_id: int, ingestor: IngestorDep) -> CaseOut:
+    with ingestor.store.session() as session:
+        case = session.get(CaseRow, case_id)
+        if case is None:
+            raise HTTPException(status_code=404, detail=f"no case {case_id}")
+        return _case_out(case_summary(session, case), datetime.now())
+
+
+@router.get(
+    "/v1/hot-issues",
+    summary="Cases ranked by heat",
+    description=(
+        "Cases with a report between `since` and `until` (default: now), ranked by heat: "
+        "(ln(1+reports) + ln(1+distinct reporters) + 0.5·ln(1+max(0, likes−dislikes))) "
+        "halved for every 30 days between the case's last report and `until`."
+    ),
+)
+def hot_issues(
+    ingestor: IngestorDep,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> HotIssuesResponse:
+    until = (until or datetime.now()).replace(tzinfo=None)
+    since = since.replace(tzinfo=None) if since else None
+    if since is not None and since > until:
+        raise HTTPException(status_code=422, detail="since is after until")
+    with ingestor.store.session() as session:
+        query = select(CaseRow).where(CaseRow.first_at <= until)
+        if since is not None:
+            query = query.where(CaseRow.last_at >= since)
+        cases = [_case_out(case_summary(session, c), until) for c in session.scalars(query)]
+    cases.sort(key=lambda case: -case.heat)
+    for case in cases:
+        case.messages = []  # the ranking lists cases; GET /v1/cases/{id} has the messages
+    return HotIssuesResponse(since=since, until=until, cases=cases[:limit])

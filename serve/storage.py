@@ -1,0 +1,175 @@
+"""Storage of ingested messages and their cases (SQLAlchemy; SQLite in WAL mode by default).
+
+The database is the record: a message is committed before the API answers, and on start the
+duplicate detector is rebuilt from it (:func:`load_detector`), with the stored embeddings and
+entities, so no sentence encoder runs again for messages already seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from wangge.models.dedup import DedupMessage, DuplicateDetector, MessageFeatures
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CaseRow(Base):
+    """A case: the messages that report one problem. Its id is its first message's id."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    first_at: Mapped[datetime] = mapped_column(DateTime)
+    last_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    reports: Mapped[int] = mapped_column(Integer, default=1)
+    category: Mapped[str | None] = mapped_column(String(64))
+    street_code: Mapped[str | None] = mapped_column(String(32))
+    community_code: Mapped[str | None] = mapped_column(String(32))
+
+
+class MessageRow(Base):
+    """An ingested message with what the models said of it."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    external_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    content: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    reporter: Mapped[str | None] = mapped_column(String(128))
+    likes: Mapped[int] = mapped_column(Integer, default=0)
+    dislikes: Mapped[int] = mapped_column(Integer, default=0)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    duplicate_of: Mapped[int | None] = mapped_column(Integer)
+    dup_score: Mapped[float] = mapped_column(Float, default=0.0)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    entities: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL journaling and enforced foreign keys."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged message survives a crash
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    Base.metadata.create_all(engine)
+    return engine
+
+
+class Store:
+    """Sessions over one database."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+
+def dedup_message(row: MessageRow) -> DedupMessage:
+    result = row.result or {}
+    return DedupMessage(
+        id=str(row.id),
+        title=row.title,
+        content=row.content,
+        time=row.created_at,
+        reporter=row.reporter,
+        place=result.get("community_code") or result.get("street_code") or None,
+        category=result.get("category"),
+        category_confident=bool(result) and not result.get("needs_review", True),
+    )
+
+
+def load_detector(store: Store, detector: DuplicateDetector) -> int:
+    """Index every stored message under its stored case; returns how many."""
+    with store.session() as session:
+        rows = session.scalars(select(MessageRow).order_by(MessageRow.id)).all()
+    batch = 2048
+    for start in range(0, len(rows), batch):
+        chunk = rows[start : start + batch]
+        messages = [dedup_message(row) for row in chunk]
+        vectors = None
+        if detector.encoder is not None and all(row.embedding for row in chunk):
+            vectors = np.stack([np.frombuffer(row.embedding or b"", np.float32) for row in chunk])
+        entities = [frozenset(row.entities or ()) for row in chunk]
+        features = detector.features(messages, vectors=vectors, entities=entities)
+        for row, message, feature in zip(chunk, messages, features, strict=True):
+            detector.index(message, str(row.case_id), feature)
+    return len(rows)
+
+
+def stored_features(features: MessageFeatures) -> dict[str, Any]:
+    """The columns that let :func:`load_detector` skip the encoder and LAC on restart."""
+    vector = features.vector
+    return {
+        "embedding": None if vector is None else np.asarray(vector, np.float32).tobytes(),
+        "entities": sorted(features.entities),
+    }
+
+
+def case_summary(session: Session, case: CaseRow) -> dict[str, Any]:
+    """A case with its messages, distinct reporters and likes (for the API)."""
+    messages = session.scalars(
+        select(MessageRow).where(MessageRow.case_id == case.id).order_by(MessageRow.created_at)
+    ).all()
+    reporters = {m.reporter or f"anonymous-{m.id}" for m in messages}
+    return {
+        "case_id": str(case.id),
+        "title": case.title,
+        "first_at": case.first_at,
+        "last_at": case.last_at,
+        "reports": len(messages),
+        "reporters": len(reporters),
+        "likes": sum(m.likes for m in messages),
+        "dislikes": sum(m.dislikes for m in messages),
+        "category": case.category,
+        "street_code": case.street_code,
+        "community_code": case.community_code,
+        "messages": [
+            {
+                "message_id": str(m.id),
+                "id": m.external_id,
+                "title": m.title,
+                "created_at": m.created_at,
+                "duplicate_of": None if m.duplicate_of is None else str(m.duplicate_of),
+                "dup_score": m.dup_score,
+            }
+            for m in messages
+        ],
+    }

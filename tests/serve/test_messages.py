@@ -1,0 +1,121 @@
+"""POST /v1/messages, GET /v1/cases/{id} and GET /v1/hot-issues, persistence across restarts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from wangge.models.artifact import ModelMeta, save_model
+from wangge.models.classifier import MessageClassifier
+from wangge.serve.app import create_app
+from wangge.serve.config import Settings
+
+GARBAGE = "金城花园小区东门口的垃圾堆了好几天没人清理，天热了臭气熏天，请尽快处理。"
+NOISE = "银河家园旁边的工地每天晚上施工到凌晨两点，噪音太大，附近居民根本睡不着。"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[MessageClassifier, ModelMeta]:
+    texts = ["垃圾没人清理", "垃圾桶满了", "楼道垃圾很臭"]
+    texts += ["工地噪音很大", "晚上施工太吵", "装修噪音"]
+    labels = ["环境卫生"] * 3 + ["噪音"] * 3
+    classifier = MessageClassifier(min_df=1, taxonomy_weight=0).fit(texts, labels)
+    meta = save_model(
+        classifier,
+        tmp_path_factory.mktemp("model"),
+        name="tiny",
+        labels=sorted(set(labels)),
+        training_data={},
+        config={},
+        metrics={},
+    )
+    return classifier, meta
+
+
+def app_client(tmp_path: Path, model: tuple[MessageClassifier, ModelMeta]) -> TestClient:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'wangge.sqlite3'}", encoder_dir=None, route=False
+    )
+    return TestClient(create_app(settings, model=model[0], meta=model[1]))
+
+
+@pytest.fixture()
+def client(tmp_path: Path, model: tuple[MessageClassifier, ModelMeta]) -> Iterator[TestClient]:
+    with app_client(tmp_path, model) as test_client:
+        yield test_client
+
+
+def ingest(client: TestClient, body: Any) -> list[dict[str, Any]]:
+    response = client.post("/v1/messages", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["results"]
+
+
+def test_a_repeat_joins_the_case_of_the_first_report(client: TestClient) -> None:
+    [first] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE,
+                              "created_at": "2024-05-01T09:00:00", "reporter": "u1"})  # fmt: skip
+    assert first["case_id"] == first["message_id"] and first["duplicate_of"] is None
+    assert first["category"] == "环境卫生" and first["replayed"] is False
+    [second] = ingest(client, {"id": "b", "title": "垃圾没人清理", "content": GARBAGE,
+                               "created_at": "2024-05-02T09:00:00", "reporter": "u2"})  # fmt: skip
+    assert second["case_id"] == first["case_id"]
+    assert second["duplicate_of"] == first["message_id"] and second["dup_score"] == 1.0
+    assert second["dup_evidence"]["closest"] == first["message_id"]
+    [other] = ingest(client, {"id": "c", "title": "工地噪音", "content": NOISE})
+    assert other["case_id"] != first["case_id"]
+    case = client.get(f"/v1/cases/{first['case_id']}").json()
+    assert case["reports"] == 2 and case["reporters"] == 2
+    assert [m["id"] for m in case["messages"]] == ["a", "b"]
+
+
+def test_the_same_message_twice_never_makes_two_cases_or_two_rows(client: TestClient) -> None:
+    body = {"id": "x-1", "title": "垃圾没人清理", "content": GARBAGE}
+    [first] = ingest(client, body)
+    [again] = ingest(client, body)
+    assert again["replayed"] is True
+    assert (again["message_id"], again["case_id"]) == (first["message_id"], first["case_id"])
+    [no_id_1, no_id_2] = ingest(client, {"messages": [{"content": GARBAGE}, {"content": GARBAGE}]})
+    assert no_id_1["case_id"] == no_id_2["case_id"] == first["case_id"]
+    assert client.get(f"/v1/cases/{first['case_id']}").json()["reports"] == 3
+
+
+def test_cases_survive_a_restart(
+    tmp_path: Path, model: tuple[MessageClassifier, ModelMeta]
+) -> None:
+    with app_client(tmp_path, model) as client:
+        [first] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
+    with app_client(tmp_path, model) as restarted:
+        [repeat] = ingest(restarted, {"id": "b", "title": "垃圾又没人清理", "content": GARBAGE})
+        [replay] = ingest(restarted, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
+        case = restarted.get(f"/v1/cases/{first['case_id']}").json()
+    assert repeat["case_id"] == first["case_id"] and replay["replayed"] is True
+    assert case["reports"] == 2
+
+
+def test_hot_issues_rank_by_heat_within_the_window(client: TestClient) -> None:
+    for index in range(3):
+        ingest(client, {"title": "垃圾没人清理", "content": GARBAGE, "reporter": f"u{index}",
+                        "created_at": f"2024-05-0{index + 1}T09:00:00", "likes": 2})  # fmt: skip
+    ingest(client, {"title": "工地噪音", "content": NOISE, "created_at": "2024-05-02T09:00:00"})
+    old = "幸福路与人民路交叉口的红绿灯坏了三天，早晚高峰非常堵，请尽快派人维修。"
+    ingest(client, {"title": "红绿灯坏了", "content": old, "created_at": "2023-01-01"})
+    response = client.get("/v1/hot-issues", params={"since": "2024-04-01", "until": "2024-05-10"})
+    assert response.status_code == 200, response.text
+    cases = response.json()["cases"]
+    assert [c["reports"] for c in cases] == [3, 1]
+    assert cases[0]["heat"] > cases[1]["heat"] and cases[0]["likes"] == 6
+    assert len(client.get("/v1/hot-issues", params={"limit": 1}).json()["cases"]) == 1
+
+
+def test_errors(client: TestClient) -> None:
+    assert client.get("/v1/cases/999").status_code == 404
+    bad_time = client.post("/v1/messages", json={"content": GARBAGE, "created_at": "上周三"})
+    assert bad_time.status_code == 422 and "created_at" in bad_time.text
+    assert client.post("/v1/messages", json={"content": " "}).status_code == 422
+    assert client.get("/v1/hot-issues", params={"limit": 0}).status_code == 422
+    backwards = client.get("/v1/hot-issues", params={"since": "2024-05-10", "until": "2024-05-01"})
+    assert backwards.status_code == 422
