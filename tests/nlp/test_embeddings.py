@@ -1,0 +1,96 @@
+"""Tests for wangge.nlp.embeddings.SentenceEncoder on a tiny random BERT saved to tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wangge.nlp.embeddings import SentenceEncoder
+
+CHARS = "路灯坏了小区物业乱收费工地夜间施工噪音扰民垃圾没人清理停车难公交车不按站点"
+TEXTS = [
+    "路灯坏了",
+    "小区物业乱收费，停车难",
+    "工地",
+    "夜间施工噪音扰民，垃圾没人清理，公交车不按站点停车",
+    "路灯坏了",
+    "物业",
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide random BertModel with a WordPiece tokenizer over CHARS."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {token: i for i, token in enumerate(specials + sorted(set(CHARS)) + ["，"])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(handle_chinese_chars=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    out = tmp_path_factory.mktemp("tiny-bert")
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    ).save_pretrained(out)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def encoder(model_dir: Path) -> SentenceEncoder:
+    return SentenceEncoder(model_dir, prefix="", batch_size=4, device="cpu")
+
+
+def test_shape_dtype_and_unit_norm(encoder: SentenceEncoder) -> None:
+    vectors = encoder.encode(TEXTS)
+    assert encoder.dim == 32
+    assert vectors.shape == (len(TEXTS), 32)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    assert encoder.encode([]).shape == (0, 32)
+
+
+def test_order_is_restored_after_length_sorting(encoder: SentenceEncoder) -> None:
+    vectors = encoder.encode(TEXTS)
+    one_by_one = np.vstack([encoder.encode([text]) for text in TEXTS])
+    np.testing.assert_allclose(vectors, one_by_one, atol=1e-5)
+    assert not np.allclose(vectors[0], vectors[1])
+
+
+def test_deterministic_and_identical_texts_identical(encoder: SentenceEncoder) -> None:
+    first, second = encoder.encode(TEXTS), encoder.encode(TEXTS)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first[0], first[4], atol=1e-6)  # both "路灯坏了"
+
+
+def test_truncation_to_max_length(model_dir: Path) -> None:
+    short = SentenceEncoder(model_dir, prefix="", max_length=4, device="cpu")
+    vectors = short.encode(["路灯坏了小区", "路灯坏了物业"])
+    # [CLS] 路 灯 [SEP]: both texts are cut to the same two characters.
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)
+
+
+def test_prefix_is_prepended(model_dir: Path, encoder: SentenceEncoder) -> None:
+    prefixed = SentenceEncoder(model_dir, prefix="小区", device="cpu")
+    np.testing.assert_allclose(prefixed.encode(["物业"]), encoder.encode(["小区物业"]), atol=1e-6)
