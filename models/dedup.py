@@ -5,7 +5,7 @@ For each message the detector finds candidates two ways, scores them, and checks
 - **candidates**: MinHash LSH (``datasketch``) over the character 3-grams of the normalised
   title and body finds near duplicates; an HNSW index (``hnswlib``) over sentence embeddings
   (any :class:`Encoder`, e.g. the rebuilt multilingual-e5-small of
-  :mod:`wangge.nlp.embeddings`) of the title and the start of the body finds rewordings;
+  :mod:`wangge.nlp.embeddings`) of the titles finds rewordings;
 - **score**: the probability that a pair reports the same case, from a logistic model over
   five pair features (:class:`PairWeights`): Jaccard similarity of the 3-grams (estimated
   from the MinHash signatures), Jaccard of the titles' 3-grams, cosine of the embeddings,
@@ -46,7 +46,9 @@ from wangge.nlp.normalize import normalize_text
 SHINGLE_SIZE = 3
 MIN_SHINGLES = 4
 NUM_PERM = 128
-EMBED_CHARS = 120  # the title and this much of the body are embedded: the gist of a report
+# The title is embedded (the body's start when there is none): it is a report's gist, and on
+# 2 CPU cores e5-small embeds ~80 titles/s but only ~20 texts of 120 characters.
+UNTITLED_CHARS = 40
 ENTITY_CHARS = 80  # LAC reads the title and this much of the body for places and organisations
 ANN_CANDIDATES = 10
 NEAR_IDENTICAL = 0.8  # Jaccard from which two texts are one report whatever names LAC tags
@@ -67,13 +69,13 @@ class Encoder(Protocol):
 class PairWeights:
     """Logistic weights of the pair features; fitted by ``benchmarks/bench_dedup.py --fit``."""
 
-    jaccard: float = 3.3
-    title_jaccard: float = 2.71
-    cosine: float = 6.1
-    same_reporter: float = 1.32
-    entities_conflict: float = -0.75
-    entities_overlap: float = 1.84
-    bias: float = -7.37
+    jaccard: float = 3.38
+    title_jaccard: float = 2.54
+    cosine: float = 4.65
+    same_reporter: float = 1.4
+    entities_conflict: float = -0.52
+    entities_overlap: float = 1.97
+    bias: float = -6.12
 
     @classmethod
     def lexical(cls) -> PairWeights:
@@ -263,7 +265,7 @@ class DuplicateDetector:
         titles = [normalize_text(m.title) for m in messages]
         contents = [normalize_text(m.content) for m in messages]
         if vectors is None and self.encoder is not None:
-            texts = [f"{t}。{c[:EMBED_CHARS]}" for t, c in zip(titles, contents, strict=True)]
+            texts = [t or c[:UNTITLED_CHARS] for t, c in zip(titles, contents, strict=True)]
             vectors = np.asarray(self.encoder.encode(texts), dtype=np.float32)
         if entities is None and self.entities:
             if self._lac is None:

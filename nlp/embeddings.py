@@ -16,6 +16,8 @@ class SentenceEncoder:
     ``prefix`` is prepended to every text (e5 models expect ``"query: "`` or ``"passage: "``;
     use ``""`` for other models). Texts are sorted by length before batching so that each batch
     pads little, and the output keeps the input order. A GPU is used when one is available.
+    ``layers`` keeps only the first layers of the encoder (half of e5-small's twelve embed
+    titles about twice as fast, with a weaker semantic signal).
     (Dynamic int8 quantisation of the ``Linear`` layers was 1.3-1.8x faster on 2 CPU cores for
     multilingual-e5-small but only 0.97-0.98 cosine to fp32, so it is not offered.)
     """
@@ -28,6 +30,7 @@ class SentenceEncoder:
         batch_size: int = 64,
         prefix: str = "query: ",
         device: str | None = None,
+        layers: int | None = None,
     ) -> None:
         self.max_length = max_length
         self.batch_size = batch_size
@@ -35,6 +38,11 @@ class SentenceEncoder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
+        if layers is not None:
+            encoder_layers = model.encoder.layer
+            if not 1 <= layers <= len(encoder_layers):
+                raise ValueError(f"layers must be 1 to {len(encoder_layers)}, got {layers}")
+            model.encoder.layer = encoder_layers[:layers]
         self.model = model.eval().to(self.device)
 
     @property

@@ -30,6 +30,7 @@ from wangge.serve.storage import (
     load_detector,
     stored_features,
 )
+from wangge.training.dedup import load_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,7 @@ class Ingestor:
         encoder = None
         encoder_dir = settings.encoder_dir
         if encoder_dir is not None and Path(encoder_dir).is_dir():
-            from wangge.nlp.embeddings import SentenceEncoder
-
-            encoder = SentenceEncoder(encoder_dir)
+            encoder = load_encoder(encoder_dir)
         else:
             logger.warning(
                 "no sentence encoder at %s: duplicates by lexical similarity", encoder_dir

@@ -22,6 +22,8 @@ from wangge.training.routing import add_columns
 
 logger = logging.getLogger(__name__)
 
+DEDUP_MAX_TOKENS = 32  # titles: longer ones are cut, which costs little for duplicate search
+
 REPORTER_NAMES = ("留言用户", "用户", "reporter", "user_id", "user")
 
 
@@ -113,12 +115,15 @@ def dedup_file(
     return len({d.case_id for d in decisions})
 
 
-def load_encoder(model_dir: str | Path | None) -> Encoder | None:
-    """The sentence encoder of a local model directory, or ``None`` without one."""
+def load_encoder(model_dir: str | Path | None, *, layers: int | None = None) -> Encoder | None:
+    """The sentence encoder of a local model directory, or ``None`` without one.
+
+    ``layers`` keeps only the encoder's first layers (faster; see the README's figures).
+    """
     if model_dir is None:
         return None
     from wangge.nlp.embeddings import SentenceEncoder
 
     if not Path(model_dir).is_dir():
         raise DataError("no such encoder directory (run `wangge models fetch-e5`)", path=model_dir)
-    return SentenceEncoder(model_dir)
+    return SentenceEncoder(model_dir, max_length=DEDUP_MAX_TOKENS, layers=layers)

@@ -281,6 +281,10 @@ def dedup(
             "Default: model_store/e5-small when it exists.",
         ),
     ] = None,
+    encoder_layers: Annotated[
+        int | None,
+        typer.Option(help="Use only the encoder's first layers (faster, weaker). Default: all."),
+    ] = None,
     entities: Annotated[
         bool, typer.Option(help="Compare the places and organisations LAC tags.")
     ] = True,
@@ -306,7 +310,10 @@ def dedup(
         )
     try:
         detector = DuplicateDetector(
-            load_encoder(encoder), entities=entities, threshold=threshold, window_days=window_days
+            load_encoder(encoder, layers=encoder_layers),
+            entities=entities,
+            threshold=threshold,
+            window_days=window_days,
         )
         cases = dedup_file(
             input_file,
