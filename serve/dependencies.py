@@ -115,15 +115,19 @@ def _error(kind: str, loc: tuple[str | int, ...], msg: str) -> dict[str, Any]:
     return {"type": kind, "loc": loc, "msg": msg}
 
 
-async def checked_messages(
-    body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
-    settings: SettingsDep,
-) -> list[MessageIn]:
+def _within_limits(body: OneOrBatch, settings: Settings) -> list[Any]:
     """The request's messages, once they are within ``settings``' limits (else 422)."""
     errors = input_errors(body, settings)
     if errors:
         raise RequestValidationError(errors)
     return body.messages
+
+
+async def checked_messages(
+    body: Annotated[ClassifyRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
+    settings: SettingsDep,
+) -> list[MessageIn]:
+    return _within_limits(body, settings)
 
 
 CheckedMessages = Annotated[list[MessageIn], Depends(checked_messages)]
@@ -133,11 +137,7 @@ async def checked_ingest_messages(
     body: Annotated[IngestRequest, Body(openapi_examples=CLASSIFY_EXAMPLES)],
     settings: SettingsDep,
 ) -> list[IngestMessage]:
-    """The messages to ingest, once they are within ``settings``' limits (else 422)."""
-    errors = input_errors(body, settings)
-    if errors:
-        raise RequestValidationError(errors)
-    return body.messages
+    return _within_limits(body, settings)
 
 
 CheckedIngestMessages = Annotated[list[IngestMessage], Depends(checked_ingest_messages)]
