@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--fit", action="store_true", help="fit the pair weights (c)")
     parser.add_argument("--scale", help="comma-separated index sizes for lookup timing (d)")
     parser.add_argument("--no-cli", action="store_true", help="skip (a), dedup in process")
+    parser.add_argument("--threshold", type=float, default=0.65, help="with --no-cli")
     args = parser.parse_args()
     if args.scale:
         scale([int(size) for size in args.scale.split(",")])
@@ -184,7 +185,7 @@ def main() -> None:
     if args.no_cli:
         data = load_messages(data_dir / MESSAGES_FILE)
         messages = sorted(dedup_messages(data, message_times(data)), key=lambda m: m.time)
-        detector = DuplicateDetector(load_encoder(encoder_dir))
+        detector = DuplicateDetector(load_encoder(encoder_dir), threshold=args.threshold)
         started = time.perf_counter()
         decisions = detector.add_many(messages)
         say(f"in process: {len(messages)} messages in {time.perf_counter() - started:.1f} s")

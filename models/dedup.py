@@ -221,7 +221,7 @@ class DuplicateDetector:
         encoder: Encoder | None = None,
         *,
         entities: bool = True,
-        threshold: float = 0.7,
+        threshold: float = 0.65,
         window_days: int = 365,
         lsh_threshold: float = 0.3,
         weights: PairWeights | None = None,

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         "without it duplicates are found by lexical similarity only.",
     )
     dedup_threshold: float = Field(
-        default=0.7, ge=0, le=1, description="Same-case probability from which a message joins."
+        default=0.65, ge=0, le=1, description="Same-case probability from which a message joins."
     )
     dedup_window_days: int = Field(
         default=365, ge=1, description="A case silent for longer takes no new messages."

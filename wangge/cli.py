@@ -290,7 +290,7 @@ def dedup(
     ] = True,
     threshold: Annotated[
         float, typer.Option(help="Same-case probability from which a message joins a case.")
-    ] = 0.7,
+    ] = 0.65,
     window_days: Annotated[
         int, typer.Option(help="A case silent for longer takes no new messages.")
     ] = 365,
