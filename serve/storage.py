@@ -22,8 +22,11 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    cast,
     create_engine,
+    distinct,
     event,
+    func,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -172,4 +175,35 @@ def case_summary(session: Session, case: CaseRow) -> dict[str, Any]:
             }
             for m in messages
         ],
+    }
+
+
+def window_counts(
+    session: Session, since: datetime | None, until: datetime
+) -> dict[int, dict[str, Any]]:
+    """Per case, its reports between ``since`` and ``until``: one grouped query."""
+    reporter = func.coalesce(MessageRow.reporter, "#" + cast(MessageRow.id, String))
+    query = (
+        select(
+            MessageRow.case_id,
+            func.count(),
+            func.count(distinct(reporter)),
+            func.sum(MessageRow.likes),
+            func.sum(MessageRow.dislikes),
+            func.max(MessageRow.created_at),
+        )
+        .where(MessageRow.created_at <= until)
+        .group_by(MessageRow.case_id)
+    )
+    if since is not None:
+        query = query.where(MessageRow.created_at >= since)
+    return {
+        case_id: {
+            "reports": reports,
+            "reporters": reporters,
+            "likes": int(likes or 0),
+            "dislikes": int(dislikes or 0),
+            "last_at": last_at,
+        }
+        for case_id, reports, reporters, likes, dislikes, last_at in session.execute(query)
     }

@@ -17,7 +17,7 @@ from wangge.serve.dependencies import (
     SettingsDep,
 )
 from wangge.serve.schemas import CaseOut, HotIssuesResponse, IngestResponse
-from wangge.serve.storage import CaseRow, case_summary
+from wangge.serve.storage import CaseRow, case_summary, window_counts
 
 router = APIRouter(tags=["messages and cases"])
 
@@ -64,9 +64,10 @@ def get_case(case_id: int, ingestor: IngestorDep) -> CaseOut:
     "/v1/hot-issues",
     summary="Cases ranked by heat",
     description=(
-        "Cases with a report between `since` and `until` (default: now), ranked by heat: "
-        "(ln(1+reports) + ln(1+distinct reporters) + 0.5·ln(1+max(0, likes−dislikes))) "
-        "halved for every 30 days between the case's last report and `until`."
+        "Cases with a report between `since` and `until` (default: now), ranked by heat "
+        "over the reports in that window: (ln(1+reports) + ln(1+distinct reporters) + "
+        "0.5·ln(1+max(0, likes−dislikes))) halved for every 30 days between the case's last "
+        "report in the window and `until`. Counts and likes in the answer are the window's."
     ),
 )
 def hot_issues(
@@ -80,11 +81,16 @@ def hot_issues(
     if since is not None and since > until:
         raise HTTPException(status_code=422, detail="since is after until")
     with ingestor.store.session() as session:
-        query = select(CaseRow).where(CaseRow.first_at <= until)
-        if since is not None:
-            query = query.where(CaseRow.last_at >= since)
-        cases = [_case_out(case_summary(session, c), until) for c in session.scalars(query)]
-    cases.sort(key=lambda case: -case.heat)
-    for case in cases:
-        case.messages = []  # the ranking lists cases; GET /v1/cases/{id} has the messages
-    return HotIssuesResponse(since=since, until=until, cases=cases[:limit])
+        window = window_counts(session, since, until)
+        cases = {c.id: c for c in session.scalars(select(CaseRow).where(CaseRow.id.in_(window)))}
+    ranked = []
+    for case_id, counts in window.items():
+        case = cases[case_id]
+        summary = {
+            "case_id": str(case.id), "title": case.title, "first_at": case.first_at,
+            "category": case.category, "street_code": case.street_code,
+            "community_code": case.community_code, "messages": [], **counts,
+        }  # fmt: skip
+        ranked.append(_case_out(summary, until))
+    ranked.sort(key=lambda case: -case.heat)
+    return HotIssuesResponse(since=since, until=until, cases=ranked[:limit])
