@@ -206,4 +206,5 @@ def window_counts(
             "last_at": last_at,
         }
         for case_id, reports, reporters, likes, dislikes, last_at in session.execute(query)
+        if case_id is not None
     }
