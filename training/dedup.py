@@ -17,14 +17,12 @@ import pandas as pd
 
 from wangge.errors import DataError
 from wangge.models.dedup import Decision, DedupMessage, DuplicateDetector, Encoder
-from wangge.training.loaders import LoadedMessages, load_messages, write_table
+from wangge.training.loaders import LoadedMessages, find_column, load_messages, write_table
 from wangge.training.routing import add_columns
 
 logger = logging.getLogger(__name__)
 
 DEDUP_MAX_TOKENS = 32  # titles: longer ones are cut, which costs little for duplicate search
-
-REPORTER_NAMES = ("留言用户", "用户", "reporter", "user_id", "user")
 
 
 def message_times(data: LoadedMessages) -> pd.Series:
@@ -65,7 +63,7 @@ def dedup_messages(data: LoadedMessages, times: pd.Series) -> list[DedupMessage]
             row=data.rows[index],
             column=data.columns.id,
         )
-    reporter = next((c for c in REPORTER_NAMES if c in frame.columns), None)
+    reporter = find_column(frame, "reporter")
     title = frame[text[0]] if len(text) > 1 else pd.Series([""] * len(frame), index=frame.index)
     body_columns = text[1:] if len(text) > 1 else text
     bodies = frame[body_columns].apply(lambda row: "\n".join(v for v in row if v), axis=1)

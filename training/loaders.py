@@ -60,6 +60,7 @@ COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "longitude": ("经度", "longitude", "lon", "lng"),
     "grid": ("网格", "网格编号", "所属网格", "grid_id", "grid"),
     "department": ("部门", "处理部门", "承办单位", "department"),
+    "reporter": ("留言用户", "用户", "reporter", "user_id", "user"),
 }
 
 # Extension -> delimiter; None means "sniff it".
