@@ -211,9 +211,13 @@ class DuplicateDetector:
         Same-case probability at or above which a candidate is a duplicate.
     window_days:
         A case whose last report is older than this no longer takes new messages.
+    lsh_threshold:
+        Jaccard similarity the MinHash LSH is tuned to return candidates from.
     weights:
         The logistic weights of the pair features; by default those fitted with the cosine
         feature, or without it (:meth:`PairWeights.lexical`) when there is no encoder.
+    capacity:
+        Initial size of the HNSW index (it grows by doubling).
     """
 
     def __init__(
@@ -246,9 +250,6 @@ class DuplicateDetector:
 
     def __len__(self) -> int:
         return len(self._messages)
-
-    def case_of(self, message_id: str) -> str:
-        return self._messages[message_id].case_id
 
     # -- features -------------------------------------------------------------------------
     def features(
