@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -13,6 +14,7 @@ from wangge.models.artifact import ModelMeta, save_model
 from wangge.models.classifier import MessageClassifier
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
+from wangge.serve.storage import MessageRow
 
 GARBAGE = "金城花园小区东门口的垃圾堆了好几天没人清理，天热了臭气熏天，请尽快处理。"
 NOISE = "银河家园旁边的工地每天晚上施工到凌晨两点，噪音太大，附近居民根本睡不着。"
@@ -119,3 +121,26 @@ def test_errors(client: TestClient) -> None:
     assert client.get("/v1/hot-issues", params={"limit": 0}).status_code == 422
     backwards = client.get("/v1/hot-issues", params={"since": "2024-05-10", "until": "2024-05-01"})
     assert backwards.status_code == 422
+
+
+def test_embeddings_are_stored_and_reused_after_a_restart(
+    tmp_path: Path, model: tuple[MessageClassifier, ModelMeta], tiny_bert_dir: Path
+) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'wangge.sqlite3'}",
+        encoder_dir=tiny_bert_dir,
+        route=False,
+    )
+    with TestClient(create_app(settings, model=model[0], meta=model[1])) as client:
+        [first] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
+        ingestor = client.app.state.ingestor  # type: ignore[attr-defined]
+        with ingestor.store.session() as session:
+            row = session.get(MessageRow, int(first["message_id"]))
+            assert row is not None and row.embedding is not None
+            stored = np.frombuffer(row.embedding, np.float32)
+    with TestClient(create_app(settings, model=model[0], meta=model[1])) as client:
+        [repeat] = ingest(client, {"id": "b", "title": "垃圾没人清理", "content": GARBAGE})
+        detector = client.app.state.ingestor.detector  # type: ignore[attr-defined]
+        restored = detector._messages[first["message_id"]].features.vector
+    assert repeat["case_id"] == first["case_id"] and repeat["dup_evidence"]["cosine"] is not None
+    np.testing.assert_array_equal(restored, stored)  # reloaded, not recomputed
