@@ -17,7 +17,13 @@ import pandas as pd
 
 from wangge.errors import DataError
 from wangge.models.dedup import Decision, DedupMessage, DuplicateDetector, Encoder
-from wangge.training.loaders import LoadedMessages, find_column, load_messages, write_table
+from wangge.training.loaders import (
+    LoadedMessages,
+    find_column,
+    load_messages,
+    titles_and_bodies,
+    write_table,
+)
 from wangge.training.routing import add_columns
 
 logger = logging.getLogger(__name__)
@@ -48,7 +54,6 @@ def message_times(data: LoadedMessages) -> pd.Series:
 
 def dedup_messages(data: LoadedMessages, times: pd.Series) -> list[DedupMessage]:
     frame = data.frame
-    text = list(data.columns.text)
     ids = (
         frame[data.columns.id]
         if data.columns.id
@@ -64,14 +69,12 @@ def dedup_messages(data: LoadedMessages, times: pd.Series) -> list[DedupMessage]
             column=data.columns.id,
         )
     reporter = find_column(frame, "reporter")
-    title = frame[text[0]] if len(text) > 1 else pd.Series([""] * len(frame), index=frame.index)
-    body_columns = text[1:] if len(text) > 1 else text
-    bodies = frame[body_columns].apply(lambda row: "\n".join(v for v in row if v), axis=1)
+    texts = titles_and_bodies(data)
     return [
         DedupMessage(
             id=str(ids.iloc[i]),
-            title=str(title.iloc[i]),
-            content=str(bodies.iloc[i]),
+            title=texts[i][0],
+            content=texts[i][1],
             time=times.iloc[i].to_pydatetime(),
             reporter=(str(frame[reporter].iloc[i]) or None) if reporter else None,
         )

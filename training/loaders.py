@@ -105,6 +105,16 @@ class LoadedMessages:
     rows: list[int]
 
 
+def titles_and_bodies(data: LoadedMessages) -> list[tuple[str, str]]:
+    """Each row's title and body: with two or more text columns the first is the title and the
+    rest, joined like :func:`~wangge.nlp.fields.message_text`, the body; with one, all is body."""
+    text = list(data.columns.text)
+    title_column, body_columns = (text[0], text[1:]) if len(text) > 1 else (None, text)
+    titles = data.frame[title_column] if title_column else [""] * len(data.frame)
+    bodies = data.frame[body_columns].itertuples(index=False, name=None)
+    return [(str(title), message_text(body)) for title, body in zip(titles, bodies, strict=True)]
+
+
 def read_table(
     path: str | Path, *, sheet: str | int | None = None, split: str | None = None
 ) -> pd.DataFrame:

@@ -17,8 +17,13 @@ import pandas as pd
 
 from wangge.errors import DataError
 from wangge.models.router import MessageRouter, Route
-from wangge.nlp.fields import message_text
-from wangge.training.loaders import LoadedMessages, find_column, load_messages, write_table
+from wangge.training.loaders import (
+    LoadedMessages,
+    find_column,
+    load_messages,
+    titles_and_bodies,
+    write_table,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +66,14 @@ def routing_messages(data: LoadedMessages) -> list[dict[str, Any]]:
     router); with one it is all content.
     """
     frame = data.frame
-    text = list(data.columns.text)
     found = {
         kind: find_column(frame, kind) for kind in ("address", "latitude", "longitude", "grid")
     }
     messages = []
+    texts = titles_and_bodies(data)
     for index, record in enumerate(frame.to_dict("records")):
-        message: dict[str, Any] = {
-            "title": record[text[0]] if len(text) > 1 else None,
-            "content": message_text(record[c] for c in (text[1:] if len(text) > 1 else text)),
-        }
+        title, body = texts[index]
+        message: dict[str, Any] = {"title": title or None, "content": body}
         if found["address"]:
             message["address"] = record[found["address"]]
         if found["grid"]:
