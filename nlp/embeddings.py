@@ -1,25 +1,29 @@
-"""Batched sentence embeddings from a local Hugging Face encoder (BERT-like) checkpoint."""
+"""Batched sentence embeddings from an encoder exported to ONNX (:mod:`wangge.nlp.onnx_export`).
+
+Inference runs on ONNX Runtime with the Rust ``tokenizers``: no torch at run time. On the
+2-core machine ONNX Runtime embedded the 4,326 hot-issue titles with multilingual-e5-small in
+34 s where torch took 47 s, with the same vectors, and it loads in 3 s instead of 8–14 s.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from transformers import AutoModel, AutoTokenizer
+
+ENCODER_FILE = "encoder.onnx"
+TOKENIZER_FILE = "tokenizer.json"
 
 
 class SentenceEncoder:
-    """Mean-pooled, L2-normalised sentence vectors from a local checkpoint directory.
+    """Mean-pooled, L2-normalised sentence vectors from ``<model_dir>/encoder.onnx``.
 
     ``prefix`` is prepended to every text (e5 models expect ``"query: "`` or ``"passage: "``;
     use ``""`` for other models). Texts are sorted by length before batching so that each batch
-    pads little, and the output keeps the input order. A GPU is used when one is available.
-    ``layers`` keeps only the first layers of the encoder (half of e5-small's twelve embed
-    titles about twice as fast, with a weaker semantic signal).
-    (Dynamic int8 quantisation of the ``Linear`` layers was 1.3-1.8x faster on 2 CPU cores for
-    multilingual-e5-small but only 0.97-0.98 cosine to fp32, so it is not offered.)
+    pads little, and the output keeps the input order. ``threads`` is ONNX Runtime's intra-op
+    thread count (default: one per physical core).
     """
 
     def __init__(
@@ -29,44 +33,47 @@ class SentenceEncoder:
         max_length: int = 64,
         batch_size: int = 64,
         prefix: str = "query: ",
-        device: str | None = None,
-        layers: int | None = None,
+        threads: int | None = None,
     ) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        model_dir = Path(model_dir)
+        path = model_dir / ENCODER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: export the encoder with `wangge models export-encoder "
+                f"{model_dir}` (or rebuild e5 with `wangge models fetch-e5`)"
+            )
         self.max_length = max_length
         self.batch_size = batch_size
         self.prefix = prefix
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        model = AutoModel.from_pretrained(str(model_dir), local_files_only=True)
-        if layers is not None:
-            encoder_layers = model.encoder.layer
-            if not 1 <= layers <= len(encoder_layers):
-                raise ValueError(f"layers must be 1 to {len(encoder_layers)}, got {layers}")
-            model.encoder.layer = encoder_layers[:layers]
-        self.model = model.eval().to(self.device)
+        self.tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length)
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        self.pad_id = int(config.get("pad_token_id") or 0)
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
 
-    @property
-    def dim(self) -> int:
-        """Size of the embedding vectors."""
-        return int(self.model.config.hidden_size)
-
-    @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return a float32 array of shape ``(len(texts), dim)`` with unit-norm rows."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        ids = [e.ids for e in self.tokenizer.encode_batch([self.prefix + t for t in texts])]
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]), reverse=True)
         for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch = self.tokenizer(
-                [self.prefix + texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            vectors = torch.nn.functional.normalize(pooled.float(), dim=-1)
-            out[idx] = vectors.cpu().numpy()
+            batch = order[start : start + self.batch_size]
+            width = len(ids[batch[0]])
+            input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, index in enumerate(batch):
+                input_ids[row, : len(ids[index])] = ids[index]
+                mask[row, : len(ids[index])] = 1
+            (vectors,) = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+            out[batch] = vectors
         return out

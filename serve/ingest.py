@@ -127,7 +127,7 @@ class Ingestor:
             for name, value in stored_features(features).items():
                 setattr(row, name, value)
         # Committed: only now does the index learn of it, so a failed commit leaves no trace.
-        self.detector.index(dedup, decision.case_id, features)
+        self.detector.index([dedup], [decision.case_id], [features])
         return _result(row, replayed=False)
 
 

@@ -72,7 +72,7 @@ class MessageRow(Base):
     dup_score: Mapped[float] = mapped_column(Float, default=0.0)
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
-    entities: Mapped[list[str]] = mapped_column(JSON, default=list)
+    entities: Mapped[list[str] | None] = mapped_column(JSON)  # null: not tagged yet
 
 
 def make_engine(url: str) -> Engine:
@@ -130,10 +130,9 @@ def load_detector(store: Store, detector: DuplicateDetector) -> int:
         vectors = None
         if detector.encoder is not None and all(row.embedding for row in chunk):
             vectors = np.stack([np.frombuffer(row.embedding or b"", np.float32) for row in chunk])
-        entities = [frozenset(row.entities or ()) for row in chunk]
+        entities = [None if row.entities is None else frozenset(row.entities) for row in chunk]
         features = detector.features(messages, vectors=vectors, entities=entities)
-        for row, message, feature in zip(chunk, messages, features, strict=True):
-            detector.index(message, str(row.case_id), feature)
+        detector.index(messages, [str(row.case_id) for row in chunk], features)
     return len(rows)
 
 
@@ -142,7 +141,7 @@ def stored_features(features: MessageFeatures) -> dict[str, Any]:
     vector = features.vector
     return {
         "embedding": None if vector is None else np.asarray(vector, np.float32).tobytes(),
-        "entities": sorted(features.entities),
+        "entities": None if features.entities is None else sorted(features.entities),
     }
 
 

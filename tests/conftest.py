@@ -112,7 +112,8 @@ TINY_BERT_CHARS = (
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide random BertModel with a WordPiece tokenizer over TINY_BERT_CHARS."""
+    """A 2-layer, 32-wide random BertModel with a WordPiece tokenizer over TINY_BERT_CHARS,
+    exported to ONNX (``encoder.onnx``) as sentence encoders run it."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
@@ -145,4 +146,7 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         max_position_embeddings=64,
     )
     BertModel(config).save_pretrained(out)
+    from wangge.nlp.onnx_export import export_encoder
+
+    export_encoder(out)
     return out

@@ -332,3 +332,25 @@ def test_cli_usage_error_missing_option(runner: CliRunner) -> None:
     result = runner.invoke(app, ["train", "--model-dir", "x"])
     assert result.exit_code == 2  # click's own usage error
     assert "--data" in result.output
+
+
+def test_cli_export_encoder_writes_int8_onnx(
+    runner: CliRunner, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    model = tmp_path / "encoder"
+    shutil.copytree(tiny_bert_dir, model)
+    (model / "encoder.onnx").unlink()
+    result = runner.invoke(app, ["models", "export-encoder", str(model)])
+    assert result.exit_code == 0, result.output
+    assert "(int8)" in result.output and (model / "encoder.onnx").is_file()
+    assert not (model / "encoder.fp32.onnx").exists()
+
+
+def test_cli_export_encoder_refuses_a_directory_without_a_model(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["models", "export-encoder", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no config.json" in result.output

@@ -116,15 +116,16 @@ def dedup_file(
     return len({d.case_id for d in decisions})
 
 
-def load_encoder(model_dir: str | Path | None, *, layers: int | None = None) -> Encoder | None:
-    """The sentence encoder of a local model directory, or ``None`` without one.
-
-    ``layers`` keeps only the encoder's first layers (faster; see the README's figures).
-    """
+def load_encoder(model_dir: str | Path | None) -> Encoder | None:
+    """The sentence encoder of a local model directory, or ``None`` without one."""
     if model_dir is None:
         return None
-    from wangge.nlp.embeddings import SentenceEncoder
+    from wangge.nlp.embeddings import ENCODER_FILE, SentenceEncoder
 
-    if not Path(model_dir).is_dir():
-        raise DataError("no such encoder directory (run `wangge models fetch-e5`)", path=model_dir)
-    return SentenceEncoder(model_dir, max_length=DEDUP_MAX_TOKENS, layers=layers)
+    if not (Path(model_dir) / ENCODER_FILE).is_file():
+        raise DataError(
+            f"no {ENCODER_FILE} in this encoder directory (run `wangge models fetch-e5`, or "
+            "`wangge models export-encoder DIR` for another Hugging Face encoder)",
+            path=model_dir,
+        )
+    return SentenceEncoder(model_dir, max_length=DEDUP_MAX_TOKENS)

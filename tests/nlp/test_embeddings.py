@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from wangge.nlp.embeddings import SentenceEncoder
+from wangge.nlp.onnx_export import quantize_encoder
 
 CHARS = "路灯坏了小区物业乱收费工地夜间施工噪音扰民垃圾没人清理停车难公交车不按站点"
 TEXTS = [
@@ -27,7 +29,7 @@ def model_dir(tiny_bert_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def encoder(model_dir: Path) -> SentenceEncoder:
-    return SentenceEncoder(model_dir, prefix="", batch_size=4, device="cpu")
+    return SentenceEncoder(model_dir, prefix="", batch_size=4)
 
 
 def test_shape_dtype_and_unit_norm(encoder: SentenceEncoder) -> None:
@@ -53,12 +55,32 @@ def test_deterministic_and_identical_texts_identical(encoder: SentenceEncoder) -
 
 
 def test_truncation_to_max_length(model_dir: Path) -> None:
-    short = SentenceEncoder(model_dir, prefix="", max_length=4, device="cpu")
+    short = SentenceEncoder(model_dir, prefix="", max_length=4)
     vectors = short.encode(["路灯坏了小区", "路灯坏了物业"])
     # [CLS] 路 灯 [SEP]: both texts are cut to the same two characters.
     np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)
 
 
 def test_prefix_is_prepended(model_dir: Path, encoder: SentenceEncoder) -> None:
-    prefixed = SentenceEncoder(model_dir, prefix="小区", device="cpu")
+    prefixed = SentenceEncoder(model_dir, prefix="小区")
     np.testing.assert_allclose(prefixed.encode(["物业"]), encoder.encode(["小区物业"]), atol=1e-6)
+
+
+def test_int8_quantised_encoder_stays_close_to_fp32(
+    model_dir: Path, encoder: SentenceEncoder, tmp_path: Path
+) -> None:
+    quantised_dir = tmp_path / "int8"
+    shutil.copytree(model_dir, quantised_dir)
+    quantize_encoder(quantised_dir)
+    assert (quantised_dir / "encoder.onnx").stat().st_size < (
+        model_dir / "encoder.onnx"
+    ).stat().st_size
+    quantised = SentenceEncoder(quantised_dir, prefix="", batch_size=4).encode(TEXTS)
+    exact = encoder.encode(TEXTS)
+    assert not np.array_equal(quantised, exact)
+    assert np.sum(quantised * exact, axis=1).min() > 0.95
+
+
+def test_missing_onnx_file_says_how_to_export(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="wangge models export-encoder"):
+        SentenceEncoder(tmp_path)

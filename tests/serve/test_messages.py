@@ -141,6 +141,6 @@ def test_embeddings_are_stored_and_reused_after_a_restart(
     with TestClient(create_app(settings, model=model[0], meta=model[1])) as client:
         [repeat] = ingest(client, {"id": "b", "title": "垃圾没人清理", "content": GARBAGE})
         detector = client.app.state.ingestor.detector  # type: ignore[attr-defined]
-        restored = detector._messages[first["message_id"]].features.vector
+        restored = detector.vector(first["message_id"])
     assert repeat["case_id"] == first["case_id"] and repeat["dup_evidence"]["cosine"] is not None
     np.testing.assert_array_equal(restored, stored)  # reloaded, not recomputed
