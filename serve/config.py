@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wangge.models.dedup import DEFAULT_THRESHOLD
+
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
@@ -77,7 +79,10 @@ class Settings(BaseSettings):
         "without it duplicates are found by lexical similarity only.",
     )
     dedup_threshold: float = Field(
-        default=0.65, ge=0, le=1, description="Same-case probability from which a message joins."
+        default=DEFAULT_THRESHOLD,
+        ge=0,
+        le=1,
+        description="Same-case probability from which a message joins.",
     )
     dedup_window_days: int = Field(
         default=365, ge=1, description="A case silent for longer takes no new messages."

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from wangge.errors import DataError, WanggeError
+from wangge.models.dedup import DEFAULT_THRESHOLD as DEFAULT_DEDUP_THRESHOLD
 
 if TYPE_CHECKING:
     from wangge.models.router import MessageRouter
@@ -286,7 +287,7 @@ def dedup(
     ] = True,
     threshold: Annotated[
         float, typer.Option(help="Same-case probability from which a message joins a case.")
-    ] = 0.65,
+    ] = DEFAULT_DEDUP_THRESHOLD,
     window_days: Annotated[
         int, typer.Option(help="A case silent for longer takes no new messages.")
     ] = 365,

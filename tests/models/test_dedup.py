@@ -129,6 +129,34 @@ def test_ids_must_be_new_and_query_does_not_index(detector: DuplicateDetector) -
         detector.add_many([message("a", "再来", "同一个编号")])
 
 
+def test_lac_runs_only_for_pairs_its_entities_could_decide(detector: DuplicateDetector) -> None:
+    garbage = "金城花园小区东门口的垃圾堆了好几天没人清理，臭气熏天。"
+    first, unrelated, reworded = (
+        message("a", "金城花园垃圾没人清理", garbage),
+        message("b", "路灯坏了", "滨江路的路灯晚上不亮，已经一个星期了。", 1),
+        message("c", "金城花园门口垃圾堆积", "金城花园东门的垃圾好几天没人来清理了。", 2),
+    )
+    detector.add_many([first, unrelated])
+    features = detector.features([reworded])
+    assert features[0].entities is None
+    assert detector.query(reworded, features[0]).duplicate_of == "a"
+    assert features[0].entities is not None and "金城花园" in "".join(features[0].entities)
+    # The lamp report was never close enough to anything for its places to matter.
+    assert detector._rows[1].features.entities is None
+
+
+def test_bulk_index_equals_one_by_one_and_keeps_vectors(detector: DuplicateDetector) -> None:
+    texts = ["小区垃圾桶满了没人清理，臭气熏天", "夜里工地施工噪音太吵睡不着", "路灯坏了一个星期"]
+    batch = [message(str(i), t[:4], t, i) for i, t in enumerate(texts)]
+    detector.index(batch, ["0", "1", "0"], detector.features(batch))
+    assert len(detector) == 3
+    np.testing.assert_allclose(detector.vector("1"), TopicEncoder().encode(["夜里工地"])[0])
+    repeat = detector.query(message("x", "夜里工地", texts[1], 5))
+    assert (repeat.duplicate_of, repeat.case_id) == ("1", "1")
+    with pytest.raises(ValueError, match="already indexed"):
+        detector.index(batch[:1], ["0"], detector.features(batch[:1]))
+
+
 def test_entities_drop_bare_city_and_district_names() -> None:
     tagged = [
         ("A市", "LOC"),
