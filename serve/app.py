@@ -56,6 +56,8 @@ def create_app(
         app.state.loaded_model = prepare_model(settings, model=model, meta=meta)
         app.state.router = router if router is not None else prepare_router(settings)
         yield
+        if app.state.ingestor is not None:
+            app.state.ingestor.close()
 
     app = FastAPI(
         title="wangge message triage",

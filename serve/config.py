@@ -87,6 +87,23 @@ class Settings(BaseSettings):
     dedup_window_days: int = Field(
         default=365, ge=1, description="A case silent for longer takes no new messages."
     )
+    ann_snapshot: Path | None = Field(
+        default=None,
+        description="File the duplicate index's HNSW graph is saved to at shutdown and "
+        "restored from at start, so that a restart adds only the messages stored since. "
+        "Default: beside a SQLite database (wangge.sqlite3.hnsw); none for other databases.",
+    )
+
+    def ann_snapshot_path(self) -> Path | None:
+        """:attr:`ann_snapshot`, or its default beside a SQLite database file."""
+        if self.ann_snapshot is not None:
+            return self.ann_snapshot
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix) and len(self.database_url) > len(prefix):
+            database = self.database_url[len(prefix) :]
+            if database != ":memory:":
+                return Path(f"{database}.hnsw")
+        return None
 
 
 @lru_cache(maxsize=1)

@@ -38,9 +38,12 @@ logger = logging.getLogger(__name__)
 class Ingestor:
     """The store and the duplicate detector of one service."""
 
-    def __init__(self, store: Store, detector: DuplicateDetector) -> None:
+    def __init__(
+        self, store: Store, detector: DuplicateDetector, snapshot: Path | None = None
+    ) -> None:
         self.store = store
         self.detector = detector
+        self.snapshot = snapshot
         self._lock = threading.Lock()
 
     @classmethod
@@ -58,9 +61,20 @@ class Ingestor:
             encoder, threshold=settings.dedup_threshold, window_days=settings.dedup_window_days
         )
         store = Store(settings.database_url)
-        count = load_detector(store, detector)
-        logger.info("duplicate index rebuilt from %d stored messages", count)
-        return cls(store, detector)
+        snapshot = settings.ann_snapshot_path()
+        count, restored = load_detector(store, detector, snapshot)
+        logger.info(
+            "duplicate index rebuilt from %d stored messages (%d with the saved HNSW graph)",
+            count,
+            restored,
+        )
+        return cls(store, detector, snapshot)
+
+    def close(self) -> None:
+        """Save the HNSW graph, so that the next start need not rebuild it."""
+        if self.snapshot is not None:
+            with self._lock:
+                self.detector.save_ann(self.snapshot)
 
     def ingest(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,10 +120,15 @@ def dedup_message(row: MessageRow) -> DedupMessage:
     )
 
 
-def load_detector(store: Store, detector: DuplicateDetector) -> int:
-    """Index every stored message under its stored case; returns how many."""
+def load_detector(
+    store: Store, detector: DuplicateDetector, snapshot: Path | None = None
+) -> tuple[int, int]:
+    """Index every stored message under its stored case, reusing the HNSW graph saved at
+    ``snapshot`` for the messages it holds; returns how many messages, and how many of
+    them came with the graph."""
     with store.session() as session:
         rows = session.scalars(select(MessageRow).order_by(MessageRow.id)).all()
+    restored = detector.restore_ann(snapshot, [str(row.id) for row in rows]) if snapshot else 0
     batch = 2048
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
@@ -133,7 +139,7 @@ def load_detector(store: Store, detector: DuplicateDetector) -> int:
         entities = [None if row.entities is None else frozenset(row.entities) for row in chunk]
         features = detector.features(messages, vectors=vectors, entities=entities)
         detector.index(messages, [str(row.case_id) for row in chunk], features)
-    return len(rows)
+    return len(rows), restored
 
 
 def stored_features(features: MessageFeatures) -> dict[str, Any]:

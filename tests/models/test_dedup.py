@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,6 +156,28 @@ def test_bulk_index_equals_one_by_one_and_keeps_vectors(detector: DuplicateDetec
     assert (repeat.duplicate_of, repeat.case_id) == ("1", "1")
     with pytest.raises(ValueError, match="already indexed"):
         detector.index(batch[:1], ["0"], detector.features(batch[:1]))
+
+
+def test_a_saved_hnsw_graph_is_restored_for_the_same_messages_only(tmp_path: Path) -> None:
+    texts = ["小区垃圾桶满了没人清理，臭气熏天", "夜里工地施工噪音太吵睡不着", "路灯坏了一个星期"]
+    batch = [message(str(i), t[:4], t, i) for i, t in enumerate(texts)]
+    saved = DuplicateDetector(TopicEncoder())
+    saved.index(batch, ["0", "1", "2"], saved.features(batch))
+    saved.save_ann(tmp_path / "graph.hnsw")
+
+    restored = DuplicateDetector(TopicEncoder())
+    assert restored.restore_ann(tmp_path / "graph.hnsw", ["0", "1", "2", "3"]) == 3
+    more = [*batch, message("3", "停车难", "小区停车位被外来车辆占用", 4)]
+    restored.index(more, ["0", "1", "2", "3"], restored.features(more))
+    np.testing.assert_allclose(restored.vector("1"), saved.vector("1"))  # from the graph
+    np.testing.assert_allclose(restored.vector("3"), TopicEncoder().encode(["停车难"])[0])
+    assert restored.query(message("x", "夜里工地", texts[1], 5)).duplicate_of == "1"
+    # Another store (other ids), or a detector that already indexed, gets no graph.
+    assert (
+        DuplicateDetector(TopicEncoder()).restore_ann(tmp_path / "graph.hnsw", ["9", "8", "7"]) == 0
+    )
+    assert restored.restore_ann(tmp_path / "graph.hnsw", ["0", "1", "2"]) == 0
+    assert DuplicateDetector(TopicEncoder()).restore_ann(tmp_path / "none.hnsw", ["0"]) == 0
 
 
 def test_entities_drop_bare_city_and_district_names() -> None:

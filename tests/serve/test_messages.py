@@ -144,3 +144,26 @@ def test_embeddings_are_stored_and_reused_after_a_restart(
         restored = detector.vector(first["message_id"])
     assert repeat["case_id"] == first["case_id"] and repeat["dup_evidence"]["cosine"] is not None
     np.testing.assert_array_equal(restored, stored)  # reloaded, not recomputed
+
+
+def test_the_hnsw_graph_is_saved_at_shutdown_and_restored_at_start(
+    tmp_path: Path,
+    model: tuple[MessageClassifier, ModelMeta],
+    tiny_bert_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    database = tmp_path / "wangge.sqlite3"
+    settings = Settings(
+        database_url=f"sqlite:///{database}", encoder_dir=tiny_bert_dir, route=False
+    )
+    assert settings.ann_snapshot_path() == Path(f"{database}.hnsw")
+    with TestClient(create_app(settings, model=model[0], meta=model[1])) as client:
+        [first] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
+    assert Path(f"{database}.hnsw").is_file()
+    with (
+        caplog.at_level("INFO"),
+        TestClient(create_app(settings, model=model[0], meta=model[1])) as client,
+    ):
+        [repeat] = ingest(client, {"id": "b", "title": "垃圾没人清理", "content": GARBAGE})
+    assert "from 1 stored messages (1 with the saved HNSW graph)" in caplog.text
+    assert repeat["case_id"] == first["case_id"]
