@@ -17,7 +17,9 @@ c. ``--fit``: the pair features of the labelled pairs of both files, 10-fold cro
    (:class:`wangge.models.dedup.PairWeights`), with and without the encoder;
 d. ``--scale N,...``: lookup time when N synthetic messages are indexed (random texts, so the
    LSH holds real signatures, and random unit vectors), with the time to load them in bulk and
-   the peak memory of the process.
+   the peak memory of the process;
+e. ``--restart N``: start-up of the duplicate index from a SQLite store of N synthetic
+   messages, rebuilding the HNSW graph and then restoring the graph saved at shutdown.
 """
 
 from __future__ import annotations
@@ -192,16 +194,59 @@ def scale(sizes: list[int], dim: int = 384) -> None:
         say(f"| {size:,} | {p50:.2f} | {p95:.2f} | {p99:.2f} | {built:.0f} | {rss:.1f} |")
 
 
+def restart(size: int, dim: int = 384) -> None:
+    """Start-up of the duplicate index from a store of ``size`` synthetic messages (random
+    texts and unit vectors, each its own case), without and then with the saved HNSW graph."""
+    from wangge.serve.storage import CaseRow, MessageRow, Store, load_detector
+
+    rng = np.random.default_rng(0)
+
+    class StoredOnly:  # every stored message has its embedding: the encoder must not run
+        def __init__(self) -> None:
+            self.dim = dim
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            raise AssertionError("a stored embedding was missing")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        store = Store(f"sqlite:///{scratch}/restart.sqlite3")
+        when = datetime(2020, 1, 1)
+        for start in range(0, size, 10_000):
+            count = min(10_000, size - start)
+            codes = rng.integers(0x4E00, 0x4E00 + 3000, size=(count, 60))
+            vectors = rng.standard_normal((count, dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            with store.session() as session:
+                for i, (row, vector) in enumerate(zip(codes, vectors, strict=True)):
+                    text, id_ = "".join(map(chr, row)), start + i + 1
+                    session.add(CaseRow(id=id_, title=text[:12], first_at=when, last_at=when))
+                    session.add(MessageRow(id=id_, title=text[:12], content=text, created_at=when,
+                                           case_id=id_, embedding=vector.tobytes()))  # fmt: skip
+        snapshot = Path(scratch) / "restart.hnsw"
+        say("\n| start-up from a store | messages | from the saved graph | seconds |")
+        say("|---|---|---|---|")
+        for label in ("rebuilding the HNSW graph", "with the graph saved at shutdown"):
+            detector = DuplicateDetector(StoredOnly(), entities=False)
+            started = time.perf_counter()
+            count, restored = load_detector(store, detector, snapshot)
+            say(f"| {label} | {count:,} | {restored:,} | {time.perf_counter() - started:.1f} |")
+            detector.save_ann(snapshot)
+
+
 def main() -> None:
     parser = argument_parser(__doc__)
     parser.add_argument("--encoder", type=Path, default=REPO_ROOT / "model_store" / "e5-small")
     parser.add_argument("--fit", action="store_true", help="fit the pair weights (c)")
     parser.add_argument("--scale", help="comma-separated index sizes for lookup timing (d)")
+    parser.add_argument("--restart", type=int, help="start-up time from a store of N (e)")
     parser.add_argument("--no-cli", action="store_true", help="skip (a), dedup in process")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="with --no-cli")
     args = parser.parse_args()
     if args.scale:
         scale([int(size) for size in args.scale.split(",")])
+        return
+    if args.restart:
+        restart(args.restart)
         return
     data_dir = data_dir_with(args.data_dir, [MESSAGES_FILE, SILVER_FILE])
     if data_dir is None:
