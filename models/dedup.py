@@ -496,13 +496,19 @@ class DuplicateDetector:
         )
 
     # -- indexing -------------------------------------------------------------------------
-    def add_many(self, messages: Sequence[DedupMessage]) -> list[Decision]:
-        """Decide for each message in order, indexing each under the case it joins or opens."""
+    def add_many(
+        self,
+        messages: Sequence[DedupMessage],
+        features: Sequence[MessageFeatures] | None = None,
+    ) -> list[Decision]:
+        """Decide for each message in order, indexing each under the case it joins or opens
+        (``features`` computed before are used instead of :meth:`features`)."""
         self._check_new([m.id for m in messages])
         decisions = []
-        for message, features in zip(messages, self.features(messages), strict=True):
-            decision = self._decide(message, features)
-            self._index_many([message], [decision.case_id], [features])
+        computed = self.features(messages) if features is None else features
+        for message, mine in zip(messages, computed, strict=True):
+            decision = self._decide(message, mine)
+            self._index_many([message], [decision.case_id], [mine])
             decisions.append(decision)
         return decisions
 
