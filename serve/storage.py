@@ -77,7 +77,8 @@ class MessageRow(Base):
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL journaling and enforced foreign keys."""
+    """An engine for ``url`` with the schema migrated to the newest revision; SQLite gets WAL
+    journaling, synchronous commits and enforced foreign keys."""
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
 
@@ -89,7 +90,9 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-    Base.metadata.create_all(engine)
+    from wangge.serve.migrate import upgrade_database  # its Alembic env imports this module
+
+    upgrade_database(engine)
     return engine
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,24 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     export_encoder(out)
     return out
+
+
+POSTGRES_URL = os.environ.get("WANGGE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file, and PostgreSQL when WANGGE_TEST_POSTGRES_URL is set
+    (``bash scripts/postgres.sh`` starts a server and prints such a URL; CI sets it)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'wangge.sqlite3'}"
+    if not POSTGRES_URL:
+        pytest.skip("no PostgreSQL: set WANGGE_TEST_POSTGRES_URL (bash scripts/postgres.sh)")
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return POSTGRES_URL

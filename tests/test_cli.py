@@ -354,3 +354,15 @@ def test_cli_export_encoder_refuses_a_directory_without_a_model(
     result = runner.invoke(app, ["models", "export-encoder", str(tmp_path)])
     assert result.exit_code == 2
     assert "no config.json" in result.output
+
+
+def test_cli_db_upgrade_and_current(runner: CliRunner, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'service.sqlite3'}"
+    before = runner.invoke(app, ["db", "current", "--database-url", url])
+    assert before.exit_code == 0 and "none (not migrated yet)" in before.output
+    upgraded = runner.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert upgraded.exit_code == 0, upgraded.output
+    after = runner.invoke(app, ["db", "current", "--database-url", url])
+    from wangge.serve.migrate import head_revision
+
+    assert f"database: {head_revision()}; newest: {head_revision()}" in after.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -379,6 +379,61 @@ def export_encoder(
     except ImportError as error:
         _fail(RuntimeError(f"{error}; install the extra: pip install -e '.[transformer,e5]'"))
     typer.echo(f"encoder exported to {path}" + ("" if fp32 else " (int8)"))
+
+
+db_app = typer.Typer(help="The service's database: migrations (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="WANGGE_DATABASE_URL",
+        help="SQLAlchemy URL. Default: sqlite:///wangge.sqlite3.",
+    ),
+]
+
+
+def _database_engine(url: str | None) -> Any:
+    from sqlalchemy import create_engine
+
+    from wangge.serve.config import Settings
+
+    return create_engine(url or Settings().database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOption = None) -> None:
+    """Apply the migrations the database lacks (the service also does at start)."""
+    from wangge.serve.migrate import current_revision, upgrade_database
+
+    engine = _database_engine(database_url)
+    try:
+        upgrade_database(engine)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(f"database at revision {current_revision(engine)}")
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseOption = None) -> None:
+    """Print the database's revision and the newest one this wangge knows."""
+    from wangge.serve.migrate import current_revision, head_revision
+
+    revision = current_revision(_database_engine(database_url))
+    typer.echo(f"database: {revision or 'none (not migrated yet)'}; newest: {head_revision()}")
+
+
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Option("--message", "-m", help="What the migration changes.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write a new migration from the models' differences with a database at the newest
+    revision (for developers: read and correct it before committing)."""
+    from wangge.serve.migrate import write_revision
+
+    path = write_revision(_database_engine(database_url), message)
+    typer.echo(f"migration written to {path}")
 
 
 district_app = typer.Typer(

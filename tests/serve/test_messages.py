@@ -38,16 +38,15 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[MessageClassifier, 
     return classifier, meta
 
 
-def app_client(tmp_path: Path, model: tuple[MessageClassifier, ModelMeta]) -> TestClient:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'wangge.sqlite3'}", encoder_dir=None, route=False
-    )
+def app_client(database_url: str, model: tuple[MessageClassifier, ModelMeta]) -> TestClient:
+    settings = Settings(database_url=database_url, encoder_dir=None, route=False)
     return TestClient(create_app(settings, model=model[0], meta=model[1]))
 
 
 @pytest.fixture()
-def client(tmp_path: Path, model: tuple[MessageClassifier, ModelMeta]) -> Iterator[TestClient]:
-    with app_client(tmp_path, model) as test_client:
+def client(database_url: str, model: tuple[MessageClassifier, ModelMeta]) -> Iterator[TestClient]:
+    """The API on an empty database, SQLite and (when configured) PostgreSQL."""
+    with app_client(database_url, model) as test_client:
         yield test_client
 
 
@@ -86,11 +85,11 @@ def test_the_same_message_twice_never_makes_two_cases_or_two_rows(client: TestCl
 
 
 def test_cases_survive_a_restart(
-    tmp_path: Path, model: tuple[MessageClassifier, ModelMeta]
+    database_url: str, model: tuple[MessageClassifier, ModelMeta]
 ) -> None:
-    with app_client(tmp_path, model) as client:
+    with app_client(database_url, model) as client:
         [first] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
-    with app_client(tmp_path, model) as restarted:
+    with app_client(database_url, model) as restarted:
         [repeat] = ingest(restarted, {"id": "b", "title": "垃圾又没人清理", "content": GARBAGE})
         [replay] = ingest(restarted, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
         case = restarted.get(f"/v1/cases/{first['case_id']}").json()
@@ -124,13 +123,9 @@ def test_errors(client: TestClient) -> None:
 
 
 def test_embeddings_are_stored_and_reused_after_a_restart(
-    tmp_path: Path, model: tuple[MessageClassifier, ModelMeta], tiny_bert_dir: Path
+    database_url: str, model: tuple[MessageClassifier, ModelMeta], tiny_bert_dir: Path
 ) -> None:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'wangge.sqlite3'}",
-        encoder_dir=tiny_bert_dir,
-        route=False,
-    )
+    settings = Settings(database_url=database_url, encoder_dir=tiny_bert_dir, route=False)
     with TestClient(create_app(settings, model=model[0], meta=model[1])) as client:
         [first] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
         ingestor = client.app.state.ingestor  # type: ignore[attr-defined]
