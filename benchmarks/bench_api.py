@@ -18,6 +18,7 @@ Messages are taken round-robin from ``dev_raw_labeled.csv`` (title 留言主题,
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -61,8 +62,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(model_dir: Path, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """``wangge serve`` in a subprocess; its output goes to ``log`` (a pipe could fill up)."""
+def start_server(
+    model_dir: Path, port: int, log: IO[bytes], env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``wangge serve`` in a subprocess; its output goes to ``log`` (a pipe could fill up).
+    ``env`` adds environment variables (``WANGGE_*`` settings)."""
     argv = [
         wangge_command(),
         "serve",
@@ -73,7 +77,9 @@ def start_server(model_dir: Path, port: int, log: IO[bytes]) -> subprocess.Popen
         "--port",
         str(port),
     ]
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
 
 
 def wait_healthy(server: subprocess.Popen[bytes], base_url: str) -> dict[str, Any] | None:
