@@ -105,7 +105,7 @@ def post(client: httpx.Client, body: dict[str, Any], expected: int) -> None:
 
 
 def run_singles(
-    base_url: str, messages: Sequence[Message], n: int, concurrency: int
+    base_url: str, messages: Sequence[Message], n: int, concurrency: int, headers: dict[str, str]
 ) -> tuple[np.ndarray, float]:
     """Latencies (seconds) of ``n`` single-message requests over ``concurrency`` threads, and
     the wall-clock time of the whole run. Thread ``t`` sends requests ``t, t + K, t + 2K, ...``
@@ -113,7 +113,7 @@ def run_singles(
 
     def worker(thread: int) -> list[float]:
         latencies = []
-        with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
+        with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
             for i in range(thread, n, concurrency):
                 started = time.perf_counter()
                 post(client, messages[i % len(messages)], 1)
@@ -128,7 +128,7 @@ def run_singles(
 
 
 def run_batches(
-    base_url: str, messages: Sequence[Message], batches: int, size: int
+    base_url: str, messages: Sequence[Message], batches: int, size: int, headers: dict[str, str]
 ) -> tuple[np.ndarray, float]:
     """Latencies of ``batches`` requests of ``size`` messages (after one warm-up batch)."""
     bodies = [
@@ -136,7 +136,7 @@ def run_batches(
         for b in range(batches)
     ]
     latencies = []
-    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
+    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
         post(client, bodies[0], size)  # warm-up
         started = time.perf_counter()
         for body in bodies:
@@ -200,20 +200,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def measure(base_url: str, messages: Sequence[Message], args: argparse.Namespace) -> None:
+def api_key(scratch: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """A fresh SQLite database with one API key: the server's environment and the headers."""
+    from wangge.serve.auth import create_key
+    from wangge.serve.storage import Store
+
+    url = f"sqlite:///{scratch / 'bench.sqlite3'}"
+    key = create_key(Store(url), "benchmark")
+    return {"WANGGE_DATABASE_URL": url}, {"X-API-Key": key}
+
+
+def measure(
+    base_url: str, messages: Sequence[Message], args: argparse.Namespace, headers: dict[str, str]
+) -> None:
     """Run and print the single-message and the batch benchmarks against a healthy server."""
     say(
         f"\n## single-message requests: {args.requests} after {args.warmup} warm-up, "
         f"concurrency {args.concurrency}"
     )
     if args.warmup:
-        run_singles(base_url, messages, args.warmup, 1)
-    latencies, wall = run_singles(base_url, messages, args.requests, args.concurrency)
+        run_singles(base_url, messages, args.warmup, 1, headers)
+    latencies, wall = run_singles(base_url, messages, args.requests, args.concurrency, headers)
     say(f"latency {milliseconds(latencies)}")
     say(f"throughput {args.requests / wall:,.1f} requests/s ({wall:.2f} s)")
 
     say(f"\n## batch requests: {args.batches} x {args.batch_size} messages")
-    latencies, wall = run_batches(base_url, messages, args.batches, args.batch_size)
+    latencies, wall = run_batches(base_url, messages, args.batches, args.batch_size, headers)
     total = args.batches * args.batch_size
     say(f"latency per batch {milliseconds(latencies)}")
     say(f"throughput {total / wall:,.0f} messages/s ({total} messages in {wall:.2f} s)")
@@ -227,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     messages = load_dev_messages(data_dir)
     port = free_port()
     base_url = f"http://{HOST}:{port}"
+    scratch = Path(tempfile.mkdtemp(prefix="wangge-bench-api-"))
+    env, headers = api_key(scratch)
     with tempfile.TemporaryFile() as log:
-        server = start_server(args.model_dir, port, log)
+        server = start_server(args.model_dir, port, log, env)
         try:
             started = time.perf_counter()
             health = wait_healthy(server, base_url)
@@ -249,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"healthy after {time.perf_counter() - started:.1f} s"
             )
             try:
-                measure(base_url, messages, args)
+                measure(base_url, messages, args, headers)
             except (httpx.HTTPError, RuntimeError) as error:
                 note(f"error: a request failed: {error}")
                 return 1

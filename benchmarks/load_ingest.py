@@ -33,6 +33,8 @@ from bench_api import HOST, free_port, milliseconds, start_server, stop, wait_he
 from common import REPO_ROOT, argument_parser, note, say
 from sqlalchemy import create_engine, text
 
+from wangge.serve.auth import create_key
+from wangge.serve.storage import Store
 from wangge.training.loaders import read_table
 
 DEMO_MESSAGES = REPO_ROOT / "data" / "demo" / "messages.csv"
@@ -49,8 +51,8 @@ def demo_bodies() -> list[dict[str, Any]]:
 class Load:
     """``clients`` threads posting messages until :meth:`stop`; each keeps what it saw."""
 
-    def __init__(self, base_url: str, clients: int, run: str) -> None:
-        self.base_url, self.clients, self.run = base_url, clients, run
+    def __init__(self, base_url: str, clients: int, run: str, headers: dict[str, str]) -> None:
+        self.base_url, self.clients, self.run, self.headers = base_url, clients, run, headers
         self.bodies = demo_bodies()
         self.latencies: list[float] = []
         self.acknowledged: list[str] = []
@@ -70,7 +72,7 @@ class Load:
             thread.join()
 
     def _client(self, thread: int) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=120.0) as client:
+        with httpx.Client(base_url=self.base_url, timeout=120.0, headers=self.headers) as client:
             sent = 0
             while not self._stop.is_set():
                 id_ = f"{self.run}-{thread}-{sent}"
@@ -93,7 +95,9 @@ class Load:
                         self.failures.append(failure)
 
 
-def serve(model_dir: Path, env: dict[str, str], log_path: Path) -> tuple[Any, str]:
+def serve(
+    model_dir: Path, env: dict[str, str], log_path: Path, headers: dict[str, str]
+) -> tuple[Any, str]:
     port = free_port()
     log = log_path.open("ab")
     server = start_server(model_dir, port, log, env)
@@ -101,7 +105,8 @@ def serve(model_dir: Path, env: dict[str, str], log_path: Path) -> tuple[Any, st
     if wait_healthy(server, base_url) is None:
         stop(server)
         raise SystemExit(f"the server did not start; see {log_path}")
-    httpx.post(f"{base_url}/v1/messages", json={"id": "warmup", "content": "路灯坏了"}, timeout=300)
+    warmup = {"id": f"warmup-{port}", "content": "路灯坏了"}
+    httpx.post(f"{base_url}/v1/messages", json=warmup, headers=headers, timeout=300)
     return server, base_url
 
 
@@ -119,10 +124,11 @@ def main() -> int:
     url = args.database_url or f"sqlite:///{scratch / 'load.sqlite3'}"
     env = {"WANGGE_DATABASE_URL": url, "WANGGE_LOG_LEVEL": "warning"}
     log_path = scratch / "server.log"
+    headers = {"X-API-Key": create_key(Store(url), f"load-test-{scratch.name}")}
     say(f"# Ingest load test: {args.clients} clients, {args.seconds:.0f} s, {url}\n")
 
-    server, base_url = serve(args.model_dir, env, log_path)
-    load = Load(base_url, args.clients, "steady").start()
+    server, base_url = serve(args.model_dir, env, log_path, headers)
+    load = Load(base_url, args.clients, "steady", headers).start()
     time.sleep(args.seconds)
     load.stop()
     stop(server)
@@ -133,8 +139,8 @@ def main() -> int:
     for failure in load.failures[:5]:
         say(f"   - {failure}")
 
-    server, base_url = serve(args.model_dir, env, log_path)
-    crash = Load(base_url, args.clients, "crash").start()
+    server, base_url = serve(args.model_dir, env, log_path, headers)
+    crash = Load(base_url, args.clients, "crash", headers).start()
     time.sleep(args.seconds / 2)
     server.send_signal(signal.SIGKILL)
     server.wait()

@@ -6,4 +6,5 @@ bash scripts/setup.sh dev
 .venv/bin/wangge train --data data/demo/messages.csv --model-dir model_store/demo
 .venv/bin/wangge classify --model-dir model_store/demo data/demo/messages.csv --output model_store/demo/scored.csv
 echo "Scored file: model_store/demo/scored.csv. Start the API with:"
+echo "  .venv/bin/wangge keys create demo   # prints the API key to send as X-API-Key"
 echo "  .venv/bin/wangge serve --model-dir model_store/demo   # then open http://127.0.0.1:8000/docs"

@@ -17,6 +17,7 @@ from wangge.errors import ModelLoadError
 from wangge.models.artifact import ModelMeta, department_model_dir, load_model
 from wangge.models.router import MessageRouter
 from wangge.serve.config import Settings, get_settings
+from wangge.serve.dependencies import ApiKeyDep
 from wangge.serve.routes import classify, health, messages, model_info
 from wangge.serve.service import Classifier, LoadedModel
 
@@ -70,9 +71,8 @@ def create_app(
     app.state.ingestor_lock = threading.Lock()
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
     app.include_router(health.router)
-    app.include_router(classify.router)
-    app.include_router(model_info.router)
-    app.include_router(messages.router)
+    for routes in (classify, model_info, messages):  # /v1/: API key when settings.api_keys
+        app.include_router(routes.router, dependencies=[ApiKeyDep])
     return app
 
 

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     dedup_window_days: int = Field(
         default=365, ge=1, description="A case silent for longer takes no new messages."
     )
+    api_keys: bool = Field(
+        default=True,
+        description="Require an API key (`wangge keys create NAME`) on /v1/ endpoints.",
+    )
     ann_snapshot: Path | None = Field(
         default=None,
         description="File the duplicate index's HNSW graph is saved to at shutdown and "

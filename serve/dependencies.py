@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, Request
+from fastapi import Body, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from wangge.models.router import MessageRouter
+from wangge.serve.auth import key_status
 from wangge.serve.config import Settings
 from wangge.serve.ingest import Ingestor
 from wangge.serve.schemas import (
@@ -23,6 +24,7 @@ from wangge.serve.schemas import (
     OneOrBatch,
 )
 from wangge.serve.service import LoadedModel
+from wangge.serve.storage import Store
 
 
 async def app_settings(request: Request) -> Settings:
@@ -153,3 +155,37 @@ def ingestor(request: Request) -> Ingestor:
 
 
 IngestorDep = Annotated[Ingestor, Depends(ingestor)]
+
+
+def key_store(request: Request) -> Store:
+    """The database the API keys are checked against, opened on first use."""
+    state = request.app.state
+    with state.ingestor_lock:
+        if getattr(state, "key_store", None) is None:
+            state.key_store = Store(state.settings.database_url)
+        return state.key_store
+
+
+def api_key(request: Request) -> str | None:
+    """The caller's name when ``/v1/`` needs a key (``WANGGE_API_KEYS``), else ``None``.
+
+    401 when the key is missing or unknown, 403 when it was revoked.
+    """
+    if not request.app.state.settings.api_keys:
+        return None
+    key = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization", "")
+    if key is None and authorization.lower().startswith("bearer "):
+        key = authorization[len("bearer ") :].strip()
+    challenge = {"WWW-Authenticate": 'Bearer realm="wangge"'}
+    if not key:
+        raise HTTPException(401, "an API key is needed: send X-API-Key: KEY", headers=challenge)
+    name, revoked = key_status(key_store(request), key)
+    if name is None:
+        raise HTTPException(401, "unknown API key", headers=challenge)
+    if revoked:
+        raise HTTPException(403, f"the API key {name!r} was revoked")
+    return name
+
+
+ApiKeyDep = Depends(api_key)

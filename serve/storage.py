@@ -76,6 +76,19 @@ class MessageRow(Base):
     entities: Mapped[list[str] | None] = mapped_column(JSON)  # null: not tagged yet
 
 
+class ApiKeyRow(Base):
+    """An intake system's API key: only its SHA-256 is stored (see :mod:`wangge.serve.auth`)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's start, to tell keys apart
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the schema migrated to the newest revision; SQLite gets WAL
     journaling, synchronous commits and enforced foreign keys."""

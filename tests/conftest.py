@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return POSTGRES_URL
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_api_keys_unless_asked() -> Iterator[None]:
+    """API tests call /v1/ without keys; tests/serve/test_auth.py turns the check on."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANGGE_API_KEYS", "false")
+        yield

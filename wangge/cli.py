@@ -14,6 +14,7 @@ from wangge.models.dedup import DEFAULT_THRESHOLD as DEFAULT_DEDUP_THRESHOLD
 
 if TYPE_CHECKING:
     from wangge.models.router import MessageRouter
+    from wangge.serve.storage import Store
 
 app = typer.Typer(
     name="wangge",
@@ -393,12 +394,22 @@ DatabaseOption = Annotated[
 ]
 
 
+def _database_url(url: str | None) -> str:
+    from wangge.serve.config import Settings
+
+    return url or Settings().database_url
+
+
+def _store(url: str | None) -> Store:
+    from wangge.serve.storage import Store
+
+    return Store(_database_url(url))
+
+
 def _database_engine(url: str | None) -> Any:
     from sqlalchemy import create_engine
 
-    from wangge.serve.config import Settings
-
-    return create_engine(url or Settings().database_url)
+    return create_engine(_database_url(url))
 
 
 @db_app.command("upgrade")
@@ -434,6 +445,52 @@ def db_revision(
 
     path = write_revision(_database_engine(database_url), message)
     typer.echo(f"migration written to {path}")
+
+
+keys_app = typer.Typer(help="API keys of the intake systems calling /v1/.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who uses the key, e.g. the intake system.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a key and print it: it is shown only this once (only its hash is stored)."""
+    from wangge.serve.auth import create_key
+
+    try:
+        key = create_key(_store(database_url), name)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseOption = None) -> None:
+    """The keys: name, start of the key, created, revoked."""
+    from wangge.serve.auth import list_keys
+
+    for info in list_keys(_store(database_url)):
+        revoked = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "active"
+        typer.echo(
+            f"{info.name}\t{info.prefix}…\tcreated {info.created_at:%Y-%m-%d %H:%M}\t{revoked}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a key: requests with it get 403 from now on."""
+    from wangge.serve.auth import revoke_key
+
+    try:
+        revoke_key(_store(database_url), name)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(f"key {name!r} revoked")
 
 
 district_app = typer.Typer(

@@ -1,0 +1,83 @@
+"""API keys: created and revoked by the CLI, stored hashed, required on /v1/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from wangge.cli import app as cli
+from wangge.models.artifact import ModelMeta, save_model
+from wangge.models.classifier import MessageClassifier
+from wangge.serve.app import create_app
+from wangge.serve.auth import hash_key
+from wangge.serve.config import Settings
+from wangge.serve.storage import ApiKeyRow, Store
+
+BODY = {"title": "垃圾没人清理", "content": "小区门口垃圾堆了三天没人清理"}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[MessageClassifier, ModelMeta]:
+    texts = ["垃圾没人清理", "垃圾桶满了", "工地噪音很大", "晚上施工太吵"]
+    labels = ["环境卫生", "环境卫生", "噪音", "噪音"]
+    classifier = MessageClassifier(min_df=1, taxonomy_weight=0).fit(texts, labels)
+    directory = tmp_path_factory.mktemp("model")
+    meta = save_model(classifier, directory, name="tiny", labels=sorted(set(labels)),
+                      training_data={}, config={}, metrics={})  # fmt: skip
+    return classifier, meta
+
+
+@pytest.fixture()
+def setup(
+    database_url: str, model: tuple[MessageClassifier, ModelMeta]
+) -> Iterator[tuple[TestClient, str]]:
+    settings = Settings(database_url=database_url, encoder_dir=None, route=False, api_keys=True)
+    with TestClient(create_app(settings, model=model[0], meta=model[1])) as client:
+        yield client, database_url
+
+
+def keys(*args: str) -> str:
+    result = CliRunner().invoke(cli, ["keys", *args])
+    assert result.exit_code == 0, result.output
+    return result.output.strip()
+
+
+def test_v1_needs_a_valid_key_and_health_does_not(setup: tuple[TestClient, str]) -> None:
+    client, url = setup
+    assert client.get("/healthz").status_code == 200
+    missing = client.post("/v1/classify", json=BODY)
+    assert missing.status_code == 401 and "X-API-Key" in missing.json()["detail"]
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert (
+        client.post("/v1/classify", json=BODY, headers={"X-API-Key": "wg_guess"}).status_code == 401
+    )
+    assert client.get("/v1/model").status_code == 401
+    assert client.get("/v1/hot-issues").status_code == 401
+
+    key = keys("create", "hotline-12345", "--database-url", url)
+    assert key.startswith("wg_") and len(key) > 40
+    assert client.post("/v1/classify", json=BODY, headers={"X-API-Key": key}).status_code == 200
+    bearer = {"Authorization": f"Bearer {key}"}
+    assert client.post("/v1/messages", json=BODY, headers=bearer).status_code == 200
+
+    keys("revoke", "hotline-12345", "--database-url", url)
+    revoked = client.post("/v1/classify", json=BODY, headers={"X-API-Key": key})
+    assert revoked.status_code == 403 and "revoked" in revoked.json()["detail"]
+
+
+def test_only_the_hash_is_stored_and_names_are_unique(setup: tuple[TestClient, str]) -> None:
+    _, url = setup
+    key = keys("create", "grid-app", "--database-url", url)
+    with Store(url).session() as session:
+        row = session.scalars(select(ApiKeyRow)).one()
+        assert row.key_hash == hash_key(key) and key not in (row.key_hash, row.prefix)
+    again = CliRunner().invoke(cli, ["keys", "create", "grid-app", "--database-url", url])
+    assert again.exit_code == 2 and "exists already" in again.output
+    listed = keys("list", "--database-url", url)
+    assert "grid-app" in listed and "active" in listed and key not in listed
+    unknown = CliRunner().invoke(cli, ["keys", "revoke", "nobody", "--database-url", url])
+    assert unknown.exit_code == 2 and "no key named" in unknown.output
