@@ -8,6 +8,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
+from wangge.nlp.pii import PiiMaskingFilter
 from wangge.serve.app import create_app, prepare_model
 from wangge.serve.config import Settings
 
@@ -35,12 +36,16 @@ def run(settings: Settings) -> None:
 
 
 def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging configuration plus the ``wangge`` loggers, at ``level``.
+    """uvicorn's logging configuration plus the ``wangge`` loggers, at ``level``, with
+    personal data (phone, ID-card and plate numbers, e-mail) masked by every handler.
 
     Without it, messages from wangge's own loggers (the model loaded, a failed request's
     traceback) would reach no handler when wangge runs under uvicorn.
     """
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"mask_pii": {"()": PiiMaskingFilter}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["mask_pii"]
     config["loggers"]["wangge"] = {
         "handlers": ["default"],
         "level": LOG_LEVELS[level],

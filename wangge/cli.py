@@ -70,11 +70,15 @@ def main(
         ),
     ] = False,
 ) -> None:
+    from wangge.nlp.pii import PiiMaskingFilter
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(PiiMaskingFilter())
 
 
 @app.command()
