@@ -20,6 +20,7 @@ from sqlalchemy import select
 from wangge.models.dedup import DuplicateDetector
 from wangge.models.router import MessageRouter
 from wangge.serve.config import Settings
+from wangge.serve.review import enqueue, priority, review_reasons
 from wangge.serve.schemas import IngestMessage, IngestResult
 from wangge.serve.service import LoadedModel, classify_messages
 from wangge.serve.storage import (
@@ -128,10 +129,12 @@ class Ingestor:
                     )
                 )
                 session.flush()
+                reports = 1
             else:
                 case = session.get(CaseRow, int(decision.case_id))
                 assert case is not None  # the detector only knows committed cases
                 case.reports += 1
+                reports = case.reports
                 case.last_at = max(case.last_at, row.created_at)
                 case.first_at = min(case.first_at, row.created_at)
             row.case_id = int(decision.case_id)
@@ -140,6 +143,9 @@ class Ingestor:
             row.result = row.result | {"dup_evidence": decision.evidence}
             for name, value in stored_features(features).items():
                 setattr(row, name, value)
+            reasons = review_reasons(prediction, decision, self.detector.threshold)
+            if reasons:  # in the same transaction: no doubtful message escapes the queue
+                enqueue(session, row, reasons, priority(prediction, reports))
         # Committed: only now does the index learn of it, so a failed commit leaves no trace.
         self.detector.index([dedup], [decision.case_id], [features])
         return _result(row, replayed=False)
