@@ -18,7 +18,7 @@ from wangge.models.artifact import ModelMeta, department_model_dir, load_model
 from wangge.models.router import MessageRouter
 from wangge.serve.config import Settings, get_settings
 from wangge.serve.dependencies import ApiKeyDep
-from wangge.serve.routes import classify, health, messages, model_info
+from wangge.serve.routes import classify, health, messages, model_info, review
 from wangge.serve.service import Classifier, LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ def create_app(
     app.include_router(health.router)
     for routes in (classify, model_info, messages):  # /v1/: API key when settings.api_keys
         app.include_router(routes.router, dependencies=[ApiKeyDep])
+    app.include_router(review.router)  # reviewers' accounts
     return app
 
 

@@ -1,25 +1,38 @@
-"""API keys of the intake systems that call ``/v1/``.
+"""Who may call the service: API keys of intake systems, accounts of reviewers.
+
+**API keys** are for the intake systems that call ``/v1/``.
 
 A key is 32 random bytes (``wg_`` + URL-safe base64), shown once when it is created
 (``wangge keys create NAME``) and stored only as its SHA-256: a key that random cannot be
 guessed from its hash, so a slow password hash would add nothing. A request sends it as
 ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``; a missing or unknown key gets 401, a
 revoked one 403. ``WANGGE_API_KEYS=false`` switches the check off (a closed test network).
+
+**Accounts** are for the staff who review (role ``reviewer``) or also administer (``admin``):
+``wangge users add NAME --role reviewer`` reads the password from standard input and keeps
+its scrypt hash (salted, n=2^14, r=8). Logging in gives a session token valid for
+``SESSION_HOURS``, stored as its SHA-256 like an API key.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from wangge.errors import WanggeError
-from wangge.serve.storage import ApiKeyRow, Store
+from wangge.serve.storage import ApiKeyRow, SessionRow, Store, UserRow
 
 KEY_PREFIX = "wg_"
+ROLES = ("reviewer", "admin")
+SESSION_HOURS = 8
+MIN_PASSWORD = 8
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
 class ApiKeyError(WanggeError):
@@ -73,3 +86,75 @@ def key_status(store: Store, key: str) -> tuple[str | None, bool]:
     with store.session() as session:
         row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(key)))
         return (None, False) if row is None else (row.name, row.revoked_at is not None)
+
+
+class AccountError(WanggeError):
+    """An account operation that cannot be done (a name taken, a weak password)."""
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: str
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, **_SCRYPT)
+    encoded = base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
+    return "scrypt$" + "$".join(encoded)
+
+
+def password_matches(password: str, stored: str) -> bool:
+    _, salt, digest = stored.split("$")
+    computed = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt), **_SCRYPT)
+    return hmac.compare_digest(computed, base64.b64decode(digest))
+
+
+def add_user(store: Store, username: str, password: str, role: str) -> None:
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password needs at least {MIN_PASSWORD} characters")
+    with store.session() as session:
+        if session.scalar(select(UserRow).where(UserRow.username == username)) is not None:
+            raise AccountError(f"a user named {username!r} exists already")
+        session.add(UserRow(username=username, password_hash=hash_password(password), role=role,
+                            created_at=datetime.now()))  # fmt: skip
+
+
+def disable_user(store: Store, username: str) -> None:
+    """Disable an account and end its sessions."""
+    with store.session() as session:
+        user = session.scalar(select(UserRow).where(UserRow.username == username))
+        if user is None:
+            raise AccountError(f"no user named {username!r}")
+        user.disabled_at = user.disabled_at or datetime.now()
+        for login in session.scalars(select(SessionRow).where(SessionRow.user_id == user.id)):
+            session.delete(login)
+
+
+def log_in(store: Store, username: str, password: str) -> str | None:
+    """A new session token, or ``None`` for a wrong name or password or a disabled account."""
+    with store.session() as session:
+        user = session.scalar(select(UserRow).where(UserRow.username == username))
+        if user is None or user.disabled_at is not None:
+            return None
+        if not password_matches(password, user.password_hash):
+            return None
+        token = secrets.token_urlsafe(32)
+        expires = datetime.now() + timedelta(hours=SESSION_HOURS)
+        session.add(SessionRow(token_hash=hash_key(token), user_id=user.id, expires_at=expires))
+    return token
+
+
+def session_user(store: Store, token: str) -> User | None:
+    """The user of a live session token, or ``None``."""
+    with store.session() as session:
+        login = session.get(SessionRow, hash_key(token))
+        if login is None or login.expires_at < datetime.now():
+            return None
+        user = session.get(UserRow, login.user_id)
+        if user is None or user.disabled_at is not None:
+            return None
+        return User(user.username, user.role)

@@ -157,13 +157,13 @@ def ingestor(request: Request) -> Ingestor:
 IngestorDep = Annotated[Ingestor, Depends(ingestor)]
 
 
-def key_store(request: Request) -> Store:
-    """The database the API keys are checked against, opened on first use."""
+def app_store(request: Request) -> Store:
+    """The service's database (API keys, accounts, the review queue), opened on first use."""
     state = request.app.state
     with state.ingestor_lock:
-        if getattr(state, "key_store", None) is None:
-            state.key_store = Store(state.settings.database_url)
-        return state.key_store
+        if getattr(state, "store", None) is None:
+            state.store = Store(state.settings.database_url)
+        return state.store
 
 
 def api_key(request: Request) -> str | None:
@@ -180,7 +180,7 @@ def api_key(request: Request) -> str | None:
     challenge = {"WWW-Authenticate": 'Bearer realm="wangge"'}
     if not key:
         raise HTTPException(401, "an API key is needed: send X-API-Key: KEY", headers=challenge)
-    name, revoked = key_status(key_store(request), key)
+    name, revoked = key_status(app_store(request), key)
     if name is None:
         raise HTTPException(401, "unknown API key", headers=challenge)
     if revoked:

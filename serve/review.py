@@ -39,6 +39,10 @@ class ReviewError(WanggeError):
     """A review action that cannot be done as asked (unknown task, field or value)."""
 
 
+class ReviewNotFound(ReviewError):
+    """No such task."""
+
+
 class ReviewConflict(ReviewError):
     """The task changed since the reviewer loaded it, or someone else holds it."""
 
@@ -163,7 +167,7 @@ def decide(
 def _current(session: Session, task_id: int, version: int) -> ReviewTaskRow:
     task = session.get(ReviewTaskRow, task_id, with_for_update=True)
     if task is None:
-        raise ReviewError(f"no review task {task_id}")
+        raise ReviewNotFound(f"no review task {task_id}")
     if task.version != version:
         raise ReviewConflict(
             f"task {task_id} changed since you loaded it (version {task.version}, not {version}): "

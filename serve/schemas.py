@@ -272,3 +272,54 @@ class ModelInfo(BaseModel):
         description="Probability below which a prediction is flagged ``needs_review``."
     )
     metrics: dict[str, Any] = Field(description="Hold-out evaluation written at training time.")
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class LoginResponse(BaseModel):
+    token: str = Field(description="Send as `Authorization: Bearer TOKEN` to /review/api/.")
+    username: str
+    role: str
+    expires_in_s: int
+
+
+class ReviewTaskOut(BaseModel):
+    """A review task with its message and what the models said of it."""
+
+    task_id: int
+    version: int = Field(description="Send it back with claim and decision: stale ones get 409.")
+    status: str
+    reasons: list[str]
+    priority: float
+    claimed_by: str | None
+    message_id: int
+    title: str
+    content: str
+    created_at: datetime
+    prediction: dict[str, Any]
+
+
+class ReviewTaskList(BaseModel):
+    tasks: list[ReviewTaskOut]
+
+
+class ClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+
+
+class DecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+    action: Literal["accept", "correct", "invalid"]
+    corrections: dict[str, Any] = Field(
+        default_factory=dict,
+        description="With `correct`: new values of category, department, grid_id, duplicate_of.",
+    )

@@ -108,6 +108,29 @@ class AuditRow(Base):
     after: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class UserRow(Base):
+    """A reviewer or an administrator; the password is kept as a scrypt hash."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))  # reviewer, admin
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class SessionRow(Base):
+    """A reviewer's login: the SHA-256 of its token, valid until ``expires_at``."""
+
+    __tablename__ = "sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class ApiKeyRow(Base):
     """An intake system's API key: only its SHA-256 is stored (see :mod:`wangge.serve.auth`)."""
 

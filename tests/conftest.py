@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,3 +182,26 @@ def _no_api_keys_unless_asked() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WANGGE_API_KEYS", "false")
         yield
+
+
+def tiny_model(directory: Path, review_threshold: float = 0.5) -> tuple[Any, Any]:
+    """A classifier of 环境卫生 vs 噪音 fitted on six sentences and saved to ``directory``:
+    the model the API tests serve (a message it is less sure of than ``review_threshold``
+    needs review)."""
+    from wangge.models.artifact import save_model
+    from wangge.models.classifier import MessageClassifier
+
+    texts = [
+        "垃圾没人清理",
+        "垃圾桶满了",
+        "楼道垃圾很臭",
+        "工地噪音很大",
+        "晚上施工太吵",
+        "装修噪音",
+    ]
+    labels = ["环境卫生"] * 3 + ["噪音"] * 3
+    classifier = MessageClassifier(min_df=1, taxonomy_weight=0, review_threshold=review_threshold)
+    classifier.fit(texts, labels)
+    meta = save_model(classifier, directory, name="tiny", labels=sorted(set(labels)),
+                      training_data={}, config={}, metrics={})  # fmt: skip
+    return classifier, meta

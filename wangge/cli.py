@@ -497,6 +497,45 @@ def keys_revoke(
     typer.echo(f"key {name!r} revoked")
 
 
+users_app = typer.Typer(help="Accounts of the staff who review.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[str, typer.Option(help="reviewer or admin.")] = "reviewer",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Add an account; the password is read from standard input (typed twice on a terminal)."""
+    from wangge.serve.auth import add_user
+
+    if sys.stdin.isatty():
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        add_user(_store(database_url), username, password, role)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(f"user {username!r} ({role}) added")
+
+
+@users_app.command("disable")
+def users_disable(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Disable an account and end its sessions."""
+    from wangge.serve.auth import disable_user
+
+    try:
+        disable_user(_store(database_url), username)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(f"user {username!r} disabled")
+
+
 district_app = typer.Typer(
     help="Check and inspect a district's registry files.", no_args_is_help=True
 )

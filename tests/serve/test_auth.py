@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from conftest import tiny_model
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from wangge.cli import app as cli
-from wangge.models.artifact import ModelMeta, save_model
+from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import MessageClassifier
 from wangge.serve.app import create_app
 from wangge.serve.auth import hash_key
@@ -22,13 +23,7 @@ BODY = {"title": "垃圾没人清理", "content": "小区门口垃圾堆了三�
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[MessageClassifier, ModelMeta]:
-    texts = ["垃圾没人清理", "垃圾桶满了", "工地噪音很大", "晚上施工太吵"]
-    labels = ["环境卫生", "环境卫生", "噪音", "噪音"]
-    classifier = MessageClassifier(min_df=1, taxonomy_weight=0).fit(texts, labels)
-    directory = tmp_path_factory.mktemp("model")
-    meta = save_model(classifier, directory, name="tiny", labels=sorted(set(labels)),
-                      training_data={}, config={}, metrics={})  # fmt: skip
-    return classifier, meta
+    return tiny_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture()

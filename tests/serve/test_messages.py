@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import tiny_model
 from fastapi.testclient import TestClient
 
-from wangge.models.artifact import ModelMeta, save_model
+from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import MessageClassifier
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
@@ -22,20 +23,7 @@ NOISE = "银河家园旁边的工地每天晚上施工到凌晨两点，噪音�
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[MessageClassifier, ModelMeta]:
-    texts = ["垃圾没人清理", "垃圾桶满了", "楼道垃圾很臭"]
-    texts += ["工地噪音很大", "晚上施工太吵", "装修噪音"]
-    labels = ["环境卫生"] * 3 + ["噪音"] * 3
-    classifier = MessageClassifier(min_df=1, taxonomy_weight=0).fit(texts, labels)
-    meta = save_model(
-        classifier,
-        tmp_path_factory.mktemp("model"),
-        name="tiny",
-        labels=sorted(set(labels)),
-        training_data={},
-        config={},
-        metrics={},
-    )
-    return classifier, meta
+    return tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def app_client(database_url: str, model: tuple[MessageClassifier, ModelMeta]) -> TestClient:

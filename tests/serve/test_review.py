@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from conftest import tiny_model
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from wangge.models.artifact import ModelMeta, save_model
+from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import MessageClassifier
 from wangge.models.dedup import Decision
 from wangge.serve.app import create_app
@@ -33,22 +34,7 @@ UNCLEAR = "请问这个事情到底归哪个部门管"
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[MessageClassifier, ModelMeta]:
-    texts = [
-        "垃圾没人清理",
-        "垃圾桶满了",
-        "楼道垃圾很臭",
-        "工地噪音很大",
-        "晚上施工太吵",
-        "装修噪音",
-    ]
-    labels = ["环境卫生"] * 3 + ["噪音"] * 3
-    # A message the model is less than 70 % sure of needs review.
-    classifier = MessageClassifier(min_df=1, taxonomy_weight=0, review_threshold=0.7)
-    classifier.fit(texts, labels)
-    directory = tmp_path_factory.mktemp("model")
-    meta = save_model(classifier, directory, name="tiny", labels=sorted(set(labels)),
-                      training_data={}, config={}, metrics={})  # fmt: skip
-    return classifier, meta
+    return tiny_model(tmp_path_factory.mktemp("model"), review_threshold=0.7)
 
 
 @pytest.fixture()

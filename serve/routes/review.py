@@ -1,0 +1,126 @@
+"""The review queue over HTTP, for reviewers logged in with their accounts (``/review/api``).
+
+Conflicts (a task changed since it was loaded, claimed by someone else) answer 409, an unknown
+task 404, a malformed decision 422; see :mod:`wangge.serve.review` for the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from sqlalchemy.orm import Session
+
+from wangge.serve.auth import SESSION_HOURS, User, log_in, session_user
+from wangge.serve.dependencies import app_store
+from wangge.serve.review import (
+    QueueFilter,
+    ReviewConflict,
+    ReviewError,
+    ReviewNotFound,
+    claim,
+    decide,
+    list_tasks,
+)
+from wangge.serve.schemas import (
+    ClaimRequest,
+    DecisionRequest,
+    LoginRequest,
+    LoginResponse,
+    ReviewTaskList,
+    ReviewTaskOut,
+)
+from wangge.serve.storage import MessageRow, ReviewTaskRow, Store
+
+router = APIRouter(prefix="/review/api", tags=["review"])
+StoreDep = Annotated[Store, Depends(app_store)]
+SHOWN = ("category", "probability", "top_k", "evidence", "review_reasons", "department",
+         "departments", "street_name", "community_name", "grid_id", "route_evidence",
+         "dup_evidence", "review")  # fmt: skip
+
+
+def reviewer(request: Request) -> User:
+    """The logged-in reviewer of ``Authorization: Bearer TOKEN``; 401 otherwise."""
+    authorization = request.headers.get("authorization", "")
+    token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+    user = session_user(app_store(request), token) if token else None
+    if user is None:
+        challenge = {"WWW-Authenticate": 'Bearer realm="wangge review"'}
+        raise HTTPException(401, "log in first (POST /review/api/login)", headers=challenge)
+    return user
+
+
+ReviewerDep = Annotated[User, Depends(reviewer)]
+
+
+def task_out(task: ReviewTaskRow, message: MessageRow) -> ReviewTaskOut:
+    result = message.result or {}
+    prediction = {key: result[key] for key in SHOWN if key in result}
+    prediction |= {"case_id": message.case_id, "duplicate_of": message.duplicate_of,
+                   "dup_score": message.dup_score}  # fmt: skip
+    return ReviewTaskOut(
+        task_id=task.id, version=task.version, status=task.status, reasons=task.reasons,
+        priority=task.priority, claimed_by=task.claimed_by, message_id=message.id,
+        title=message.title, content=message.content, created_at=message.created_at,
+        prediction=prediction,
+    )  # fmt: skip
+
+
+@router.post("/login")
+def login(body: LoginRequest, store: StoreDep) -> LoginResponse:
+    token = log_in(store, body.username, body.password)
+    if token is None:
+        raise HTTPException(401, "wrong user name or password, or the account is disabled")
+    user = session_user(store, token)
+    assert user is not None
+    return LoginResponse(token=token, username=user.username, role=user.role,
+                         expires_in_s=SESSION_HOURS * 3600)  # fmt: skip
+
+
+@router.get("/tasks")
+def tasks(
+    store: StoreDep,
+    _: ReviewerDep,
+    status: Annotated[str, Query(pattern="^(open|claimed|done|invalid)$")] = "open",
+    reason: Annotated[str | None, Query(description="category, location or duplicate")] = None,
+    street: Annotated[str | None, Query(description="street code")] = None,
+    category: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ReviewTaskList:
+    """The queue, most in need of a person first."""
+    where = QueueFilter(status=status, reason=reason, street_code=street, category=category)
+    with store.session() as session:
+        return ReviewTaskList(tasks=[task_out(t, m) for t, m in list_tasks(session, where, limit)])
+
+
+def _act(store: Store, act: Callable[[Session], ReviewTaskRow]) -> ReviewTaskOut:
+    try:
+        with store.session() as session:
+            task = act(session)
+            message = session.get(MessageRow, task.message_id)
+            assert message is not None  # a foreign key
+            return task_out(task, message)
+    except ReviewNotFound as error:
+        raise HTTPException(404, str(error)) from error
+    except ReviewConflict as error:
+        raise HTTPException(409, str(error)) from error
+    except ReviewError as error:
+        raise HTTPException(422, str(error)) from error
+
+
+@router.post("/tasks/{task_id}/claim")
+def claim_task(
+    task_id: int, body: ClaimRequest, store: StoreDep, user: ReviewerDep
+) -> ReviewTaskOut:
+    """Take the task: others get 409 until it is decided or the claim lapses."""
+    return _act(store, lambda session: claim(session, task_id, user.username, body.version))
+
+
+@router.post("/tasks/{task_id}/decision")
+def decide_task(
+    task_id: int, body: DecisionRequest, store: StoreDep, user: ReviewerDep
+) -> ReviewTaskOut:
+    """Accept, correct or invalidate the message of a task you hold."""
+    return _act(store, lambda session: decide(
+        session, task_id, user.username, body.version, body.action, body.corrections))  # fmt: skip
