@@ -190,3 +190,29 @@ def _audit(
 ) -> None:
     session.add(AuditRow(at=datetime.now(), actor=actor, action=action, task_id=task.id,
                          message_id=task.message_id, before=before, after=after))  # fmt: skip
+
+
+def reviewed_examples(session: Session) -> list[dict[str, Any]]:
+    """The messages reviewers accepted or corrected, as training rows (留言主题, 留言详情,
+    一级标签 = the category after review, department, grid_id), personal data masked;
+    messages marked invalid are left out."""
+    from wangge.nlp.pii import mask_pii
+
+    messages = session.scalars(
+        select(MessageRow)
+        .join(ReviewTaskRow, MessageRow.id == ReviewTaskRow.message_id)
+        .where(ReviewTaskRow.status == "done")
+        .order_by(ReviewTaskRow.resolved_at, ReviewTaskRow.id)
+    )
+    examples = []
+    for message in messages:
+        result = message.result or {}
+        review = result.get("review") or {}
+        examples.append({
+            "留言主题": mask_pii(message.title), "留言详情": mask_pii(message.content),
+            "一级标签": result.get("category"), "department": result.get("department") or "",
+            "grid_id": result.get("grid_id") or "", "review_action": review.get("action"),
+            "reviewed_by": review.get("by"), "reviewed_at": review.get("at"),
+            "message_id": message.id,
+        })  # fmt: skip
+    return examples

@@ -58,6 +58,7 @@ class TrainConfig:
     user_dict: Path | None = None
     stopwords: Path | None = None
     department_column: str | None = None
+    reviews: Path | None = None  # a file of `wangge export-reviews`, added to the data
     classifier: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,7 +66,7 @@ class TrainConfig:
         values["data"] = str(self.data)
         values["model_dir"] = str(self.model_dir)
         values["text_columns"] = list(self.text_columns) if self.text_columns else None
-        for name in ("user_dict", "stopwords"):
+        for name in ("user_dict", "stopwords", "reviews"):
             values[name] = str(values[name]) if values[name] is not None else None
         return values
 
@@ -147,9 +148,13 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
     assert data.labels is not None  # require_label=True guarantees it
     if not 0 < config.holdout < 1:
         raise TrainingError(f"holdout must be between 0 and 1, got {config.holdout}")
-    result = _train_target(
-        "category", data.texts, data.labels, data, config, config.model_dir, step, started
-    )
+    texts, labels = data.texts, data.labels
+    if config.reviews is not None:
+        reviewed = load_messages(config.reviews, require_label=True)
+        assert reviewed.labels is not None
+        step(f"adding {len(reviewed.texts)} reviewed messages from {config.reviews}")
+        texts, labels = texts + reviewed.texts, labels + reviewed.labels
+    result = _train_target("category", texts, labels, data, config, config.model_dir, step, started)
     if config.department_column:
         departments = load_messages(
             config.data, text_columns=config.text_columns, label_column=config.department_column

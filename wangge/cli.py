@@ -119,6 +119,12 @@ def train(
             "saved in MODEL_DIR/department; routing adds its probabilities to the rules."
         ),
     ] = None,
+    include_reviews: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also train on the reviewed messages of this `wangge export-reviews` file."
+        ),
+    ] = None,
 ) -> None:
     """Train a category model, evaluate it on a hold-out split and save both."""
     from wangge.training.train import TrainConfig
@@ -137,6 +143,7 @@ def train(
         user_dict=user_dict,
         stopwords=stopwords,
         department_column=department_column,
+        reviews=include_reviews,
     )
     try:
         result = run_training(config, progress=_progress)
@@ -496,6 +503,31 @@ def keys_revoke(
         _fail(error)
     typer.echo(f"key {name!r} revoked")
 
+
+@app.command("export-reviews")
+def export_reviews(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv, .jsonl or .xlsx.")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write the messages reviewers accepted or corrected in the training format (留言主题,
+    留言详情, 一级标签 …), personal data masked; `wangge train --include-reviews` reads it."""
+    import pandas as pd
+
+    from wangge.serve.review import reviewed_examples
+    from wangge.training.loaders import write_table
+
+    store = _store(database_url)
+    with store.session() as session:
+        examples = reviewed_examples(session)
+    try:
+        write_table(pd.DataFrame(examples, columns=REVIEW_COLUMNS), output)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(f"{len(examples)} reviewed messages written to {output}")
+
+
+REVIEW_COLUMNS = ["留言主题", "留言详情", "一级标签", "department", "grid_id", "review_action",
+                  "reviewed_by", "reviewed_at", "message_id"]  # fmt: skip
 
 users_app = typer.Typer(help="Accounts of the staff who review.", no_args_is_help=True)
 app.add_typer(users_app, name="users")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
+import pandas as pd
 import pytest
-from conftest import tiny_model
+from conftest import DEMO_LABELS, tiny_model
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -88,3 +91,39 @@ def test_a_disabled_account_loses_its_session(client: TestClient, database_url: 
     weak = CliRunner().invoke(cli, ["users", "add", "zhao", "--database-url", database_url],
                               input="short\n")  # fmt: skip
     assert weak.exit_code == 2 and "at least 8 characters" in weak.output
+
+
+def test_reviews_are_exported_masked_and_trained_on(
+    client: TestClient, database_url: str, demo_csv: Path, tmp_path: Path
+) -> None:
+    body = {"id": "m2", "content": "工地晚上施工太吵，我的电话13812345678"}
+    assert client.post("/v1/messages", json=body).status_code == 200
+    wang = log_in(client, "wang")
+    tasks = client.get("/review/api/tasks", headers=wang).json()["tasks"]
+    [task] = [t for t in tasks if "施工" in t["content"]]
+    url = f"/review/api/tasks/{task['task_id']}"
+    version = client.post(f"{url}/claim", json={"version": task["version"]}, headers=wang).json()[
+        "version"
+    ]
+    # Corrected to a category of the demo data, which the retraining below adds it to.
+    fix = {"version": version, "action": "correct", "corrections": {"category": DEMO_LABELS[0]}}
+    assert client.post(f"{url}/decision", json=fix, headers=wang).status_code == 200
+
+    exported = tmp_path / "reviews.csv"
+    result = CliRunner().invoke(
+        cli, ["export-reviews", "-o", str(exported), "--database-url", database_url]
+    )
+    assert result.exit_code == 0 and "1 reviewed messages" in result.output, result.output
+    rows = pd.read_csv(exported)
+    assert rows["一级标签"].tolist() == [DEMO_LABELS[0]] and rows["reviewed_by"].tolist() == [
+        "wang"
+    ]
+    assert "[手机号]" in rows["留言详情"][0] and "13812345678" not in exported.read_text()
+
+    model_dir = tmp_path / "retrained"
+    args = ["train", "--data", str(demo_csv), "--model-dir", str(model_dir)]
+    trained = CliRunner().invoke(cli, [*args, "--include-reviews", str(exported)])
+    assert trained.exit_code == 0, trained.output
+    meta = json.loads((model_dir / "meta.json").read_text())
+    assert meta["training_data"]["rows"] == len(pd.read_csv(demo_csv)) + 1
+    assert meta["config"]["reviews"] == str(exported)
