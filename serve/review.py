@@ -99,7 +99,7 @@ def list_tasks(
         .order_by(ReviewTaskRow.priority.desc(), ReviewTaskRow.created_at, ReviewTaskRow.id)
     )
     found = []
-    for task, message in rows.tuples():
+    for task, message in rows:
         result = message.result or {}
         if where.reason is not None and where.reason not in task.reasons:
             continue
