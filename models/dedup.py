@@ -7,11 +7,12 @@ For each message the detector finds candidates two ways, scores them, and checks
   (any :class:`Encoder`, e.g. the rebuilt multilingual-e5-small of
   :mod:`wangge.nlp.embeddings`) of the titles finds rewordings;
 - **score**: the probability that a pair reports the same case, from a logistic model over
-  five pair features (:class:`PairWeights`): Jaccard similarity of the 3-grams (estimated
-  from the MinHash signatures), Jaccard of the titles' 3-grams, cosine of the embeddings,
+  the pair's features (:class:`PairWeights`): Jaccard similarity of the 3-grams (estimated
+  from the MinHash signatures), cosine of the embeddings (a second, steeper weight above
+  :data:`CLOSE_COSINE`; without an encoder, the Jaccard of the titles' 3-grams instead),
   the same reporter, and whether the places and organisations that LAC tags in the titles and
   openings (compounds, companies, roads …) overlap, conflict or are unknown. The weights were
-  fitted on the labelled pairs of ``benchmarks/data/hot_issue_pairs.csv``
+  fitted on the 689 labelled pairs of ``benchmarks/data/``
   (``benchmarks/bench_dedup.py --fit`` refits them);
 - **constraints** that stop false merges whatever the score: two messages naming different
   places or organisations (two compounds with the same complaint are two cases) unless their
@@ -24,7 +25,8 @@ would be empty or collide: they match by their exact normalised text or through 
 embedding index, with the Jaccard features at 0.
 
 The detector is incremental (:meth:`DuplicateDetector.add_many`); a store keeps the messages
-and rebuilds it on restart (:mod:`wangge.serve.storage`).
+and rebuilds it on restart (:mod:`wangge.serve.storage`), reusing the HNSW graph saved at the
+last shutdown (:meth:`DuplicateDetector.save_ann`).
 """
 
 from __future__ import annotations
