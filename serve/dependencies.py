@@ -1,7 +1,10 @@
-"""FastAPI dependencies: the loaded model and settings from ``app.state``, checked input.
+"""FastAPI dependencies: the loaded model and settings from ``app.state``, checked input, the
+database and the caller's API key.
 
-They are ``async def`` on purpose: they only read memory, and FastAPI runs a plain ``def``
+Those that only read memory are ``async def`` on purpose: FastAPI runs a plain ``def``
 dependency in the threadpool, which would add a thread hop to every request for nothing.
+Those that open the database or query it (:func:`ingestor`, :func:`app_store`,
+:func:`api_key`) are plain ``def``, so that they do not block the event loop.
 """
 
 from __future__ import annotations
