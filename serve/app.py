@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from wangge.errors import ModelLoadError
 from wangge.models.artifact import ModelMeta, department_model_dir, load_model
 from wangge.models.router import MessageRouter
+from wangge.models.store import current_version, served_dir
 from wangge.serve.config import Settings, get_settings
 from wangge.serve.dependencies import ApiKeyDep
 from wangge.serve.routes import classify, health, messages, model_info, review
@@ -39,6 +40,7 @@ def create_app(
     *,
     model: Classifier | None = None,
     meta: ModelMeta | None = None,
+    department_model: Classifier | None = None,
     router: MessageRouter | None = None,
 ) -> FastAPI:
     """Build the app; the model and the router are loaded when the app starts.
@@ -54,7 +56,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.loaded_model = prepare_model(settings, model=model, meta=meta)
+        app.state.loaded_model = prepare_model(
+            settings, model=model, meta=meta, department_model=department_model
+        )
         app.state.router = router if router is not None else prepare_router(settings)
         yield
         if app.state.ingestor is not None:
@@ -69,6 +73,7 @@ def create_app(
     app.state.settings = settings
     app.state.ingestor = None
     app.state.ingestor_lock = threading.Lock()
+    app.state.model_swap_lock = threading.Lock()
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
     app.include_router(health.router)
     for routes in (classify, model_info, messages):  # /v1/: API key when settings.api_keys
@@ -78,21 +83,32 @@ def create_app(
 
 
 def prepare_model(
-    settings: Settings, *, model: Classifier | None = None, meta: ModelMeta | None = None
+    settings: Settings,
+    *,
+    model: Classifier | None = None,
+    meta: ModelMeta | None = None,
+    department_model: Classifier | None = None,
 ) -> LoadedModel:
     """The model to serve: ``model`` and ``meta`` if given, else loaded from ``model_dir``.
 
     It scores one text before it is returned, which also builds the segmenter's dictionary now
     instead of on the first request. Raises :class:`~wangge.errors.ModelLoadError`.
     """
+    store_version = None
+    model_dir = settings.model_dir
+    if settings.model_store is not None:
+        store_version = current_version(settings.model_store)
+        model_dir = served_dir(settings.model_store)
     if model is not None and meta is not None:
-        loaded = LoadedModel(model, meta)
-    elif settings.model_dir is None:
-        raise ModelLoadError("no model directory configured: set WANGGE_MODEL_DIR")
+        loaded = LoadedModel(model, meta, department_model, store_version)
+    elif model_dir is None:
+        raise ModelLoadError("no model configured: set WANGGE_MODEL_DIR or WANGGE_MODEL_STORE")
     else:
-        department_dir = department_model_dir(settings.model_dir)
+        department_dir = department_model_dir(model_dir)
         department = load_model(department_dir)[0] if department_dir.is_dir() else None
-        loaded = LoadedModel(*load_model(settings.model_dir), department_model=department)
+        loaded = LoadedModel(
+            *load_model(model_dir), department_model=department, store_version=store_version
+        )
     try:
         loaded.model.predict_explained(["路灯不亮"], top_k=settings.top_k)
     except Exception as exc:  # any failure means the model cannot serve

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     dedup_window_days: int = Field(
         default=365, ge=1, description="A case silent for longer takes no new messages."
     )
+    model_store: Path | None = Field(
+        default=None,
+        description="Model store (`wangge models promote`): serve its promoted version instead "
+        "of model_dir, and swap to a newly promoted one without restarting.",
+    )
     api_keys: bool = Field(
         default=True,
         description="Require an API key (`wangge keys create NAME`) on /v1/ endpoints.",

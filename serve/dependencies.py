@@ -9,12 +9,16 @@ Those that open the database or query it (:func:`ingestor`, :func:`app_store`,
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 
+from wangge.errors import WanggeError
 from wangge.models.router import MessageRouter
+from wangge.models.store import current_version
 from wangge.serve.auth import key_status
 from wangge.serve.config import Settings
 from wangge.serve.ingest import Ingestor
@@ -29,19 +33,49 @@ from wangge.serve.schemas import (
 from wangge.serve.service import LoadedModel
 from wangge.serve.storage import Store
 
+logger = logging.getLogger(__name__)
+
 
 async def app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
 async def loaded_model(request: Request) -> LoadedModel:
-    loaded = getattr(request.app.state, "loaded_model", None)
+    """The model to score with: with a model store, the version promoted now (a promotion
+    is picked up here, by the first request after it; requests in flight keep the model
+    they started with)."""
+    state = request.app.state
+    loaded: LoadedModel | None = getattr(state, "loaded_model", None)
     if loaded is None:
         raise RuntimeError(
             "no model on app.state: the app's lifespan has not run "
             "(in tests, use TestClient as a context manager)"
         )
+    store = state.settings.model_store
+    if store is not None and current_version(store) != loaded.store_version:
+        loaded = await run_in_threadpool(_swap_model, request.app)
     return loaded
+
+
+def _swap_model(app: Any) -> LoadedModel:
+    """Load the promoted version and serve it from now on; on failure keep the old one."""
+    from wangge.serve.app import prepare_model
+
+    state = app.state
+    with state.model_swap_lock:
+        loaded: LoadedModel = state.loaded_model
+        if current_version(state.settings.model_store) == loaded.store_version:
+            return loaded  # another request swapped it meanwhile
+        try:
+            fresh = prepare_model(state.settings)
+        except WanggeError:
+            logger.exception(
+                "the promoted model cannot serve: still serving %s", loaded.meta.version
+            )
+            return loaded
+        logger.info("now serving model store version %s", fresh.store_version)
+        state.loaded_model = fresh
+        return fresh
 
 
 async def app_router(request: Request) -> MessageRouter | None:

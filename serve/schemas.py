@@ -323,3 +323,13 @@ class DecisionRequest(BaseModel):
         default_factory=dict,
         description="With `correct`: new values of category, department, grid_id, duplicate_of.",
     )
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=128)
+
+
+class PromoteResponse(BaseModel):
+    version: str = Field(description="The version served from the next request on.")

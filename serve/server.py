@@ -26,7 +26,9 @@ def run(settings: Settings) -> None:
     # ModelLoadError to the caller instead of ending in uvicorn's startup traceback and exit 3.
     loaded = prepare_model(settings)
     uvicorn.run(
-        create_app(settings, model=loaded.model, meta=loaded.meta),
+        create_app(
+            settings, model=loaded.model, meta=loaded.meta, department_model=loaded.department_model
+        ),
         host=settings.host,
         port=settings.port,
         workers=1,

@@ -23,12 +23,14 @@ class Classifier(Protocol):
 class LoadedModel:
     """A model with the metadata it was saved with, kept together so they cannot diverge.
 
-    ``department_model`` is the model directory's department classifier, if it has one.
+    ``department_model`` is the model directory's department classifier, if it has one;
+    ``store_version`` the model store version it was loaded as (``WANGGE_MODEL_STORE``).
     """
 
     model: Classifier
     meta: ModelMeta
     department_model: Classifier | None = None
+    store_version: str | None = None
 
 
 def texts_of(messages: Sequence[MessageIn]) -> list[str]:

@@ -374,6 +374,55 @@ def fetch_e5(
         typer.echo(message)
 
 
+StoreOption = Annotated[
+    Path,
+    typer.Option("--store", envvar="WANGGE_MODEL_STORE", help="Model store directory."),
+]
+
+
+@models_app.command("list")
+def models_list(store: StoreOption) -> None:
+    """The versions in a model store, newest first; * marks the one served."""
+    from wangge.models.store import versions
+
+    try:
+        found = versions(store)
+    except (WanggeError, OSError) as error:
+        _fail(error)
+    for version in found:
+        macro_f1 = version.meta.metrics.get("holdout", {}).get("macro_f1")
+        score = f"hold-out macro-F1 {macro_f1:.4f}" if macro_f1 is not None else "no evaluation"
+        mark = "*" if version.current else " "
+        typer.echo(f"{mark} {version.name}\t{version.meta.created_at}\t{score}")
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The version (directory name) to serve.")],
+    store: StoreOption,
+) -> None:
+    """Serve VERSION: a service on this store swaps to it on its next request."""
+    from wangge.models.store import promote
+
+    try:
+        promote(store, version)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(f"{version} promoted in {store}")
+
+
+@models_app.command("rollback")
+def models_rollback(store: StoreOption) -> None:
+    """Serve again the version promoted before the current one."""
+    from wangge.models.store import rollback
+
+    try:
+        version = rollback(store)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(f"rolled back to {version} in {store}")
+
+
 @models_app.command("export-encoder")
 def export_encoder(
     model_dir: Annotated[Path, typer.Argument(help="Hugging Face encoder directory.")],

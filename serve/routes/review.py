@@ -7,11 +7,14 @@ task 404, a malformed decision 422; see :mod:`wangge.serve.review` for the rules
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from sqlalchemy.orm import Session
 
+from wangge.errors import WanggeError
+from wangge.models.store import promote, rollback
 from wangge.serve.auth import SESSION_HOURS, User, log_in, session_user
 from wangge.serve.dependencies import app_store
 from wangge.serve.review import (
@@ -28,6 +31,8 @@ from wangge.serve.schemas import (
     DecisionRequest,
     LoginRequest,
     LoginResponse,
+    PromoteRequest,
+    PromoteResponse,
     ReviewTaskList,
     ReviewTaskOut,
 )
@@ -124,3 +129,41 @@ def decide_task(
     """Accept, correct or invalidate the message of a task you hold."""
     return _act(store, lambda session: decide(
         session, task_id, user.username, body.version, body.action, body.corrections))  # fmt: skip
+
+
+def admin(user: ReviewerDep) -> User:
+    """The logged-in user if an administrator; 403 for a reviewer."""
+    if user.role != "admin":
+        raise HTTPException(403, "administrators only")
+    return user
+
+
+AdminDep = Annotated[User, Depends(admin)]
+
+
+@router.post("/admin/models/promote")
+def promote_model(body: PromoteRequest, request: Request, user: AdminDep) -> PromoteResponse:
+    """Serve another version of the model store; the next request swaps to it."""
+    store = _model_store(request)
+    try:
+        promote(store, body.version, by=user.username)
+    except WanggeError as error:
+        raise HTTPException(422, str(error)) from error
+    return PromoteResponse(version=body.version)
+
+
+@router.post("/admin/models/rollback")
+def rollback_model(request: Request, user: AdminDep) -> PromoteResponse:
+    """Serve again the version promoted before the current one."""
+    try:
+        version = rollback(_model_store(request), by=user.username)
+    except WanggeError as error:
+        raise HTTPException(422, str(error)) from error
+    return PromoteResponse(version=version)
+
+
+def _model_store(request: Request) -> Path:
+    store: Path | None = request.app.state.settings.model_store
+    if store is None:
+        raise HTTPException(409, "the service runs without a model store (WANGGE_MODEL_STORE)")
+    return store

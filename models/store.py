@@ -1,0 +1,87 @@
+"""A model store: versions of a model side by side, one of them promoted to serve.
+
+The store is a directory; each version is a model directory in it (``wangge train
+--model-dir STORE/VERSION``), named as the data scientist likes (``2026-11-v2``). The file
+``STORE/CURRENT`` names the version served, and ``STORE/HISTORY`` lists every promotion, one
+JSON line each, so that :func:`rollback` can go back. Both are replaced atomically, so a
+service reading them mid-promotion sees the old version or the new one, never half a file.
+A service started with ``WANGGE_MODEL_STORE`` serves the current version and swaps to a newly
+promoted one on its next request, without restarting (:mod:`wangge.serve.dependencies`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from wangge.errors import ModelLoadError
+from wangge.models.artifact import META_FILE, ModelMeta, load_model, read_meta
+
+CURRENT_FILE = "CURRENT"
+HISTORY_FILE = "HISTORY"
+
+
+@dataclass(frozen=True)
+class Version:
+    name: str
+    meta: ModelMeta
+    current: bool
+
+
+def versions(store: str | Path) -> list[Version]:
+    """The versions of the store, newest first (by creation time, then name)."""
+    store = Path(store)
+    current = current_version(store)
+    found = [
+        Version(path.name, read_meta(path), path.name == current)
+        for path in store.iterdir()
+        if (path / META_FILE).is_file()
+    ]
+    return sorted(found, key=lambda v: (v.meta.created_at, v.name), reverse=True)
+
+
+def current_version(store: str | Path) -> str | None:
+    path = Path(store) / CURRENT_FILE
+    return path.read_text(encoding="utf-8").strip() or None if path.is_file() else None
+
+
+def served_dir(store: str | Path) -> Path:
+    """The directory of the promoted version; ModelLoadError when none is."""
+    version = current_version(store)
+    if version is None:
+        raise ModelLoadError(f"no version promoted in {store}: `wangge models promote VERSION`")
+    return Path(store) / version
+
+
+def promote(store: str | Path, version: str, *, by: str = "cli") -> None:
+    """Serve ``version`` from now on; it must load (integrity and compatibility checked)."""
+    store = Path(store)
+    load_model(store / version)  # raises ModelLoadError for a missing or broken version
+    _write_atomically(store / CURRENT_FILE, version + "\n")
+    entry = {"version": version, "at": datetime.now().isoformat(timespec="seconds"), "by": by}
+    history = store / HISTORY_FILE
+    previous = history.read_text(encoding="utf-8") if history.is_file() else ""
+    _write_atomically(history, previous + json.dumps(entry) + "\n")
+
+
+def rollback(store: str | Path, *, by: str = "cli") -> str:
+    """Promote again the version served before the current one; returns its name."""
+    store = Path(store)
+    history_path = store / HISTORY_FILE
+    lines = history_path.read_text(encoding="utf-8").splitlines() if history_path.is_file() else []
+    promoted = [json.loads(line)["version"] for line in lines]
+    current = current_version(store)
+    earlier = [v for v in promoted if v != current]
+    if not earlier:
+        raise ModelLoadError(f"nothing to roll back to in {store}: only {current} was promoted")
+    promote(store, earlier[-1], by=by)
+    return earlier[-1]
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
