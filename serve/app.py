@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from wangge.errors import ModelLoadError
 from wangge.models.artifact import ModelMeta, department_model_dir, load_model
@@ -79,6 +80,8 @@ def create_app(
     for routes in (classify, model_info, messages):  # /v1/: API key when settings.api_keys
         app.include_router(routes.router, dependencies=[ApiKeyDep])
     app.include_router(review.router)  # reviewers' accounts
+    app.include_router(review.page)
+    app.mount("/review/static", StaticFiles(directory=review.STATIC), name="review-static")
     return app
 
 

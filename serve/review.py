@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
@@ -216,3 +216,32 @@ def reviewed_examples(session: Session) -> list[dict[str, Any]]:
             "message_id": message.id,
         })  # fmt: skip
     return examples
+
+
+def queue_stats(session: Session) -> dict[str, Any]:
+    """Tasks by status, decided today, and the agreement rate: the share of decisions that
+    accepted the models' predictions rather than correcting them (``None`` before any)."""
+    counts: dict[str, int] = dict(
+        session.execute(select(ReviewTaskRow.status, func.count()).group_by(ReviewTaskRow.status))
+        .tuples()
+        .all()
+    )
+    today = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    done_today = session.scalar(
+        select(func.count()).select_from(ReviewTaskRow).where(ReviewTaskRow.resolved_at >= today)
+    )
+    actions: dict[str, int] = dict(
+        session.execute(
+            select(AuditRow.action, func.count())
+            .where(AuditRow.action.in_(("accept", "correct")))
+            .group_by(AuditRow.action)
+        )
+        .tuples()
+        .all()
+    )
+    decided = actions.get("accept", 0) + actions.get("correct", 0)
+    return {
+        **{status: counts.get(status, 0) for status in ("open", "claimed", "done", "invalid")},
+        "done_today": done_today or 0,
+        "agreement": round(actions.get("accept", 0) / decided, 3) if decided else None,
+    }

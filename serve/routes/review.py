@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
 from wangge.models.store import promote, rollback
 from wangge.serve.auth import SESSION_HOURS, User, log_in, session_user
-from wangge.serve.dependencies import app_store
+from wangge.serve.dependencies import LoadedModelDep, app_store
 from wangge.serve.review import (
     QueueFilter,
     ReviewConflict,
@@ -25,6 +26,7 @@ from wangge.serve.review import (
     claim,
     decide,
     list_tasks,
+    queue_stats,
 )
 from wangge.serve.schemas import (
     ClaimRequest,
@@ -114,6 +116,19 @@ def _act(store: Store, act: Callable[[Session], ReviewTaskRow]) -> ReviewTaskOut
         raise HTTPException(422, str(error)) from error
 
 
+@router.get("/labels")
+def labels(loaded: LoadedModelDep, _: ReviewerDep) -> dict[str, list[str]]:
+    """The categories of the served model, for corrections."""
+    return {"labels": loaded.meta.labels}
+
+
+@router.get("/stats")
+def stats(store: StoreDep, _: ReviewerDep) -> dict[str, Any]:
+    """The dashboard: tasks by status, decided today, agreement with the models."""
+    with store.session() as session:
+        return queue_stats(session)
+
+
 @router.post("/tasks/{task_id}/claim")
 def claim_task(
     task_id: int, body: ClaimRequest, store: StoreDep, user: ReviewerDep
@@ -167,3 +182,13 @@ def _model_store(request: Request) -> Path:
     if store is None:
         raise HTTPException(409, "the service runs without a model store (WANGGE_MODEL_STORE)")
     return store
+
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+page = APIRouter(tags=["review"])
+
+
+@page.get("/review", include_in_schema=False)
+def review_page() -> FileResponse:
+    """The staff page (plain HTML and JavaScript over /review/api; no build step)."""
+    return FileResponse(STATIC / "review.html")

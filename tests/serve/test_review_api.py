@@ -127,3 +127,25 @@ def test_reviews_are_exported_masked_and_trained_on(
     meta = json.loads((model_dir / "meta.json").read_text())
     assert meta["training_data"]["rows"] == len(pd.read_csv(demo_csv)) + 1
     assert meta["config"]["reviews"] == str(exported)
+
+
+def test_the_staff_page_its_assets_labels_and_dashboard(client: TestClient) -> None:
+    page = client.get("/review")
+    assert page.status_code == 200 and "人工复核" in page.text
+    assert '<script src="/review/static/review.js">' in page.text
+    script = client.get("/review/static/review.js")
+    assert script.status_code == 200 and "/review/api/login" in script.text
+    assert client.get("/review/static/review.css").status_code == 200
+    assert client.get("/review/api/stats").status_code == 401
+    wang = log_in(client, "wang")
+    assert client.get("/review/api/labels", headers=wang).json()["labels"] == ["噪音", "环境卫生"]
+    before = client.get("/review/api/stats", headers=wang).json()
+    assert (before["open"], before["done"], before["agreement"]) == (1, 0, None)
+    [task] = client.get("/review/api/tasks", headers=wang).json()["tasks"]
+    url = f"/review/api/tasks/{task['task_id']}"
+    version = client.post(f"{url}/claim", json={"version": task["version"]}, headers=wang).json()[
+        "version"
+    ]
+    client.post(f"{url}/decision", json={"version": version, "action": "accept"}, headers=wang)
+    after = client.get("/review/api/stats", headers=wang).json()
+    assert (after["open"], after["done"], after["done_today"], after["agreement"]) == (0, 1, 1, 1.0)

@@ -1,0 +1,142 @@
+// The staff review page: log in, pick a task from the queue, claim, accept or correct it.
+"use strict";
+const state = { token: sessionStorage.getItem("wangge-token"), tasks: [], index: -1, labels: [] };
+const $ = (selector) => document.querySelector(selector);
+const REASONS = { category: "分类存疑", location: "位置存疑", duplicate: "重复存疑" };
+
+async function api(path, options = {}) {
+  const headers = { "Content-Type": "application/json", Authorization: `Bearer ${state.token}` };
+  const response = await fetch(`/review/api${path}`, { ...options, headers });
+  const body = await response.json().catch(() => ({}));
+  if (response.status === 401) { showLogin(); }
+  if (!response.ok) { throw new Error(body.detail || `HTTP ${response.status}`); }
+  return body;
+}
+
+function escapeHtml(text) {
+  return String(text ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+}
+
+function highlight(text, words) {
+  let html = escapeHtml(text);
+  for (const word of words.filter((w) => w && !w.includes(" "))) {
+    html = html.split(escapeHtml(word)).join(`<mark>${escapeHtml(word)}</mark>`);
+  }
+  return html;
+}
+
+function showLogin() {
+  $("#login").hidden = false;
+  $("#work").hidden = true;
+}
+
+async function refresh() {
+  const form = new FormData($("#filters"));
+  const query = new URLSearchParams([...form].filter(([, value]) => value));
+  state.tasks = (await api(`/tasks?${query}`)).tasks;
+  renderQueue();
+  const stats = await api("/stats");
+  $("#stats").innerHTML = `<span>待复核 ${stats.open}</span><span>已认领 ${stats.claimed}</span>` +
+    `<span>已完成 ${stats.done}</span><span>今日完成 ${stats.done_today}</span>` +
+    `<span>模型一致率 ${stats.agreement === null ? "—" : (stats.agreement * 100).toFixed(0) + "%"}</span>`;
+  if (state.tasks.length) { select(Math.min(Math.max(state.index, 0), state.tasks.length - 1)); }
+  else { $("#task").innerHTML = '<p class="hint">队列为空。</p>'; }
+}
+
+function renderQueue() {
+  $("#queue").innerHTML = state.tasks.map((task, i) =>
+    `<li data-i="${i}" class="${i === state.index ? "selected" : ""}">` +
+    `<div>${escapeHtml(task.title || task.content.slice(0, 30))}</div>` +
+    `<div class="reasons">${task.reasons.map((r) => REASONS[r] || r).join("、")}` +
+    `${task.claimed_by ? " · " + escapeHtml(task.claimed_by) : ""}</div></li>`).join("");
+}
+
+function select(i) {
+  state.index = i;
+  renderQueue();
+  const task = state.tasks[i];
+  const p = task.prediction;
+  const top = (p.top_k || []).map((c) => `<tr><td>${escapeHtml(c.category)}</td><td>${(c.probability * 100).toFixed(1)}%</td></tr>`).join("");
+  const place = [p.street_name, p.community_name, p.grid_id].filter(Boolean).map(escapeHtml).join(" / ") || "未定位";
+  const dup = p.duplicate_of ? `重复于消息 ${p.duplicate_of}（相似度 ${p.dup_score}），证据：${escapeHtml(JSON.stringify(p.dup_evidence))}` : "新案件";
+  const options = state.labels.map((l) => `<option value="${escapeHtml(l)}">`).join("");
+  $("#task").innerHTML = `
+    <h2>${escapeHtml(task.title)}</h2>
+    <p>${highlight(task.content, p.evidence || [])}</p>
+    <p>原因：${task.reasons.map((r) => REASONS[r] || r).join("、")} · 状态：${escapeHtml(task.status)}</p>
+    <h3>模型判断：${escapeHtml(p.category)}</h3>
+    <table class="top">${top}</table>
+    <p>部门：${escapeHtml(p.department || "—")} · 位置：${place}</p>
+    <p>${dup}</p>
+    <div class="actions">
+      <button id="claim">认领 (c)</button><button id="accept">确认 (a)</button>
+      <button id="invalid">无效 (x)</button>
+    </div>
+    <form id="correction">
+      <label for="c-category">分类</label><input id="c-category" name="category" list="labels">
+      <label for="c-department">部门</label><input id="c-department" name="department">
+      <label for="c-grid">网格</label><input id="c-grid" name="grid_id">
+      <span></span><button type="submit">更正 (e)</button>
+      <datalist id="labels">${options}</datalist>
+    </form>
+    <p id="task-error" class="error"></p>`;
+  $("#claim").onclick = () => act("claim", {});
+  $("#accept").onclick = () => act("decision", { action: "accept" });
+  $("#invalid").onclick = () => act("decision", { action: "invalid" });
+  $("#correction").onsubmit = (event) => {
+    event.preventDefault();
+    const corrections = Object.fromEntries([...new FormData(event.target)].filter(([, v]) => v));
+    act("decision", { action: "correct", corrections });
+  };
+}
+
+async function act(kind, body) {
+  const task = state.tasks[state.index];
+  try {
+    await api(`/tasks/${task.task_id}/${kind}`, { method: "POST", body: JSON.stringify({ version: task.version, ...body }) });
+    await refresh();
+  } catch (error) {
+    $("#task-error").textContent = error.message;
+  }
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.target.matches("input, select, textarea") || $("#work").hidden || !state.tasks.length) { return; }
+  const keys = {
+    j: () => select(Math.min(state.index + 1, state.tasks.length - 1)),
+    k: () => select(Math.max(state.index - 1, 0)),
+    c: () => act("claim", {}),
+    a: () => act("decision", { action: "accept" }),
+    x: () => act("decision", { action: "invalid" }),
+    e: () => $("#c-category").focus(),
+  };
+  if (keys[event.key]) { event.preventDefault(); keys[event.key](); }
+});
+
+$("#queue").addEventListener("click", (event) => {
+  const item = event.target.closest("li");
+  if (item) { select(Number(item.dataset.i)); }
+});
+
+$("#filters").addEventListener("submit", (event) => { event.preventDefault(); state.index = 0; refresh(); });
+
+$("#login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = Object.fromEntries(new FormData(event.target));
+  const response = await fetch("/review/api/login", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(form) });
+  const body = await response.json();
+  if (!response.ok) { $("#login-error").textContent = "用户名或密码错误"; return; }
+  state.token = body.token;
+  sessionStorage.setItem("wangge-token", body.token);
+  await start(body.username);
+});
+
+async function start(username) {
+  $("#login").hidden = true;
+  $("#work").hidden = false;
+  $("#who").textContent = username || "";
+  state.labels = (await api("/labels")).labels;
+  await refresh();
+}
+
+if (state.token) { start().catch(showLogin); } else { showLogin(); }
