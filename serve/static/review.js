@@ -35,12 +35,16 @@ async function refresh() {
   const query = new URLSearchParams([...form].filter(([, value]) => value));
   state.tasks = (await api(`/tasks?${query}`)).tasks;
   renderQueue();
+  await refreshStats();
+  if (state.tasks.length) { select(Math.min(Math.max(state.index, 0), state.tasks.length - 1)); }
+  else { $("#task").innerHTML = '<p class="hint">队列为空。</p>'; }
+}
+
+async function refreshStats() {
   const stats = await api("/stats");
   $("#stats").innerHTML = `<span>待复核 ${stats.open}</span><span>已认领 ${stats.claimed}</span>` +
     `<span>已完成 ${stats.done}</span><span>今日完成 ${stats.done_today}</span>` +
     `<span>模型一致率 ${stats.agreement === null ? "—" : (stats.agreement * 100).toFixed(0) + "%"}</span>`;
-  if (state.tasks.length) { select(Math.min(Math.max(state.index, 0), state.tasks.length - 1)); }
-  else { $("#task").innerHTML = '<p class="hint">队列为空。</p>'; }
 }
 
 function renderQueue() {
@@ -93,8 +97,14 @@ function select(i) {
 async function act(kind, body) {
   const task = state.tasks[state.index];
   try {
-    await api(`/tasks/${task.task_id}/${kind}`, { method: "POST", body: JSON.stringify({ version: task.version, ...body }) });
-    await refresh();
+    const updated = await api(`/tasks/${task.task_id}/${kind}`, { method: "POST", body: JSON.stringify({ version: task.version, ...body }) });
+    if (kind === "claim") {  // keep working on it, though it has left the open queue
+      state.tasks[state.index] = updated;
+      select(state.index);
+      await refreshStats();
+    } else {
+      await refresh();
+    }
   } catch (error) {
     $("#task-error").textContent = error.message;
   }

@@ -1,0 +1,89 @@
+"""The staff page in a real browser (headless Chromium driven by Playwright): log in, open a
+task, correct it, see the queue update. Skipped without Playwright or Chromium; CI has both.
+With WANGGE_SCREENSHOTS=DIR it saves the page's screenshots there (docs/ holds them)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from conftest import tiny_model
+from typer.testing import CliRunner
+
+from wangge.cli import app as cli
+from wangge.serve.app import create_app
+from wangge.serve.config import Settings
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = os.environ.get("WANGGE_CHROMIUM") or shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium (apt-get install chromium)")
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[str]:
+    """The service on a free loopback port, with one reviewer and two messages to review."""
+    url = f"sqlite:///{tmp_path / 'wangge.sqlite3'}"
+    added = CliRunner().invoke(cli, ["users", "add", "wang", "--database-url", url], input=PASSWORD)
+    assert added.exit_code == 0, added.output
+    model, meta = tiny_model(tmp_path / "model", review_threshold=0.99)
+    app = create_app(
+        Settings(database_url=url, encoder_dir=None, route=False), model=model, meta=meta
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    for id_, content in (("m1", "小区垃圾桶满了没人清理，臭气熏天"), ("m2", "工地晚上施工太吵")):
+        assert (
+            httpx.post(f"{base}/v1/messages", json={"id": id_, "content": content}).status_code
+            == 200
+        )
+    yield base
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_reviewer_corrects_a_task_in_the_browser(server: str) -> None:
+    shots = os.environ.get("WANGGE_SCREENSHOTS")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+        page.goto(f"{server}/review")
+        page.fill("input[name=username]", "wang")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_selector("#queue li")
+        assert page.locator("#queue li").count() == 2
+        assert "待复核 2" in page.inner_text("#stats")
+        page.click("#queue li >> nth=0")
+        if shots:
+            page.screenshot(path=f"{shots}/review-task.png")
+        page.keyboard.press("c")  # claim
+        page.wait_for_function(
+            "document.querySelector('#queue li .reasons').textContent.includes('wang')"
+        )
+        page.fill("#c-category", "噪音")
+        page.click("#correction button[type=submit]")
+        page.wait_for_function("document.querySelector('#stats').textContent.includes('已完成 1')")
+        assert page.locator("#queue li").count() == 1
+        if shots:
+            page.screenshot(path=f"{shots}/review-queue.png")
+        browser.close()
