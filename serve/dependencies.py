@@ -183,11 +183,13 @@ CheckedIngestMessages = Annotated[list[IngestMessage], Depends(checked_ingest_me
 
 
 def ingestor(request: Request) -> Ingestor:
-    """The app's store and duplicate index, opened on first use (rebuilt from the database)."""
+    """The app's duplicate index over its store, opened on first use (rebuilt from the
+    database); it shares the app's engine, so the database is migrated and pooled once."""
     state = request.app.state
+    store = app_store(request)  # takes the lock itself
     with state.ingestor_lock:
         if getattr(state, "ingestor", None) is None:
-            state.ingestor = Ingestor.open(state.settings)
+            state.ingestor = Ingestor.open(state.settings, store)
         return state.ingestor
 
 

@@ -48,8 +48,9 @@ class Ingestor:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: Settings) -> Ingestor:
-        """The store of ``settings.database_url``, its detector rebuilt from what is stored."""
+    def open(cls, settings: Settings, store: Store | None = None) -> Ingestor:
+        """``store`` (default: that of ``settings.database_url``) with its duplicate detector
+        rebuilt from what is stored."""
         encoder = None
         encoder_dir = settings.encoder_dir
         if encoder_dir is not None and Path(encoder_dir).is_dir():
@@ -61,7 +62,7 @@ class Ingestor:
         detector = DuplicateDetector(
             encoder, threshold=settings.dedup_threshold, window_days=settings.dedup_window_days
         )
-        store = Store(settings.database_url)
+        store = store or Store(settings.database_url)
         snapshot = settings.ann_snapshot_path()
         count, restored = load_detector(store, detector, snapshot)
         logger.info(
