@@ -297,6 +297,17 @@ class DuplicateDetector:
         return np.asarray(self._ann.get_items([indexed.row])[0], dtype=np.float32)
 
     # -- HNSW snapshots ---------------------------------------------------------------------
+    def move(self, message_id: str, case_id: str) -> None:
+        """Record that an indexed message belongs to another case (a reviewer's correction):
+        later repeats of it then join that case."""
+        row = self._row_of.get(message_id)
+        if row is None:
+            return
+        indexed = self._rows[row]
+        indexed.case_id = case_id
+        last = self._case_last.get(case_id)
+        self._case_last[case_id] = max(last, indexed.message.time) if last else indexed.message.time
+
     def save_ann(self, path: str | Path) -> None:
         """Write the HNSW graph to ``path`` (and ``path``.json): rebuilding it is most of a
         restart at scale (a million messages took ~25 minutes to load, the graph ~1 s)."""

@@ -15,21 +15,26 @@ work, and a task claimed by someone else cannot be decided (a claim lapses after
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
 from wangge.models.dedup import Decision
-from wangge.serve.storage import AuditRow, MessageRow, ReviewTaskRow
+from wangge.serve.storage import AuditRow, CaseRow, MessageRow, ReviewTaskRow, window_counts
+
+if TYPE_CHECKING:
+    from wangge.models.router import MessageRouter
 
 BORDERLINE_DUPLICATE = 0.1  # a match scoring less than this above the threshold is doubtful
 CLAIM_MINUTES = 30
 CORRECTABLE = ("category", "department", "grid_id", "duplicate_of")
+DECISIONS = ("accept", "correct", "invalid")
+HOT_ISSUE_DAYS = 7
 SYSTEM = "wangge"  # the actor of what the service itself records
 
 Action = Literal["accept", "correct", "invalid"]
@@ -55,6 +60,62 @@ class QueueFilter:
     category: str | None = None
 
 
+@dataclass(frozen=True)
+class Choices:
+    """What a correction may set: categories and, when the service routes, its district's
+    departments and grids (``grids`` maps a grid id to the place columns a
+    message of that grid has: street and community codes and names)."""
+
+    categories: tuple[str, ...]
+    departments: tuple[str, ...] = ()
+    grids: Mapping[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, labels: Sequence[str], router: MessageRouter | None) -> Choices:
+        """The model's labels first, then the taxonomy's other first-level categories (a
+        reviewer may name one the model does not know yet: the next model will)."""
+        from wangge.models.taxonomy import load_taxonomy
+
+        others = sorted({node.level1 for node in load_taxonomy()} - set(labels))
+        categories = (*labels, *others)
+        if router is None:
+            return cls(categories)
+        registry, grids = router.registry, {}
+        for grid in sorted(registry.of_level("grid"), key=lambda unit: unit.id):
+            street = registry.ancestor(grid.id, "street")
+            community = registry.ancestor(grid.id, "community")
+            grids[grid.id] = {
+                "grid_name": grid.name,
+                "street_code": street.id if street else "",
+                "street_name": street.name if street else "",
+                "community_code": community.id if community else "",
+                "community_name": community.name if community else "",
+            }  # fmt: skip
+        return cls(categories, tuple(sorted(router.table.departments)), grids)
+
+    def streets(self) -> list[dict[str, str]]:
+        """The streets that have grids, by code: for the queue's street filter."""
+        streets = {
+            g["street_code"]: g["street_name"] for g in self.grids.values() if g["street_code"]
+        }
+        return [{"code": code, "name": name} for code, name in sorted(streets.items())]
+
+    def resolve(self, corrections: Mapping[str, Any]) -> dict[str, Any]:
+        """The result fields a correction sets, checked: an unknown category, department or
+        grid is an error (a typo would otherwise become a training label). A corrected grid
+        also moves the message's street and community."""
+        fields = dict(corrections)
+        checks = (("category", self.categories), ("department", self.departments),
+                  ("grid_id", tuple(self.grids)))  # fmt: skip
+        for name, allowed in checks:
+            if name in fields and allowed and fields[name] not in allowed:
+                raise ReviewError(f"unknown {name} {fields[name]!r}")
+        if "grid_id" in fields and fields["grid_id"] in self.grids:
+            place = self.grids[fields["grid_id"]]
+            fields |= {key: value for key, value in place.items() if key != "grid_name"}
+        return fields
+
+
 def review_reasons(prediction: dict[str, Any], decision: Decision, threshold: float) -> list[str]:
     """Why a person should check this message: ``category``, ``location``, ``duplicate``."""
     # A prediction's reasons begin with their kind: "category confidence 0.52 below 0.70".
@@ -76,9 +137,11 @@ def enqueue(
     session: Session, message: MessageRow, reasons: Sequence[str], task_priority: float
 ) -> ReviewTaskRow:
     now = datetime.now()
+    result = message.result or {}
     task = ReviewTaskRow(
         message_id=message.id, reasons=list(reasons), priority=task_priority, status="open",
-        version=1, created_at=now,
+        version=1, created_at=now, category=result.get("category") or None,
+        street_code=result.get("street_code") or None,
     )  # fmt: skip
     session.add(task)
     session.flush()
@@ -90,27 +153,22 @@ def list_tasks(
     session: Session, where: QueueFilter | None = None, limit: int = 50
 ) -> list[tuple[ReviewTaskRow, MessageRow]]:
     """Tasks in queue order with their messages, filtered by status, reason, street and
-    category (the last three read from JSON, so they are checked here rather than in SQL)."""
+    category."""
     where = where or QueueFilter()
-    rows = session.execute(
+    query = (
         select(ReviewTaskRow, MessageRow)
         .join(MessageRow, MessageRow.id == ReviewTaskRow.message_id)
         .where(ReviewTaskRow.status == where.status)
         .order_by(ReviewTaskRow.priority.desc(), ReviewTaskRow.created_at, ReviewTaskRow.id)
+        .limit(limit)
     )
-    found = []
-    for task, message in rows:
-        result = message.result or {}
-        if where.reason is not None and where.reason not in task.reasons:
-            continue
-        if where.street_code is not None and result.get("street_code") != where.street_code:
-            continue
-        if where.category is not None and result.get("category") != where.category:
-            continue
-        found.append((task, message))
-        if len(found) == limit:
-            break
-    return found
+    if where.reason is not None:  # reasons are a JSON list of plain words: match '"word"'
+        query = query.where(cast(ReviewTaskRow.reasons, String).like(f'%"{where.reason}"%'))
+    if where.street_code is not None:
+        query = query.where(ReviewTaskRow.street_code == where.street_code)
+    if where.category is not None:
+        query = query.where(ReviewTaskRow.category == where.category)
+    return [(task, message) for task, message in session.execute(query)]
 
 
 def claim(session: Session, task_id: int, reviewer: str, version: int) -> ReviewTaskRow:
@@ -135,9 +193,12 @@ def decide(
     version: int,
     action: Action,
     corrections: dict[str, Any] | None = None,
+    choices: Choices | None = None,
 ) -> ReviewTaskRow:
-    """Accept, correct (``corrections``: some of :data:`CORRECTABLE`) or invalidate the
-    message of a task the reviewer holds; the message's stored result records the review."""
+    """Accept, correct (``corrections``: some of :data:`CORRECTABLE`, checked against
+    ``choices``) or invalidate the message of a task the reviewer holds; the message's stored
+    result records the review. A corrected ``duplicate_of`` (a message id, or ``None`` for
+    "not a repeat") moves the message to that message's case, or to a case of its own."""
     task = _current(session, task_id, version)
     if task.status != "claimed" or task.claimed_by != reviewer:
         raise ReviewConflict(f"claim task {task_id} before deciding it")
@@ -151,17 +212,54 @@ def decide(
     message = session.get(MessageRow, task.message_id)
     assert message is not None  # a foreign key
     result = dict(message.result or {})
-    before = {field: result.get(field) for field in corrections}
+    fields = (choices or Choices(())).resolve(corrections)
+    before = {name: result.get(name) for name in fields}
+    if "duplicate_of" in fields:
+        before["duplicate_of"] = message.duplicate_of
+        _relink(session, message, fields["duplicate_of"])
     now = datetime.now()
-    result.update(corrections)
+    result.update(fields)
     result["review"] = {"by": reviewer, "at": now.isoformat(timespec="seconds"), "action": action,
                         "corrected": sorted(corrections)}  # fmt: skip
     message.result = result
+    task.category, task.street_code = result.get("category"), result.get("street_code") or None
     task.status = "invalid" if action == "invalid" else "done"
     task.resolved_at = now
     task.version += 1
-    _audit(session, reviewer, action, task, before, corrections | {"status": task.status})
+    _audit(session, reviewer, action, task, before, fields | {"status": task.status})
     return task
+
+
+def _relink(session: Session, message: MessageRow, duplicate_of: Any) -> None:
+    """Move ``message`` to the case of message ``duplicate_of`` (``None``: a case of its own),
+    keeping the cases' report counts right."""
+    if duplicate_of is None:
+        target_case = message.id
+        if session.get(CaseRow, target_case) is None:
+            title = message.title or message.content[:40]
+            category = (message.result or {}).get("category")
+            at = message.created_at
+            session.add(CaseRow(id=message.id, title=title, first_at=at, last_at=at, reports=0,
+                                category=category))  # fmt: skip
+            session.flush()
+    else:
+        if not isinstance(duplicate_of, int) or isinstance(duplicate_of, bool):
+            raise ReviewError(f"duplicate_of must be a message id or null, not {duplicate_of!r}")
+        original = session.get(MessageRow, duplicate_of)
+        if original is None or original.id == message.id or original.case_id is None:
+            raise ReviewError(f"duplicate_of {duplicate_of}: no other stored message has that id")
+        target_case = original.case_id
+    if target_case == message.case_id:
+        message.duplicate_of = duplicate_of
+        return
+    old = session.get(CaseRow, message.case_id) if message.case_id is not None else None
+    if old is not None:
+        old.reports = max(0, old.reports - 1)
+    new = session.get(CaseRow, target_case)
+    assert new is not None
+    new.reports += 1
+    new.last_at = max(new.last_at, message.created_at)
+    message.case_id, message.duplicate_of = target_case, duplicate_of
 
 
 def _current(session: Session, task_id: int, version: int) -> ReviewTaskRow:
@@ -218,30 +316,56 @@ def reviewed_examples(session: Session) -> list[dict[str, Any]]:
     return examples
 
 
-def queue_stats(session: Session) -> dict[str, Any]:
-    """Tasks by status, decided today, and the agreement rate: the share of decisions that
-    accepted the models' predictions rather than correcting them (``None`` before any)."""
-    counts: dict[str, int] = dict(
-        session.execute(select(ReviewTaskRow.status, func.count()).group_by(ReviewTaskRow.status))
-        .tuples()
-        .all()
-    )
-    today = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    done_today = session.scalar(
-        select(func.count()).select_from(ReviewTaskRow).where(ReviewTaskRow.resolved_at >= today)
-    )
-    actions: dict[str, int] = dict(
-        session.execute(
-            select(AuditRow.action, func.count())
-            .where(AuditRow.action.in_(("accept", "correct")))
-            .group_by(AuditRow.action)
+def queue_stats(session: Session, now: datetime | None = None) -> dict[str, Any]:
+    """The dashboard: tasks by status; decisions today and in the last hour; per reviewer
+    today, decisions and how many accepted the models; the agreement rate (share of all
+    accept/correct decisions that accepted the models' predictions, ``None`` before any); and
+    the hot issues: the cases most reported in the last :data:`HOT_ISSUE_DAYS` days."""
+    now = now or datetime.now()
+    counts: dict[str, int] = {
+        status: count
+        for status, count in session.execute(
+            select(ReviewTaskRow.status, func.count()).group_by(ReviewTaskRow.status)
         )
-        .tuples()
-        .all()
+    }
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    decisions = (
+        select(AuditRow.actor, AuditRow.action, func.count())
+        .where(AuditRow.action.in_(DECISIONS))
+        .group_by(AuditRow.actor, AuditRow.action)
     )
-    decided = actions.get("accept", 0) + actions.get("correct", 0)
+    overall: dict[str, int] = {}
+    for _, action, count in session.execute(decisions):
+        overall[action] = overall.get(action, 0) + count
+    reviewers: dict[str, dict[str, Any]] = {}
+    for actor, action, count in session.execute(decisions.where(AuditRow.at >= today)):
+        row = reviewers.setdefault(actor, {"reviewer": actor, **dict.fromkeys(DECISIONS, 0)})
+        row[action] = count
+    last_hour = session.scalar(
+        select(func.count())
+        .select_from(AuditRow)
+        .where(AuditRow.action.in_(DECISIONS), AuditRow.at >= now - timedelta(hours=1))
+    )
+    decided = overall.get("accept", 0) + overall.get("correct", 0)
     return {
         **{status: counts.get(status, 0) for status in ("open", "claimed", "done", "invalid")},
-        "done_today": done_today or 0,
-        "agreement": round(actions.get("accept", 0) / decided, 3) if decided else None,
+        "done_today": sum(sum(r[a] for a in DECISIONS) for r in reviewers.values()),
+        "done_last_hour": last_hour or 0,
+        "agreement": round(overall.get("accept", 0) / decided, 3) if decided else None,
+        "reviewers": sorted(reviewers.values(), key=lambda r: -sum(r[a] for a in DECISIONS)),
+        "hot_issues": hot_issues(session, now - timedelta(days=HOT_ISSUE_DAYS), now),
     }
+
+
+def hot_issues(
+    session: Session, since: datetime, until: datetime, limit: int = 5
+) -> list[dict[str, Any]]:
+    """The ``limit`` cases with most reports between ``since`` and ``until`` (more than one)."""
+    window = window_counts(session, since, until)
+    repeated = (item for item in window.items() if item[1]["reports"] > 1)
+    top = sorted(repeated, key=lambda item: -item[1]["reports"])[:limit]
+    chosen = select(CaseRow).where(CaseRow.id.in_([case_id for case_id, _ in top]))
+    cases = {case.id: case for case in session.scalars(chosen)}
+    return [{"case_id": case_id, "title": cases[case_id].title, "category": cases[case_id].category,
+             "reports": counts["reports"], "reporters": counts["reporters"]}
+            for case_id, counts in top]  # fmt: skip

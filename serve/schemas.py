@@ -308,6 +308,15 @@ class ReviewTaskList(BaseModel):
     tasks: list[ReviewTaskOut]
 
 
+class ReviewChoices(BaseModel):
+    """What a correction may set; empty departments and grids: the service does not route."""
+
+    categories: list[str]
+    departments: list[str]
+    grids: list[dict[str, str]] = Field(description="id, name, street_name, community_name")
+    streets: list[dict[str, str]] = Field(description="code and name, for the queue filter")
+
+
 class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

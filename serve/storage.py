@@ -86,6 +86,9 @@ class ReviewTaskRow(Base):
     reasons: Mapped[list[str]] = mapped_column(JSON)
     priority: Mapped[float] = mapped_column(Float, index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)  # open, claimed, done, invalid
+    # Copies of the message's current category and street, so the queue filters in SQL.
+    category: Mapped[str | None] = mapped_column(String(64), index=True)
+    street_code: Mapped[str | None] = mapped_column(String(32), index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
     version: Mapped[int] = mapped_column(Integer)  # bumped by every change: stale writes fail

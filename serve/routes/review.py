@@ -15,10 +15,12 @@ from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
+from wangge.models.router import MessageRouter
 from wangge.models.store import promote, rollback
 from wangge.serve.auth import SESSION_HOURS, User, log_in, session_user
-from wangge.serve.dependencies import LoadedModelDep, app_store
+from wangge.serve.dependencies import LoadedModelDep, RouterDep, app_store
 from wangge.serve.review import (
+    Choices,
     QueueFilter,
     ReviewConflict,
     ReviewError,
@@ -35,6 +37,7 @@ from wangge.serve.schemas import (
     LoginResponse,
     PromoteRequest,
     PromoteResponse,
+    ReviewChoices,
     ReviewTaskList,
     ReviewTaskOut,
 )
@@ -116,10 +119,28 @@ def _act(store: Store, act: Callable[[Session], ReviewTaskRow]) -> ReviewTaskOut
         raise HTTPException(422, str(error)) from error
 
 
-@router.get("/labels")
-def labels(loaded: LoadedModelDep, _: ReviewerDep) -> dict[str, list[str]]:
-    """The categories of the served model, for corrections."""
-    return {"labels": loaded.meta.labels}
+def _choices(request: Request, labels: list[str], district: MessageRouter | None) -> Choices:
+    """:class:`Choices` of the served model and district, built once per model version."""
+    key = (tuple(labels), id(district))
+    cached = getattr(request.app.state, "review_choices", None)
+    if cached is None or cached[0] != key:
+        cached = (key, Choices.of(labels, district))
+        request.app.state.review_choices = cached
+    return cached[1]
+
+
+@router.get("/choices")
+def choices(
+    request: Request, loaded: LoadedModelDep, district: RouterDep, _: ReviewerDep
+) -> ReviewChoices:
+    """What a correction may set (the served model's categories, the district's departments
+    and grids) and the streets the queue can be filtered by."""
+    allowed = _choices(request, loaded.meta.labels, district)
+    grids = [{"id": grid_id, "name": place["grid_name"], "street_name": place["street_name"],
+              "community_name": place["community_name"]}
+             for grid_id, place in allowed.grids.items()]  # fmt: skip
+    return ReviewChoices(categories=list(allowed.categories), departments=list(allowed.departments),
+                         grids=grids, streets=allowed.streets())  # fmt: skip
 
 
 @router.get("/stats")
@@ -139,11 +160,24 @@ def claim_task(
 
 @router.post("/tasks/{task_id}/decision")
 def decide_task(
-    task_id: int, body: DecisionRequest, store: StoreDep, user: ReviewerDep
+    task_id: int,
+    body: DecisionRequest,
+    request: Request,
+    store: StoreDep,
+    user: ReviewerDep,
+    loaded: LoadedModelDep,
+    district: RouterDep,
 ) -> ReviewTaskOut:
-    """Accept, correct or invalidate the message of a task you hold."""
-    return _act(store, lambda session: decide(
-        session, task_id, user.username, body.version, body.action, body.corrections))  # fmt: skip
+    """Accept, correct or invalidate the message of a task you hold. Corrected values must be
+    among ``GET /review/api/choices``; a corrected duplicate link moves the message's case."""
+    allowed = _choices(request, loaded.meta.labels, district)
+    decided = _act(store, lambda session: decide(
+        session, task_id, user.username, body.version, body.action, body.corrections, allowed
+    ))  # fmt: skip
+    ingestor = getattr(request.app.state, "ingestor", None)
+    if "duplicate_of" in body.corrections and ingestor is not None:
+        ingestor.detector.move(str(decided.message_id), str(decided.prediction["case_id"]))
+    return decided
 
 
 def admin(user: ReviewerDep) -> User:

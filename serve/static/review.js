@@ -1,8 +1,10 @@
 // The staff review page: log in, pick a task from the queue, claim, accept or correct it.
 "use strict";
-const state = { token: sessionStorage.getItem("wangge-token"), tasks: [], index: -1, labels: [] };
+const state = { token: sessionStorage.getItem("wangge-token"), tasks: [], index: -1,
+  choices: { categories: [], departments: [], grids: [], streets: [] } };
 const $ = (selector) => document.querySelector(selector);
 const REASONS = { category: "分类存疑", location: "位置存疑", duplicate: "重复存疑" };
+const REVIEW_ACTIONS = { accept: "确认", correct: "更正", invalid: "无效" };
 
 async function api(path, options = {}) {
   const headers = { "Content-Type": "application/json", Authorization: `Bearer ${state.token}` };
@@ -17,12 +19,25 @@ function escapeHtml(text) {
   return String(text ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 }
 
-function highlight(text, words) {
+// Marks the category's evidence words and, in another colour, the place names matched.
+function highlight(text, words, places) {
   let html = escapeHtml(text);
-  for (const word of words.filter((w) => w && !w.includes(" "))) {
-    html = html.split(escapeHtml(word)).join(`<mark>${escapeHtml(word)}</mark>`);
+  const marks = [...words.filter((w) => w && !w.includes(" ")).map((w) => [w, ""]),
+    ...places.map((w) => [w, "place"])];
+  for (const [word, kind] of marks) {
+    html = html.split(escapeHtml(word)).join(`<mark class="${kind}">${escapeHtml(word)}</mark>`);
   }
   return html;
+}
+
+// "title: 城厢 → 城厢街道" -> "城厢": the words of the message that named a place.
+function placeNames(routeEvidence) {
+  return (routeEvidence || []).map((e) => e.replace(/^[a-z_]+: /, "").split(" → ")[0])
+    .filter((name) => name && !name.includes(":"));
+}
+
+function options(values) {
+  return values.map((v) => `<option value="${escapeHtml(v.value)}">${escapeHtml(v.label || "")}</option>`).join("");
 }
 
 function showLogin() {
@@ -44,7 +59,14 @@ async function refreshStats() {
   const stats = await api("/stats");
   $("#stats").innerHTML = `<span>待复核 ${stats.open}</span><span>已认领 ${stats.claimed}</span>` +
     `<span>已完成 ${stats.done}</span><span>今日完成 ${stats.done_today}</span>` +
+    `<span>近1小时 ${stats.done_last_hour}</span>` +
     `<span>模型一致率 ${stats.agreement === null ? "—" : (stats.agreement * 100).toFixed(0) + "%"}</span>`;
+  $("#reviewers").innerHTML = "<tr><th>复核员（今日）</th><th>确认</th><th>更正</th><th>无效</th></tr>" +
+    stats.reviewers.map((r) => `<tr><td>${escapeHtml(r.reviewer)}</td><td>${r.accept}</td>` +
+      `<td>${r.correct}</td><td>${r.invalid}</td></tr>`).join("");
+  $("#hot").innerHTML = stats.hot_issues.map((c) =>
+    `<li>${escapeHtml(c.title)} <small>${c.reports} 条 · ${escapeHtml(c.category || "")}</small></li>`).join("") ||
+    "<li>暂无</li>";
 }
 
 function renderQueue() {
@@ -62,13 +84,13 @@ function select(i) {
   const p = task.prediction;
   const top = (p.top_k || []).map((c) => `<tr><td>${escapeHtml(c.category)}</td><td>${(c.probability * 100).toFixed(1)}%</td></tr>`).join("");
   const place = [p.street_name, p.community_name, p.grid_id].filter(Boolean).map(escapeHtml).join(" / ") || "未定位";
-  const dup = p.duplicate_of ? `重复于消息 ${p.duplicate_of}（相似度 ${p.dup_score}），证据：${escapeHtml(JSON.stringify(p.dup_evidence))}` : "新案件";
-  const options = state.labels.map((l) => `<option value="${escapeHtml(l)}">`).join("");
+  const dup = p.duplicate_of ? `重复于消息 ${p.duplicate_of}（案件 ${p.case_id}，相似度 ${p.dup_score}），证据：${escapeHtml(JSON.stringify(p.dup_evidence))}` : "新案件";
   $("#task").innerHTML = `
     <h2>${escapeHtml(task.title)}</h2>
-    <p>${highlight(task.content, p.evidence || [])}</p>
+    <p>${highlight(task.content, p.evidence || [], placeNames(p.route_evidence))}</p>
     <p>原因：${task.reasons.map((r) => REASONS[r] || r).join("、")} · 状态：${escapeHtml(task.status)}</p>
-    <h3>模型判断：${escapeHtml(p.category)}</h3>
+    <h3>${p.review ? "复核后" : "模型判断"}：${escapeHtml(p.category)}</h3>
+    ${p.review ? `<p>复核：${escapeHtml(p.review.by)} · ${REVIEW_ACTIONS[p.review.action] || ""} · ${escapeHtml(p.review.at)}</p>` : ""}
     <table class="top">${top}</table>
     <p>部门：${escapeHtml(p.department || "—")} · 位置：${place}</p>
     <p>${dup}</p>
@@ -77,11 +99,12 @@ function select(i) {
       <button id="invalid">无效 (x)</button>
     </div>
     <form id="correction">
-      <label for="c-category">分类</label><input id="c-category" name="category" list="labels">
-      <label for="c-department">部门</label><input id="c-department" name="department">
-      <label for="c-grid">网格</label><input id="c-grid" name="grid_id">
+      <label for="c-category">分类</label><input id="c-category" name="category" list="categories" placeholder="输入搜索">
+      <label for="c-department">部门</label><input id="c-department" name="department" list="departments" placeholder="输入搜索">
+      <label for="c-grid">网格</label><input id="c-grid" name="grid_id" list="grids" placeholder="输入网格、社区或街道名">
+      <label for="c-duplicate">重复于</label><input id="c-duplicate" name="duplicate_of" placeholder="消息编号；“无”表示不重复">
       <span></span><button type="submit">更正 (e)</button>
-      <datalist id="labels">${options}</datalist>
+
     </form>
     <p id="task-error" class="error"></p>`;
   $("#claim").onclick = () => act("claim", {});
@@ -89,7 +112,12 @@ function select(i) {
   $("#invalid").onclick = () => act("decision", { action: "invalid" });
   $("#correction").onsubmit = (event) => {
     event.preventDefault();
-    const corrections = Object.fromEntries([...new FormData(event.target)].filter(([, v]) => v));
+    const corrections = Object.fromEntries([...new FormData(event.target)].filter(([, v]) => v.trim()));
+    if ("duplicate_of" in corrections) {
+      const link = corrections.duplicate_of.trim();
+      if (!/^(\d+|无|none)$/.test(link)) { $("#task-error").textContent = "重复于：请填消息编号，或“无”"; return; }
+      corrections.duplicate_of = /^\d+$/.test(link) ? Number(link) : null;
+    }
     act("decision", { action: "correct", corrections });
   };
 }
@@ -145,7 +173,15 @@ async function start(username) {
   $("#login").hidden = true;
   $("#work").hidden = false;
   $("#who").textContent = username || "";
-  state.labels = (await api("/labels")).labels;
+  state.choices = await api("/choices");
+  const c = state.choices;  // searchable lists of the correction form, built once
+  $("#choice-lists").innerHTML =
+    `<datalist id="categories">${options(c.categories.map((v) => ({ value: v })))}</datalist>` +
+    `<datalist id="departments">${options(c.departments.map((v) => ({ value: v })))}</datalist>` +
+    `<datalist id="grids">${options(c.grids.map((g) => ({ value: g.id, label: `${g.name} · ${g.community_name} · ${g.street_name}` })))}</datalist>`;
+  const filters = $("#filters");
+  filters.category.innerHTML = '<option value="">全部分类</option>' + options(state.choices.categories.map((v) => ({ value: v, label: v })));
+  filters.street.innerHTML = '<option value="">全部街道</option>' + options(state.choices.streets.map((s) => ({ value: s.code, label: s.name })));
   await refresh();
 }
 

@@ -3,10 +3,12 @@ SQLAlchemy models never drift from what the migrations build."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import JSON, column, create_engine, inspect, table, text
 
 from wangge.serve.migrate import SchemaError, current_revision, head_revision, upgrade_database
 from wangge.serve.storage import Base, Store
@@ -33,4 +35,26 @@ def test_tables_from_before_migrations_are_refused_with_a_clear_error(database_u
         connection.execute(text("CREATE TABLE messages (id INTEGER PRIMARY KEY)"))
     with pytest.raises(SchemaError, match="version without migrations"):
         upgrade_database(engine)
+    engine.dispose()
+
+
+def test_review_tasks_from_before_0005_get_their_category_and_street(database_url: str) -> None:
+    engine = create_engine(database_url)
+    upgrade_database(engine, "0004")
+    created = datetime(2026, 11, 27, 10)
+    names = ("id", "title", "content", "created_at", "likes", "dislikes", "dup_score")
+    messages = table("messages", *(column(name) for name in names), column("result", JSON))
+    tasks = table("review_tasks", *(column(name) for name in ("id", "message_id", "priority",
+                  "status", "version", "created_at")), column("reasons", JSON))  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(messages.insert().values(
+            id=1, title="", content="工地太吵", created_at=created, likes=0, dislikes=0,
+            dup_score=0.0, result={"category": "噪音", "street_code": "330109001"}))  # fmt: skip
+        connection.execute(tasks.insert().values(
+            id=1, message_id=1, priority=0.5, status="open", version=1, created_at=created,
+            reasons=["category"]))  # fmt: skip
+    upgrade_database(engine)
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT category, street_code FROM review_tasks")).one()
+    assert tuple(row) == ("噪音", "330109001")
     engine.dispose()

@@ -129,7 +129,15 @@ def test_reviews_are_exported_masked_and_trained_on(
     assert meta["config"]["reviews"] == str(exported)
 
 
-def test_the_staff_page_its_assets_labels_and_dashboard(client: TestClient) -> None:
+def claimed(client: TestClient, headers: dict[str, str], task: dict) -> tuple[str, int]:
+    """Claim ``task``: its URL and the version to decide it with."""
+    url = f"/review/api/tasks/{task['task_id']}"
+    response = client.post(f"{url}/claim", json={"version": task["version"]}, headers=headers)
+    assert response.status_code == 200, response.text
+    return url, response.json()["version"]
+
+
+def test_the_staff_page_its_assets_choices_and_dashboard(client: TestClient) -> None:
     page = client.get("/review")
     assert page.status_code == 200 and "人工复核" in page.text
     assert '<script src="/review/static/review.js">' in page.text
@@ -137,15 +145,99 @@ def test_the_staff_page_its_assets_labels_and_dashboard(client: TestClient) -> N
     assert script.status_code == 200 and "/review/api/login" in script.text
     assert client.get("/review/static/review.css").status_code == 200
     assert client.get("/review/api/stats").status_code == 401
-    wang = log_in(client, "wang")
-    assert client.get("/review/api/labels", headers=wang).json()["labels"] == ["噪音", "环境卫生"]
+    wang, li = log_in(client, "wang"), log_in(client, "li")
+    choices = client.get("/review/api/choices", headers=wang).json()
+    # the model's labels first, then the taxonomy's other categories; no routing, no grids
+    assert choices["categories"][:2] == ["噪音", "环境卫生"] and "城乡建设" in choices["categories"]
+    assert (choices["departments"], choices["grids"], choices["streets"]) == ([], [], [])
     before = client.get("/review/api/stats", headers=wang).json()
     assert (before["open"], before["done"], before["agreement"]) == (1, 0, None)
-    [task] = client.get("/review/api/tasks", headers=wang).json()["tasks"]
-    url = f"/review/api/tasks/{task['task_id']}"
-    version = client.post(f"{url}/claim", json={"version": task["version"]}, headers=wang).json()[
-        "version"
-    ]
+    assert (before["reviewers"], before["hot_issues"]) == ([], [])
+    for id_ in ("m1-again", "m3"):  # a repeat of m1 (a case of 2 reports), another doubtful one
+        content = "垃圾没人清理" if id_ == "m1-again" else "路灯坏了"
+        assert client.post("/v1/messages", json={"id": id_, "content": content}).status_code == 200
+    first, second, third = client.get("/review/api/tasks", headers=wang).json()["tasks"]
+    url, version = claimed(client, wang, first)
     client.post(f"{url}/decision", json={"version": version, "action": "accept"}, headers=wang)
+    url, version = claimed(client, li, second)
+    fix = {"version": version, "action": "correct", "corrections": {"category": "城乡建设"}}
+    assert client.post(f"{url}/decision", json=fix, headers=li).status_code == 200
     after = client.get("/review/api/stats", headers=wang).json()
-    assert (after["open"], after["done"], after["done_today"], after["agreement"]) == (0, 1, 1, 1.0)
+    assert (after["open"], after["done"], after["done_today"], after["done_last_hour"]) == (
+        1, 2, 2, 2)  # fmt: skip
+    assert after["agreement"] == 0.5
+    by_reviewer = {
+        r["reviewer"]: (r["accept"], r["correct"], r["invalid"]) for r in after["reviewers"]
+    }
+    assert by_reviewer == {"wang": (1, 0, 0), "li": (0, 1, 0)}
+    [hot] = after["hot_issues"]
+    assert hot["reports"] == 2 and hot["title"] == "垃圾没人清理"
+
+
+def test_corrections_must_name_known_values(client: TestClient) -> None:
+    wang = log_in(client, "wang")
+    [task] = client.get("/review/api/tasks", headers=wang).json()["tasks"]
+    url, version = claimed(client, wang, task)
+    wrong = (
+        ({"category": "没有这个分类"}, "unknown category"),
+        ({"duplicate_of": 999}, "no other stored message"),
+        ({"duplicate_of": "m1"}, "must be a message id"),
+    )
+    for corrections, why in wrong:
+        body = {"version": version, "action": "correct", "corrections": corrections}
+        response = client.post(f"{url}/decision", json=body, headers=wang)
+        assert response.status_code == 422 and why in response.json()["detail"], corrections
+
+
+def test_a_corrected_duplicate_link_moves_the_message_between_cases(client: TestClient) -> None:
+    wang = log_in(client, "wang")
+    assert client.post("/v1/messages", json={"id": "m2", "content": "路灯坏了"}).status_code == 200
+    tasks = {t["content"]: t for t in client.get("/review/api/tasks", headers=wang).json()["tasks"]}
+    lamp, rubbish = tasks["路灯坏了"], tasks["垃圾没人清理"]
+    assert lamp["prediction"]["case_id"] != rubbish["prediction"]["case_id"]
+    url, version = claimed(client, wang, lamp)
+    link = {"duplicate_of": rubbish["message_id"]}
+    body = {"version": version, "action": "correct", "corrections": link}
+    moved = client.post(f"{url}/decision", json=body, headers=wang).json()
+    assert moved["prediction"]["case_id"] == rubbish["prediction"]["case_id"]
+    assert moved["prediction"]["duplicate_of"] == rubbish["message_id"]
+    case = client.get(f"/v1/cases/{rubbish['prediction']['case_id']}").json()
+    assert case["reports"] == 2
+    # a new report like the moved one joins the case the reviewer chose
+    again = client.post("/v1/messages", json={"id": "m2-again", "content": "路灯坏了"}).json()
+    assert again["results"][0]["case_id"] == str(rubbish["prediction"]["case_id"])
+
+
+@pytest.fixture()
+def routed_client(
+    database_url: str, model: tuple[MessageClassifier, ModelMeta]
+) -> Iterator[TestClient]:
+    added = CliRunner().invoke(cli, ["users", "add", "wang", "--database-url", database_url],
+                               input=PASSWORD + "\n")  # fmt: skip
+    assert added.exit_code == 0, added.output
+    settings = Settings(database_url=database_url, encoder_dir=None, route=True)
+    with TestClient(create_app(settings, model=model[0], meta=model[1])) as test_client:
+        yield test_client
+
+
+def test_grids_departments_and_streets_come_from_the_district(routed_client: TestClient) -> None:
+    client, wang = routed_client, log_in(routed_client, "wang")
+    choices = client.get("/review/api/choices", headers=wang).json()
+    assert "区住建局" in choices["departments"] and len(choices["streets"]) >= 20
+    grid = next(g for g in choices["grids"] if g["community_name"] == "陈公桥社区")
+    body = {"id": "g1", "content": "路灯坏了好几天"}
+    assert client.post("/v1/messages", json=body).status_code == 200
+    [task] = client.get("/review/api/tasks", headers=wang).json()["tasks"]
+    url, version = claimed(client, wang, task)
+    bad = {"version": version, "action": "correct", "corrections": {"grid_id": "nowhere"}}
+    assert client.post(f"{url}/decision", json=bad, headers=wang).status_code == 422
+    fix = {"version": version, "action": "correct",
+           "corrections": {"grid_id": grid["id"], "department": "区住建局"}}  # fmt: skip
+    decided = client.post(f"{url}/decision", json=fix, headers=wang).json()["prediction"]
+    assert (decided["grid_id"], decided["community_name"], decided["street_name"]) == (
+        grid["id"], "陈公桥社区", grid["street_name"])  # fmt: skip
+    street = next(s["code"] for s in choices["streets"] if s["name"] == grid["street_name"])
+    done = {"status": "done", "street": street}
+    assert len(client.get("/review/api/tasks", params=done, headers=wang).json()["tasks"]) == 1
+    elsewhere = {"status": "done", "street": "330109999"}
+    assert client.get("/review/api/tasks", params=elsewhere, headers=wang).json()["tasks"] == []

@@ -36,7 +36,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     assert added.exit_code == 0, added.output
     model, meta = tiny_model(tmp_path / "model", review_threshold=0.99)
     app = create_app(
-        Settings(database_url=url, encoder_dir=None, route=False), model=model, meta=meta
+        Settings(database_url=url, encoder_dir=None, route=True), model=model, meta=meta
     )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -51,7 +51,11 @@ def server(tmp_path: Path) -> Iterator[str]:
                 break
         except httpx.TransportError:
             time.sleep(0.1)
-    for id_, content in (("m1", "小区垃圾桶满了没人清理，臭气熏天"), ("m2", "工地晚上施工太吵")):
+    messages = (
+        ("m1", "城厢街道陈公桥社区小区垃圾桶满了没人清理，臭气熏天"),
+        ("m2", "工地晚上施工太吵"),
+    )
+    for id_, content in messages:
         assert (
             httpx.post(f"{base}/v1/messages", json={"id": id_, "content": content}).status_code
             == 200
@@ -73,17 +77,28 @@ def test_a_reviewer_corrects_a_task_in_the_browser(server: str) -> None:
         page.wait_for_selector("#queue li")
         assert page.locator("#queue li").count() == 2
         assert "待复核 2" in page.inner_text("#stats")
-        page.click("#queue li >> nth=0")
+        page.click("#queue li:has-text('陈公桥')")
+        assert page.locator("mark.place").all_inner_texts() == ["城厢街道", "陈公桥社区"]
+        grids = page.locator("#grids option")
+        assert grids.count() > 100  # search over the district's grids in the correction form
+        grid = page.locator("#grids option", has_text="陈公桥社区").first.get_attribute("value")
         if shots:
             page.screenshot(path=f"{shots}/review-task.png")
         page.keyboard.press("c")  # claim
         page.wait_for_function(
-            "document.querySelector('#queue li .reasons').textContent.includes('wang')"
+            "document.querySelector('#queue li.selected .reasons').textContent.includes('wang')"
         )
         page.fill("#c-category", "噪音")
+        page.fill("#c-grid", grid)
         page.click("#correction button[type=submit]")
         page.wait_for_function("document.querySelector('#stats').textContent.includes('已完成 1')")
         assert page.locator("#queue li").count() == 1
+        assert "wang" in page.inner_text("#reviewers")  # the dashboard counts the decision
+        page.select_option("#filters select[name=status]", "done")
+        page.click("#filters button[type=submit]")
+        # the decided task, with the corrected grid's community
+        page.wait_for_function("document.querySelector('#task').textContent.includes('状态：done')")
+        assert "陈公桥社区" in page.inner_text("#task")
         if shots:
             page.screenshot(path=f"{shots}/review-queue.png")
         browser.close()
