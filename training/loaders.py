@@ -61,6 +61,9 @@ COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "grid": ("网格", "网格编号", "所属网格", "grid_id", "grid"),
     "department": ("部门", "处理部门", "承办单位", "department"),
     "reporter": ("留言用户", "用户", "reporter", "user_id", "user"),
+    # Reactions, for the heat of a case (wangge ingest).
+    "likes": ("点赞数", "点赞", "likes"),
+    "dislikes": ("反对数", "反对", "dislikes"),
 }
 
 # Extension -> delimiter; None means "sniff it".

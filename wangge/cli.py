@@ -655,15 +655,72 @@ def district_validate(
 
 @app.command()
 def serve(
-    model_dir: ModelDirOption,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model-dir", help="Model directory written by `wangge train`."),
+    ] = None,
+    model_store: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="WANGGE_MODEL_STORE",
+            help="Model store: serve its promoted version and swap to the next one promoted "
+            "without restarting (instead of --model-dir).",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
-    """Start the HTTP API (OpenAPI docs at /docs)."""
+    """Start the HTTP API (OpenAPI docs at /docs, staff page at /review)."""
     from wangge.serve.config import Settings
     from wangge.serve.server import run
 
+    if (model_dir is None) == (model_store is None):
+        _fail(WanggeError("give one of --model-dir DIR and --model-store STORE"))
     try:
-        run(Settings(model_dir=model_dir, host=host, port=port))
+        run(Settings(model_dir=model_dir, model_store=model_store, host=host, port=port))
     except WanggeError as error:
         _fail(error)
+
+
+@app.command()
+def ingest(
+    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV/XLSX/JSONL to send.")],
+    url: Annotated[str, typer.Option(help="The service's address.")] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="WANGGE_API_KEY", help="API key (`wangge keys create NAME`)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Messages per request.")] = 64,
+    text_column: TextColumnOption = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at; none: now.")
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option(help="Message id column. Default: 留言编号, id … or file:row.")
+    ] = None,
+) -> None:
+    """Send a file's messages to a running service (POST /v1/messages), in batches: each is
+    classified, routed, deduplicated and stored; doubtful ones enter the review queue.
+    Sending a file again stores nothing twice."""
+    import httpx
+
+    from wangge.serve.client import ingest_file
+
+    headers = {"X-API-Key": api_key} if api_key else {}
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+            summary = ingest_file(
+                input_file, client, batch_size=batch_size, text_columns=text_column,
+                time_column=time_column, id_column=id_column, progress=_sent,
+            )  # fmt: skip
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(
+        f"{summary.stored} messages stored ({summary.new_cases} new cases, "
+        f"{summary.needs_review} need review), {summary.replayed} sent before; "
+        f"model {', '.join(sorted(summary.model_versions)) or '-'}"
+    )
+
+
+def _sent(done: int, total: int) -> None:
+    _progress(f"sent {done}/{total}")

@@ -1,0 +1,142 @@
+"""Send a file of messages to a running service (``POST /v1/messages``), in batches.
+
+For intake systems that export files, and for loading a backlog: the file is read and checked
+by the same loaders as training (:mod:`wangge.training.loaders`), each row becomes a message
+with its id, title, body, time, reporter, likes and place fields, and batches are sent in
+file order. The service stores a batch before it answers, and ids make sending again safe
+(stored messages come back ``replayed``), so an interrupted run is simply run again. A
+message the service refuses stops the run with the file, row and column at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from wangge.errors import DataError, WanggeError
+from wangge.training.dedup import message_times
+from wangge.training.loaders import LoadedMessages, find_column, load_messages
+from wangge.training.routing import routing_messages
+
+DEFAULT_BATCH = 64
+COUNTS = ("likes", "dislikes")
+
+
+class ServiceError(WanggeError):
+    """The service could not be reached, refused the credentials, or failed."""
+
+    code = "W400"
+
+
+@dataclass
+class IngestSummary:
+    """What the service did with the file's messages."""
+
+    stored: int = 0
+    replayed: int = 0
+    needs_review: int = 0
+    new_cases: int = 0
+    model_versions: set[str] = field(default_factory=set)
+
+
+def ingest_messages(data: LoadedMessages) -> list[dict[str, Any]]:
+    """The ``POST /v1/messages`` body of every row (ids from the id column, else the row)."""
+    frame = data.frame
+    messages = routing_messages(data)
+    times = message_times(data) if data.columns.time else None
+    reporter = find_column(frame, "reporter")
+    counts = {name: find_column(frame, name) for name in COUNTS}
+    for index, message in enumerate(messages):
+        message["id"] = (
+            str(frame[data.columns.id].iloc[index])
+            if data.columns.id
+            else f"{data.path.name}:{data.rows[index]}"  # stable, so sending again is safe
+        )
+        if times is not None:
+            message["created_at"] = times.iloc[index].isoformat()
+        if reporter and str(frame[reporter].iloc[index]).strip():
+            message["reporter"] = str(frame[reporter].iloc[index]).strip()
+        for name, column in counts.items():
+            if column and str(frame[column].iloc[index]).strip():
+                value = str(frame[column].iloc[index]).strip()
+                if not value.isdigit():
+                    raise DataError(
+                        f"{name} must be a whole number, not {value!r}",
+                        path=data.path, row=data.rows[index], column=column,
+                    )  # fmt: skip
+                message[name] = int(value)
+    return messages
+
+
+def ingest_file(
+    path: str | Path,
+    client: httpx.Client,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    text_columns: Sequence[str] | None = None,
+    time_column: str | None = None,
+    id_column: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestSummary:
+    """Send every row of ``path`` through ``client`` (its ``base_url`` is the service, its
+    headers carry the API key); ``progress(sent, total)`` after each batch."""
+    data = load_messages(
+        path, text_columns=text_columns, time_column=time_column, id_column=id_column
+    )
+    messages = ingest_messages(data)
+    summary = IngestSummary()
+    for start in range(0, len(messages), batch_size):
+        batch = messages[start : start + batch_size]
+        body = {"messages": [{k: v for k, v in m.items() if v is not None} for m in batch]}
+        try:
+            response = client.post("/v1/messages", json=body)
+        except httpx.HTTPError as error:
+            raise ServiceError(f"cannot reach the service at {client.base_url}: {error}") from error
+        if response.status_code == 422:
+            raise _refused(response.json(), data, start)
+        if response.status_code in (401, 403):
+            raise ServiceError(
+                f"the service refused the API key ({response.status_code}): create one with "
+                "`wangge keys create NAME` and pass it with --api-key or WANGGE_API_KEY"
+            )
+        if response.status_code != 200:
+            raise ServiceError(
+                f"the service answered {response.status_code} for rows "
+                f"{data.rows[start]}-{data.rows[start + len(batch) - 1]}: {response.text[:300]}"
+            )
+        answer = response.json()
+        summary.model_versions.add(answer["model_version"])
+        for result in answer["results"]:
+            if result["replayed"]:
+                summary.replayed += 1
+                continue
+            summary.stored += 1
+            summary.needs_review += bool(result["needs_review"])
+            summary.new_cases += result["duplicate_of"] is None
+        if progress is not None:
+            progress(start + len(batch), len(messages))
+    return summary
+
+
+def _refused(answer: dict[str, Any], data: LoadedMessages, start: int) -> WanggeError:
+    """A 422 answer as an error naming the file's row (and column, when the field is a
+    text)."""
+    detail = answer.get("detail")
+    if isinstance(detail, list) and detail:
+        first = detail[0]
+        loc = [part for part in first.get("loc", ()) if part not in ("body", "batch")]
+        if len(loc) >= 2 and loc[0] == "messages" and isinstance(loc[1], int):
+            field_name = str(loc[2]) if len(loc) > 2 else None
+            text = data.columns.text
+            column = {"title": text[0] if len(text) > 1 else None, "content": text[-1]}.get(
+                field_name or ""
+            )
+            return DataError(
+                f"the service refused it: {first.get('msg')}",
+                path=data.path, row=data.rows[start + loc[1]], column=column,
+            )  # fmt: skip
+    return ServiceError(f"the service refused the batch from row {data.rows[start]}: {detail}")

@@ -1,0 +1,89 @@
+"""`wangge ingest`: a file's rows become stored messages of a running service, batch by
+batch; sending it again stores nothing twice; a refused row is named by file, row and column."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import tiny_model
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from wangge.cli import app as cli
+from wangge.errors import DataError
+from wangge.serve.app import create_app
+from wangge.serve.client import ServiceError, ingest_file
+from wangge.serve.config import Settings
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    model, meta = tiny_model(tmp_path / "model", review_threshold=0.9)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'wangge.sqlite3'}", encoder_dir=None, route=False,
+        max_text_chars=200,
+    )  # fmt: skip
+    with TestClient(create_app(settings, model=model, meta=meta)) as test_client:
+        yield test_client
+
+
+def write_messages(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+    frame = pd.DataFrame(rows, columns=["留言编号", "留言主题", "留言详情", "留言时间"])
+    frame["点赞数"] = "3"
+    frame.to_csv(path, index=False)
+    return path
+
+
+ROWS = [
+    ("a1", "垃圾没人清理", "小区垃圾桶满了好几天没人清理", "2026-11-01 09:00:00"),
+    ("a2", "垃圾又没人清理", "小区垃圾桶满了好几天没人清理", "2026-11-02 09:00:00"),
+    ("a3", "晚上施工太吵", "工地晚上施工噪音太大", "2026-11-03 22:00:00"),
+]
+
+
+def test_a_file_is_stored_once_with_its_fields(client: TestClient, tmp_path: Path) -> None:
+    path = write_messages(tmp_path / "messages.csv", ROWS)
+    progress: list[tuple[int, int]] = []
+    summary = ingest_file(path, client, batch_size=2, progress=lambda *a: progress.append(a))
+    assert (summary.stored, summary.replayed) == (3, 0) and progress == [(2, 3), (3, 3)]
+    assert summary.new_cases == 2  # a2 repeats a1
+    again = ingest_file(path, client)
+    assert (again.stored, again.replayed) == (0, 3)
+    hot = client.get("/v1/hot-issues", params={"since": "2026-10-01T00:00:00",
+                                                "until": "2026-12-01T00:00:00"}).json()  # fmt: skip
+    top = hot["cases"][0]
+    assert (top["reports"], top["likes"], top["first_at"]) == (2, 6, "2026-11-01T09:00:00")
+
+
+def test_a_refused_row_is_named(client: TestClient, tmp_path: Path) -> None:
+    rows = [*ROWS[:2], ("a9", "太长", "长" * 500, "2026-11-04 09:00:00")]
+    path = write_messages(tmp_path / "long.csv", rows)
+    with pytest.raises(DataError) as raised:
+        ingest_file(path, client, batch_size=2)
+    assert raised.value.row == 4  # title and body together are too long: no one column
+    assert "the limit is 200" in str(raised.value)  # the service's words
+    bad_likes = write_messages(tmp_path / "likes.csv", ROWS)
+    frame = pd.read_csv(bad_likes, dtype=str)
+    frame.loc[1, "点赞数"] = "many"
+    frame.to_csv(bad_likes, index=False)
+    with pytest.raises(DataError, match="whole number") as raised:
+        ingest_file(bad_likes, client)
+    assert (raised.value.row, raised.value.column) == (3, "点赞数")
+
+
+def test_the_command_reports_an_unreachable_service(tmp_path: Path) -> None:
+    path = write_messages(tmp_path / "messages.csv", ROWS)
+    args = ["ingest", str(path), "--url", "http://127.0.0.1:9"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "cannot reach the service" in result.output
+
+
+def test_a_wrong_key_is_explained(client: TestClient, tmp_path: Path) -> None:
+    client.app.state.settings.api_keys = True  # type: ignore[attr-defined]
+    path = write_messages(tmp_path / "messages.csv", ROWS)
+    client.headers["X-API-Key"] = "wg_wrong"
+    with pytest.raises(ServiceError, match="wangge keys create"):
+        ingest_file(path, client)
