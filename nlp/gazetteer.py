@@ -11,8 +11,6 @@ a name of the district always beats a shorter foreign name inside it.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -76,9 +74,9 @@ class Mention:
 @cache
 def national_places() -> tuple[tuple[str, str, str], ...]:
     """(name, level, full name) of China's provinces, cities and counties, from jionlp."""
-    with contextlib.redirect_stdout(io.StringIO()):  # jionlp prints a banner on import
-        import jionlp
+    from wangge.nlp.jionlp_loader import jionlp as load_jionlp
 
+    jionlp = load_jionlp()
     places: list[tuple[str, str, str]] = []
     for province, cities in jionlp.china_location_loader().items():
         places += [(province, "province", province), (cities["_alias"], "province", province)]

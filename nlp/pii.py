@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 
+from wangge.nlp.jionlp_loader import jionlp as load_jionlp
+
 MASKS = {
     "cell_phone": "[手机号]",
     "landline_phone": "[电话]",
@@ -28,8 +30,7 @@ class PiiSpan:
 
 def find_pii(text: str) -> list[PiiSpan]:
     """The personal data in ``text``, in order, without overlaps (the earlier span wins)."""
-    import jionlp
-
+    jionlp = load_jionlp()
     found = [
         PiiSpan(item["type"], *item["offset"])
         for item in jionlp.extract_phone_number(text, detail=True)

@@ -146,7 +146,7 @@ class Ingestor:
                 setattr(row, name, value)
             reasons = review_reasons(prediction, decision, self.detector.threshold)
             if reasons:  # in the same transaction: no doubtful message escapes the queue
-                enqueue(session, row, reasons, priority(prediction, reports))
+                enqueue(session, row, reasons, priority(prediction, reports, reasons))
         # Committed: only now does the index learn of it, so a failed commit leaves no trace.
         self.detector.index([dedup], [decision.case_id], [features])
         return _result(row, replayed=False)

@@ -126,11 +126,17 @@ def review_reasons(prediction: dict[str, Any], decision: Decision, threshold: fl
     return reasons
 
 
-def priority(prediction: dict[str, Any], case_reports: int) -> float:
-    """Uncertainty of the category (1 − its probability) plus ¼·ln(reports of the case): a
-    doubtful message about a problem many people report comes first."""
-    uncertainty = 1.0 - float(prediction.get("probability") or 0.0)
-    return round(uncertainty + 0.25 * math.log(max(1, case_reports)), 4)
+def priority(prediction: dict[str, Any], case_reports: int, reasons: Sequence[str] = ()) -> float:
+    """How much a person is needed: the largest doubt among the task's reasons (category:
+    1 − its probability; location: 1 − the location's confidence; a borderline duplicate:
+    0.5), plus ¼·ln(reports of the case), so that a doubtful message about a problem many
+    people report comes first."""
+    doubts = [1.0 - float(prediction.get("probability") or 0.0)]
+    if "location" in reasons:
+        doubts.append(1.0 - float(prediction.get("route_confidence") or 0.0))
+    if "duplicate" in reasons:
+        doubts.append(0.5)
+    return round(max(doubts) + 0.25 * math.log(max(1, case_reports)), 4)
 
 
 def enqueue(

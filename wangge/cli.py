@@ -393,7 +393,10 @@ def models_list(store: StoreOption) -> None:
         macro_f1 = version.meta.metrics.get("holdout", {}).get("macro_f1")
         score = f"hold-out macro-F1 {macro_f1:.4f}" if macro_f1 is not None else "no evaluation"
         mark = "*" if version.current else " "
-        typer.echo(f"{mark} {version.name}\t{version.meta.created_at}\t{score}")
+        # the model's own version is what the service answers as model_version
+        typer.echo(
+            f"{mark} {version.name}\t{version.meta.version}\t{version.meta.created_at}\t{score}"
+        )
 
 
 @models_app.command("promote")
@@ -693,7 +696,8 @@ def ingest(
     batch_size: Annotated[int, typer.Option(min=1, help="Messages per request.")] = 64,
     text_column: TextColumnOption = None,
     time_column: Annotated[
-        str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at; none: now.")
+        str | None,
+        typer.Option(help="Time column. Default: 留言时间, 时间 or created_at; without: now."),
     ] = None,
     id_column: Annotated[
         str | None, typer.Option(help="Message id column. Default: 留言编号, id … or file:row.")

@@ -116,3 +116,6 @@ def test_borderline_duplicates_and_priority() -> None:
         > priority({"probability": 0.4}, 1)
         > priority(prediction, 1)
     )
+    unplaced = {"probability": 0.99, "route_confidence": 0.2}
+    assert priority(unplaced, 1, ["location"]) == 0.8 > priority(unplaced, 1, [])
+    assert priority(prediction, 1, ["duplicate"]) == 0.5
