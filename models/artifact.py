@@ -43,6 +43,9 @@ class ModelMeta(BaseModel):
     training_data: dict[str, Any] = {}
     config: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
+    # Other files the model reads (path relative to the directory -> SHA-256), e.g. the
+    # ONNX graph of a transformer: checked like the pickle before the model is used.
+    files: dict[str, str] = {}
 
 
 def library_versions() -> dict[str, str]:
@@ -83,8 +86,10 @@ def save_model(
     training_data: dict[str, Any],
     config: dict[str, Any],
     metrics: dict[str, Any],
+    files: tuple[str, ...] = (),
 ) -> ModelMeta:
-    """Write ``model`` and its metadata into ``directory`` (created if needed)."""
+    """Write ``model`` and its metadata into ``directory`` (created if needed); ``files`` are
+    the other files of the directory the model reads, recorded with their SHA-256."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model_path = directory / MODEL_FILE
@@ -103,6 +108,7 @@ def save_model(
         training_data=training_data,
         config=config,
         metrics=metrics,
+        files={name: file_sha256(directory / name) for name in files},
     )
     (directory / META_FILE).write_text(
         json.dumps(meta.model_dump(), ensure_ascii=False, indent=2), encoding="utf-8"
@@ -161,9 +167,18 @@ def load_model(directory: str | Path) -> tuple[Any, ModelMeta]:
             f"{model_path} does not match the checksum in {META_FILE}: the file is corrupt or "
             "was replaced; it was not loaded"
         )
+    for name, digest in meta.files.items():
+        path = directory / name
+        if not path.is_file() or file_sha256(path) != digest:
+            raise ModelLoadError(
+                f"{path} is missing or does not match the checksum in {META_FILE}; the model "
+                "was not loaded"
+            )
     try:
         model = joblib.load(model_path)
     except Exception as exc:  # a truncated or foreign file fails in many ways
         raise ModelLoadError(f"{model_path} could not be loaded: {exc}") from exc
+    if hasattr(model, "attach"):  # a model with files beside the pickle (the transformer)
+        model.attach(directory)
     logger.info("loaded model %s version %s from %s", meta.name, meta.version, directory)
     return model, meta

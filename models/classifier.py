@@ -34,6 +34,18 @@ from wangge.nlp.segment import Tokenizer
 MIN_CALIBRATION_PER_CLASS = 5
 
 
+def fit_temperature(scores: np.ndarray, gold: np.ndarray) -> float:
+    """The temperature T making ``softmax(scores / T)`` fit the class indices ``gold`` best
+    (least log-loss)."""
+
+    def log_loss(log_t: float) -> float:
+        log_p = log_softmax(scores / np.exp(log_t), axis=1)
+        return float(-log_p[np.arange(len(gold)), gold].mean())
+
+    result = minimize_scalar(log_loss, bounds=(-6.0, 3.0), method="bounded")
+    return float(np.exp(result.x))
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One message's category prediction."""
@@ -219,20 +231,15 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
             scores = np.column_stack([-scores, scores])
         gold = np.searchsorted(model.classes_, y[cal_idx])
         known = np.isin(y[cal_idx], model.classes_)
-
-        def log_loss(log_t: float) -> float:
-            log_p = log_softmax(scores[known] / np.exp(log_t), axis=1)
-            return float(-log_p[np.arange(int(known.sum())), gold[known]].mean())
-
-        result = minimize_scalar(log_loss, bounds=(-6.0, 3.0), method="bounded")
-        return float(np.exp(result.x))
+        return fit_temperature(scores[known], gold[known])
 
     def predict_proba_tokens(self, tokens: Sequence[Sequence[str]]) -> np.ndarray:
         """Probabilities for already tokenized texts (rows follow ``classes_``)."""
         check_is_fitted(self, "model_")
-        return self._probabilities(self.features_.transform(tokens))
+        return self.probabilities_of(self.features_.transform(tokens))
 
-    def _probabilities(self, matrix: sp.csr_matrix) -> np.ndarray:
+    def probabilities_of(self, matrix: sp.csr_matrix) -> np.ndarray:
+        """Probabilities for rows of the feature matrix (``features_.transform``)."""
         scores = np.asarray(matrix @ self.coef_t_) + self.intercept_
         return softmax(scores / self.temperature_, axis=1)
 
@@ -243,16 +250,20 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return self.classes_[self.predict_proba(texts).argmax(axis=1)]
 
-    def explain(self, probabilities: np.ndarray, *, top_k: int = 3) -> list[Prediction]:
-        """Turn a probability matrix into :class:`Prediction` records with review flags."""
+    def explain(
+        self, probabilities: np.ndarray, *, top_k: int = 3, threshold: float | None = None
+    ) -> list[Prediction]:
+        """Turn a probability matrix into :class:`Prediction` records with review flags (below
+        ``threshold``, by default :attr:`review_threshold`)."""
         check_is_fitted(self, "model_")
+        threshold = self.review_threshold if threshold is None else threshold
         k = min(top_k, len(self.classes_))
         order = np.argsort(-probabilities, axis=1)[:, :k]
         predictions = []
         for row, ranked in zip(probabilities, order, strict=True):
             top = [(str(self.classes_[i]), round(float(row[i]), 4)) for i in ranked]
             category, confidence = top[0]
-            low = bool(row[ranked[0]] < self.review_threshold)
+            low = bool(row[ranked[0]] < threshold)
             predictions.append(
                 Prediction(
                     category=category,
@@ -260,7 +271,7 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
                     top=top,
                     needs_review=low,
                     review_reason=(
-                        f"category confidence {confidence:.2f} below {self.review_threshold:.2f}"
+                        f"category confidence {confidence:.2f} below {threshold:.2f}"
                         if low
                         else None
                     ),
@@ -279,12 +290,22 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         matrix = self.features_.transform(self.tokenize(texts)).tocsr()
-        probabilities = self._probabilities(matrix)
+        probabilities = self.probabilities_of(matrix)
         predictions = self.explain(probabilities, top_k=top_k)
-        if evidence <= 0:
-            return predictions
+        if evidence > 0:
+            self.add_evidence(predictions, matrix, probabilities.argmax(axis=1), evidence)
+        return predictions
+
+    def add_evidence(
+        self,
+        predictions: list[Prediction],
+        matrix: sp.csr_matrix,
+        predicted: np.ndarray,
+        evidence: int,
+    ) -> None:
+        """Add to each prediction the ``evidence`` words or word pairs of its row of ``matrix``
+        that added most to the score of its ``predicted`` class (a column of ``classes_``)."""
         words: WordNgramVectorizer = self.features_.transformer_list[0][1]
-        predicted = probabilities.argmax(axis=1)
         # Contribution of every non-zero feature to its row's predicted category, all rows at
         # once; then per row the largest positive word features, in order.
         rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
@@ -298,4 +319,3 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         for prediction, start, end in zip(predictions, starts, ends, strict=True):
             best = columns[start : min(end, start + evidence)]
             prediction.evidence.extend(words.ngram_text(int(column)) for column in best)
-        return predictions

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +23,7 @@ class SentenceEncoder:
     """Mean-pooled, L2-normalised sentence vectors from ``<model_dir>/encoder.onnx``.
 
     ``prefix`` is prepended to every text (e5 models expect ``"query: "`` or ``"passage: "``;
-    use ``""`` for other models). Texts are sorted by length before batching so that each batch
-    pads little, and the output keeps the input order. ``threads`` is ONNX Runtime's intra-op
+    use ``""`` for other models). ``threads`` is ONNX Runtime's intra-op
     thread count (default: one per physical core).
     """
 
@@ -64,17 +64,30 @@ class SentenceEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return a float32 array of shape ``(len(texts), dim)`` with unit-norm rows."""
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        ids = [e.ids for e in self.tokenizer.encode_batch([self.prefix + t for t in texts])]
-        order = sorted(range(len(texts)), key=lambda i: len(ids[i]), reverse=True)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            width = len(ids[batch[0]])
-            input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, index in enumerate(batch):
-                input_ids[row, : len(ids[index])] = ids[index]
-                mask[row, : len(ids[index])] = 1
-            (vectors,) = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})
-            out[batch] = vectors
-        return out
+        return run_batched(
+            self.session, self.tokenizer, [self.prefix + t for t in texts],
+            pad_id=self.pad_id, batch_size=self.batch_size, width=self.dim,
+        )  # fmt: skip
+
+
+def run_batched(
+    session: Any, tokenizer: Any, texts: Sequence[str], *, pad_id: int, batch_size: int,
+    width: int,
+) -> np.ndarray:  # fmt: skip
+    """The first output of an ONNX graph taking ``input_ids`` and ``attention_mask``, one row
+    per text. Texts are sorted by length before batching so that each batch pads little; the
+    output keeps the input order."""
+    out = np.empty((len(texts), width), dtype=np.float32)
+    ids = [encoding.ids for encoding in tokenizer.encode_batch(list(texts))]
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]), reverse=True)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        longest = len(ids[batch[0]])
+        input_ids = np.full((len(batch), longest), pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), longest), dtype=np.int64)
+        for row, index in enumerate(batch):
+            input_ids[row, : len(ids[index])] = ids[index]
+            mask[row, : len(ids[index])] = 1
+        (values,) = session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+        out[batch] = values
+    return out

@@ -1,5 +1,9 @@
-"""Export a Hugging Face encoder directory to the ONNX graph :class:`SentenceEncoder` runs.
+"""Export Hugging Face checkpoints to ONNX: sentence encoders (:func:`export_encoder`, the
+graph :class:`~wangge.nlp.embeddings.SentenceEncoder` runs) and fine-tuned classifiers
+(:func:`export_classifier`, the graph :class:`~wangge.models.transformer.TransformerScorer`
+runs), and quantise either to int8 (:func:`quantize_onnx`).
 
+Encoders:
 The graph takes ``input_ids`` and ``attention_mask`` (int64, ``[batch, tokens]``) and returns
 ``embedding`` (float32, ``[batch, hidden]``): the last hidden states mean-pooled over the
 attention mask and L2-normalised, so pooling is part of the model and cannot drift between
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 from wangge.nlp.embeddings import ENCODER_FILE
 
@@ -42,47 +47,85 @@ def export_encoder(model_dir: str | Path) -> Path:
             pooled = (hidden.last_hidden_state * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, dim=-1)
 
-    example = torch.ones((2, 8), dtype=torch.long)
     path = model_dir / ENCODER_FILE
+    _export(MeanPooled(), path, "embedding")
+    return path
+
+
+def export_classifier(checkpoint: str | Path, path: str | Path) -> Path:
+    """Write the ONNX graph of a sequence-classification checkpoint: ``input_ids`` and
+    ``attention_mask`` in, ``logits`` (float32, ``[batch, classes]``) out."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(checkpoint), local_files_only=True
+    ).eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    _export(Logits(), Path(path), "logits")
+    return Path(path)
+
+
+def _export(module: Any, path: Path, output: str) -> None:
+    import torch
+
+    example = torch.ones((2, 8), dtype=torch.long)
     batch_and_tokens = {0: "batch", 1: "tokens"}
     with torch.inference_mode(), warnings.catch_warnings():
         # transformers' attention-mask code indexes with non-negative indices only; the
         # exporter's warning about negative ones does not apply (the tests compare outputs).
         warnings.filterwarnings("ignore", message="Exporting aten::index operator")
         torch.onnx.export(
-            MeanPooled(),
+            module,
             (example, torch.ones_like(example)),
             str(path),
             input_names=["input_ids", "attention_mask"],
-            output_names=["embedding"],
+            output_names=[output],
             dynamic_axes={
                 "input_ids": batch_and_tokens,
                 "attention_mask": batch_and_tokens,
-                "embedding": {0: "batch"},
+                output: {0: "batch"},
             },
             opset_version=OPSET,
             dynamo=False,
         )
-    return path
 
 
 def quantize_encoder(model_dir: str | Path) -> Path:
     """Replace ``<model_dir>/encoder.onnx`` by its int8 version; returns its path."""
+    return quantize_onnx(Path(model_dir) / ENCODER_FILE)
+
+
+def quantize_onnx(path: str | Path, output: str | Path | None = None) -> Path:
+    """Quantise the matrix products of an ONNX graph to int8 (dynamic, per channel), into
+    ``output`` or in place; returns the path written."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    path = Path(model_dir) / ENCODER_FILE
-    fp32 = path.with_suffix(".fp32.onnx")
-    path.replace(fp32)
+    path = Path(path)
+    target = Path(output) if output is not None else path
+    source = path if output is not None else path.with_suffix(".fp32.onnx")
+    if output is None:
+        path.replace(source)
     try:
         quantize_dynamic(
-            fp32,
-            path,
+            source,
+            target,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul"],
             per_channel=True,
         )
     except BaseException:
-        fp32.replace(path)
+        if output is None:
+            source.replace(path)
         raise
-    fp32.unlink()
-    return path
+    if output is None:
+        source.unlink()
+    return target

@@ -32,11 +32,14 @@ from wangge.training.evaluate import (
     evaluate_predictions,
     save_confusion_png,
 )
+from wangge.training.finetune import FineTuneConfig, add_transformer
 from wangge.training.loaders import LoadedMessages, load_messages
 
 logger = logging.getLogger(__name__)
 
 PLURALS = {"category": "categories", "department": "departments"}
+BACKENDS = ("linear", "transformer")
+VALIDATION_SHARE = 0.1  # of the training rows, to stop fine-tuning and fit the mixture
 REPORT_MARKDOWN = "report.md"
 REPORT_JSON = "report.json"
 CONFUSION_PNG = "confusion_matrix.png"
@@ -60,9 +63,13 @@ class TrainConfig:
     department_column: str | None = None
     reviews: Path | None = None  # a file of `wangge export-reviews`, added to the data
     classifier: dict[str, Any] = field(default_factory=dict)
+    # "linear", or "transformer": the linear model plus a fine-tuned encoder, mixed
+    backend: str = "linear"
+    fine_tune: FineTuneConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
+        values["fine_tune"] = self.fine_tune.to_dict() if self.fine_tune else None
         values["data"] = str(self.data)
         values["model_dir"] = str(self.model_dir)
         values["text_columns"] = list(self.text_columns) if self.text_columns else None
@@ -148,6 +155,10 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
     assert data.labels is not None  # require_label=True guarantees it
     if not 0 < config.holdout < 1:
         raise TrainingError(f"holdout must be between 0 and 1, got {config.holdout}")
+    if config.backend not in BACKENDS:
+        raise TrainingError(f"backend must be one of {', '.join(BACKENDS)}, not {config.backend!r}")
+    if config.backend == "transformer" and config.fine_tune is None:
+        raise TrainingError("the transformer backend needs a base model (--base-model DIR)")
     texts, labels = data.texts, data.labels
     if config.reviews is not None:
         reviewed = load_messages(config.reviews, require_label=True)
@@ -198,9 +209,21 @@ def _train_target(
     tokens = classifier.tokenize(texts)
     label_array = np.asarray(labels, dtype=object)
 
-    step(f"fitting on {len(train_idx)} messages, evaluating on {len(test_idx)}")
-    classifier.fit_tokens([tokens[i] for i in train_idx], label_array[train_idx])
+    fit_idx, val_idx = train_idx, np.empty(0, dtype=int)
+    if config.backend == "transformer":
+        fit_idx, val_idx = _split_indices(train_idx, label_array, VALIDATION_SHARE, config.seed)
+    step(f"fitting on {len(fit_idx)} messages, evaluating on {len(test_idx)}")
+    classifier.fit_tokens([tokens[i] for i in fit_idx], label_array[fit_idx])
     probabilities = classifier.predict_proba_tokens([tokens[i] for i in test_idx])
+    model: Any = classifier
+    extra_metrics: dict[str, Any] = {}
+    files: tuple[str, ...] = ()
+    if config.backend == "transformer":
+        assert config.fine_tune is not None
+        model, probabilities, extra_metrics, files = add_transformer(
+            classifier, tokens, label_array, (fit_idx, val_idx, test_idx), config.fine_tune,
+            model_dir, step,
+        )  # fmt: skip
     predicted = classifier.classes_[probabilities.argmax(axis=1)]
     gold = label_array[test_idx]
     report = evaluate_predictions(list(gold), list(predicted), labels=list(classifier.classes_))
@@ -213,10 +236,10 @@ def _train_target(
         f"{config.review_accuracy:.0%} accuracy"
     )
 
-    if config.refit_on_all:
+    if config.refit_on_all:  # the linear part; a fine-tuned transformer is not refitted
         step(f"refitting on all {len(texts)} messages")
         classifier.fit_tokens(tokens, label_array)
-    classifier.review_threshold = threshold
+    model.review_threshold = threshold
     seconds = time.perf_counter() - started
     metrics = {
         "holdout": report.summary(),
@@ -224,9 +247,10 @@ def _train_target(
         "review_coverage": coverage,
         "review_target_accuracy": config.review_accuracy,
         "train_seconds": round(seconds, 2),
+        **extra_metrics,
     }
     meta = save_model(
-        classifier,
+        model,
         model_dir,
         name=name,
         labels=[str(c) for c in classifier.classes_],
@@ -241,11 +265,26 @@ def _train_target(
         },
         config=config.to_dict() | {"classifier_params": _params(classifier)},
         metrics=metrics,
+        files=files,
     )
     write_report(report, model_dir, extra=metrics)
     seconds = time.perf_counter() - started
     step(f"saved {name} model {meta.version} to {model_dir}")
     return TrainResult(meta, report, threshold, coverage, seconds)
+
+
+def _split_indices(
+    indices: np.ndarray, labels: np.ndarray, share: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``indices`` split in two, stratified by their labels (plainly if a class is too small)."""
+    stratify = labels[indices]
+    try:
+        first, second = train_test_split(
+            indices, test_size=share, random_state=seed, stratify=stratify
+        )
+    except ValueError:
+        first, second = train_test_split(indices, test_size=share, random_state=seed)
+    return np.asarray(first), np.asarray(second)
 
 
 def data_file_hashes(classifier: MessageClassifier) -> dict[str, str]:

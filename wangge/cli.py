@@ -24,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+DEFAULT_ENCODER_DIR = Path("model_store/e5-small")
 ModelDirOption = Annotated[
     Path, typer.Option("--model-dir", help="Model directory written by `wangge train`.")
 ]
@@ -125,10 +126,40 @@ def train(
             help="Also train on the reviewed messages of this `wangge export-reviews` file."
         ),
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="linear (TF-IDF + ridge), or transformer: also fine-tune --base-model and mix "
+            "the two (needs the transformer extra)."
+        ),
+    ] = "linear",
+    base_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Hugging Face model directory to fine-tune. Default: model_store/e5-small "
+            "(`wangge models fetch-e5`)."
+        ),
+    ] = None,
+    max_length: Annotated[int, typer.Option(min=8, help="Transformer: sub-words per text.")] = 128,
+    epochs: Annotated[float, typer.Option(min=0.1, help="Transformer: most epochs.")] = 3.0,
+    freeze_layers: Annotated[
+        int, typer.Option(min=0, help="Transformer: lower encoder layers kept frozen.")
+    ] = 6,
+    batch_size: Annotated[int, typer.Option(min=1, help="Transformer: batch size.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Transformer: learning rate.")] = 1e-4,
 ) -> None:
     """Train a category model, evaluate it on a hold-out split and save both."""
+    from wangge.training.finetune import FineTuneConfig
     from wangge.training.train import TrainConfig
     from wangge.training.train import train as run_training
+
+    fine_tune = None
+    if backend == "transformer":
+        fine_tune = FineTuneConfig(
+            base_model=base_model or DEFAULT_ENCODER_DIR, max_length=max_length, epochs=epochs,
+            freeze_layers=freeze_layers, batch_size=batch_size, learning_rate=learning_rate,
+            seed=seed,
+        )  # fmt: skip
 
     config = TrainConfig(
         data=data,
@@ -144,6 +175,8 @@ def train(
         stopwords=stopwords,
         department_column=department_column,
         reviews=include_reviews,
+        backend=backend,
+        fine_tune=fine_tune,
     )
     try:
         result = run_training(config, progress=_progress)
@@ -154,6 +187,13 @@ def train(
         f"review threshold {result.review_threshold:.3f} "
         f"({result.review_coverage:.0%} of hold-out messages need no review)"
     )
+    transformer = result.meta.metrics.get("transformer")
+    if transformer:
+        typer.echo(
+            f"hold-out macro-F1 {transformer['holdout_macro_f1']}; transformer weight "
+            f"{transformer['weight']}; int8 agrees with float on "
+            f"{transformer['int8_agreement']:.1%} of the hold-out"
+        )
     typer.echo(f"model {result.meta.version} written to {model_dir} ({result.seconds:.1f}s)")
 
 
@@ -270,9 +310,6 @@ def route_command(
         f"{count} messages routed, written to {output} (routing loaded in "
         f"{router.load_seconds:.1f}s)"
     )
-
-
-DEFAULT_ENCODER_DIR = Path("model_store/e5-small")
 
 
 @app.command()

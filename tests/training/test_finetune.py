@@ -1,0 +1,151 @@
+"""The transformer backend on a tiny, randomly initialised BERT made here (seconds, no
+download): fine-tuning with class weights and early stopping, resuming, ONNX export and int8
+quantisation with the agreement check, the ensemble with the linear model, loading with
+checksums, and serving."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from wangge.errors import ModelLoadError  # noqa: E402
+from wangge.models.artifact import load_model  # noqa: E402
+from wangge.models.transformer import EnsembleClassifier  # noqa: E402
+from wangge.serve.app import create_app  # noqa: E402
+from wangge.serve.config import Settings  # noqa: E402
+from wangge.training.finetune import FineTuneConfig, class_weights, fine_tune  # noqa: E402
+from wangge.training.train import TrainConfig, train  # noqa: E402
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_tiny_bert(directory: Path, texts: list[str]) -> Path:
+    """A 2-layer BERT with a character vocabulary of ``texts``, randomly initialised."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    chars = sorted({c for text in texts for c in text if not c.isspace()})
+    vocab = {token: i for i, token in enumerate([*SPECIAL, *chars])}
+    core = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
+    core.normalizer = normalizers.BertNormalizer(handle_chinese_chars=True, lowercase=True)
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, pad_token_id=0,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory, demo_csv: Path) -> Path:
+    frame = pd.read_csv(demo_csv, dtype=str).fillna("")
+    texts = list(frame["留言主题"] + frame["留言详情"])
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), texts)
+
+
+def tiny_config(base: Path, **changes: object) -> FineTuneConfig:
+    values: dict = dict(base_model=base, max_length=48, epochs=2, batch_size=16,
+                        learning_rate=1e-3, freeze_layers=1, seed=7) | changes  # fmt: skip
+    return FineTuneConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, demo_csv: Path, tiny_bert: Path) -> Path:
+    model_dir = tmp_path_factory.mktemp("ensemble")
+    train(TrainConfig(data=demo_csv, model_dir=model_dir, backend="transformer",
+                      fine_tune=tiny_config(tiny_bert)))  # fmt: skip
+    return model_dir
+
+
+def test_the_transformer_backend_saves_an_int8_ensemble(trained: Path) -> None:
+    meta = json.loads((trained / "meta.json").read_text())
+    facts = meta["metrics"]["transformer"]
+    assert 0.0 <= facts["weight"] <= 1.0 and facts["temperature"] > 0
+    assert 0.0 <= facts["int8_agreement"] <= 1.0
+    assert set(facts["holdout_macro_f1"]) == {"linear", "transformer", "ensemble"}
+    assert facts["history"] and "eval_macro_f1" in facts["history"][0]
+    assert set(meta["files"]) == {"transformer/model.onnx", "transformer/tokenizer.json",
+                                  "transformer/config.json"}  # fmt: skip
+    assert not (trained / "transformer-work").exists()  # checkpoints removed after success
+    assert (trained / "transformer" / "model.fp32.onnx").is_file()  # kept for agreement checks
+    model, _ = load_model(trained)
+    assert isinstance(model, EnsembleClassifier)
+    [prediction] = model.predict_explained(["小区垃圾桶满了好几天没人清理"], top_k=3)
+    assert prediction.category in model.classes_ and len(prediction.top) == 3
+    probabilities = model.predict_proba(["小区垃圾桶满了好几天没人清理", "工地晚上施工太吵"])
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+def test_a_changed_onnx_file_is_refused(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    with (copy / "transformer" / "model.onnx").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelLoadError, match="does not match the checksum"):
+        load_model(copy)
+
+
+def test_the_api_serves_the_ensemble(trained: Path, tmp_path: Path) -> None:
+    settings = Settings(model_dir=trained, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+                        encoder_dir=None, route=False)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/classify", json={"content": "工地晚上施工太吵"})
+        assert response.status_code == 200, response.text
+        assert response.json()["results"][0]["category"]
+
+
+def test_fine_tuning_is_seeded_and_resumes(tiny_bert: Path, tmp_path: Path) -> None:
+    texts = ["垃圾没人清理", "工地施工太吵", "路灯坏了", "学校收费"] * 8
+    labels = ["环境", "噪音", "城建", "教育"] * 8
+    classes = sorted(set(labels))
+    # one 教育 fewer: it weighs 31/(4·7), the others 31/(4·8)
+    assert np.allclose(class_weights(labels[:-1], classes), [31 / 32, 31 / 32, 31 / 28, 31 / 32])
+    config = tiny_config(tiny_bert, epochs=1, batch_size=8, patience=10)
+    messages: list[str] = []
+    first = fine_tune(texts, labels, texts[:8], labels[:8], classes, config, tmp_path / "a")
+    second = fine_tune(texts, labels, texts[:8], labels[:8], classes, config, tmp_path / "b")
+    assert first.history == second.history  # same seed, same run
+    longer = tiny_config(tiny_bert, epochs=2, batch_size=8, patience=10)
+    resumed = fine_tune(texts, labels, texts[:8], labels[:8], classes, longer, tmp_path / "a",
+                        progress=messages.append)  # fmt: skip
+    assert any(m.startswith("resuming from") for m in messages)
+    assert resumed.epochs_run == pytest.approx(2.0)
+    impatient = tiny_config(tiny_bert, epochs=3, batch_size=8, patience=1)
+    stopped = fine_tune(texts, labels, texts[:8], labels[:8], classes, impatient, tmp_path / "c")
+    assert stopped.epochs_run < 3  # validation macro-F1 stalled: stopped early
+
+
+def test_the_command_explains_a_missing_base_model(demo_csv: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from wangge.cli import app as cli
+
+    args = ["train", "--data", str(demo_csv), "--model-dir", str(tmp_path / "m")]
+    missing = CliRunner().invoke(
+        cli, [*args, "--backend", "transformer", "--base-model", str(tmp_path / "none")]
+    )
+    assert missing.exit_code == 2 and "not a Hugging Face model directory" in missing.output
+    unknown = CliRunner().invoke(cli, [*args, "--backend", "svm"])
+    assert unknown.exit_code == 2 and "backend must be one of linear, transformer" in unknown.output

@@ -1,0 +1,345 @@
+"""Fine-tune a pretrained encoder (a local Hugging Face directory) to classify messages.
+
+The texts it sees are the classifier's own preparation, the content tokens of
+:class:`wangge.nlp.segment.Tokenizer` joined by spaces
+(:func:`wangge.models.transformer.transformer_text`): raw and
+pre-segmented messages meet there, exactly as for the linear model, and serving prepares text
+with the same function.
+
+Practical on 2 CPU cores because (all measured, see the README): sequences are cut at
+``max_length`` sub-words, the embeddings and the lower ``freeze_layers`` encoder layers stay
+frozen, batches group texts of similar length, and training stops early when macro-F1 on the
+validation split stops improving. A GPU is used automatically when there is one (transformers'
+``Trainer``). Runs are seeded; checkpoints are written each evaluation and an interrupted run
+resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import softmax
+
+from wangge.errors import TrainingError
+from wangge.models.classifier import MessageClassifier, fit_temperature
+from wangge.models.transformer import (
+    CONFIG_FILE,
+    ONNX_FILE,
+    TOKENIZER_FILE,
+    TRANSFORMER_DIR,
+    EnsembleClassifier,
+    TransformerScorer,
+    transformer_text,
+)
+
+logger = logging.getLogger(__name__)
+
+HF_DIR = "hf"  # the fine-tuned checkpoint, before export, inside the work directory
+
+
+@dataclass
+class FineTuneConfig:
+    """How to fine-tune; the defaults are what was measured practical on 2 CPU cores."""
+
+    base_model: Path
+    max_length: int = 128
+    epochs: float = 3.0
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    freeze_layers: int = 6
+    patience: int = 1
+    evaluations_per_epoch: int = 2
+    seed: int = 42
+    class_weight: str | None = "balanced"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"base_model": str(self.base_model)}
+
+
+@dataclass
+class FineTuneResult:
+    checkpoint: Path  # the best checkpoint, as a Hugging Face directory
+    best_macro_f1: float
+    epochs_run: float
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def class_weights(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """``n / (k · count)`` per class, as scikit-learn's ``"balanced"``."""
+    counts = Counter(labels)
+    return np.asarray([len(labels) / (len(classes) * counts[c]) for c in classes], np.float32)
+
+
+def fine_tune(
+    train_texts: Sequence[str],
+    train_labels: Sequence[str],
+    val_texts: Sequence[str],
+    val_labels: Sequence[str],
+    classes: Sequence[str],
+    config: FineTuneConfig,
+    work_dir: str | Path,
+    *,
+    progress: Callable[[str], None] = logger.info,
+) -> FineTuneResult:
+    """Fine-tune ``config.base_model`` on prepared texts; the best checkpoint (by validation
+    macro-F1) ends in ``work_dir/hf``. Checkpoints go to ``work_dir/checkpoints``; if one is
+    there from an interrupted run with the same data, training resumes from it."""
+    import time
+
+    import torch
+    from datasets import Dataset
+    from sklearn.metrics import f1_score
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        TrainingArguments,
+        set_seed,
+    )
+    from transformers.trainer_utils import get_last_checkpoint
+
+    started = time.perf_counter()
+    work_dir = Path(work_dir)
+    base = Path(config.base_model)
+    if not (base / "config.json").is_file():
+        raise TrainingError(
+            f"{base} is not a Hugging Face model directory (no config.json); rebuild e5 with "
+            "`wangge models fetch-e5` or copy a checkpoint there"
+        )
+    set_seed(config.seed)
+    label_ids = {label: index for index, label in enumerate(classes)}
+    tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(base),
+        local_files_only=True,
+        num_labels=len(classes),
+        id2label=dict(enumerate(classes)),
+        label2id=label_ids,
+    )
+    frozen = _freeze(model, config.freeze_layers)
+    progress(f"fine-tuning {base.name}: {frozen} lower layers and the embeddings frozen")
+
+    def dataset(texts: Sequence[str], labels: Sequence[str]) -> Dataset:
+        encoded = tokenizer(list(texts), truncation=True, max_length=config.max_length)
+        return Dataset.from_dict(dict(encoded) | {"labels": [label_ids[y] for y in labels]})
+
+    train_set, val_set = dataset(train_texts, train_labels), dataset(val_texts, val_labels)
+    weights = (
+        torch.tensor(class_weights(train_labels, classes))
+        if config.class_weight == "balanced"
+        else None
+    )
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    eval_steps = max(1, steps_per_epoch // max(1, config.evaluations_per_epoch))
+    arguments = TrainingArguments(
+        output_dir=str(work_dir / "checkpoints"),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size * 2,
+        learning_rate=config.learning_rate,
+        warmup_steps=max(1, steps_per_epoch // 10),
+        weight_decay=0.01,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        train_sampling_strategy="group_by_length",
+        logging_steps=max(1, eval_steps // 4),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=[],
+        dataloader_num_workers=0,
+    )
+
+    def metrics(prediction: Any) -> dict[str, float]:
+        predicted = np.asarray(prediction.predictions).argmax(axis=1)
+        gold = prediction.label_ids
+        return {"macro_f1": float(f1_score(gold, predicted, average="macro"))}
+
+    trainer = _weighted_trainer_class()(
+        model=model,
+        args=arguments,
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=metrics,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience)],
+        class_weights=weights,
+    )
+    checkpoints = work_dir / "checkpoints"
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if last:
+        progress(f"resuming from {last}")
+    trainer.train(resume_from_checkpoint=last)
+    checkpoint = work_dir / HF_DIR
+    trainer.save_model(str(checkpoint))
+    kept = ("epoch", "step", "eval_loss", "eval_macro_f1")  # not timings: runs compare equal
+    history = [
+        {key: float(entry[key]) for key in kept if key in entry}
+        for entry in trainer.state.log_history
+        if "eval_macro_f1" in entry
+    ]
+    best = max((h["eval_macro_f1"] for h in history), default=float("nan"))
+    return FineTuneResult(
+        checkpoint=checkpoint,
+        best_macro_f1=best,
+        epochs_run=float(trainer.state.epoch or 0.0),
+        seconds=time.perf_counter() - started,
+        history=history,
+    )
+
+
+def _freeze(model: Any, layers: int) -> int:
+    """Freeze the embeddings and the lower ``layers`` encoder layers; returns how many."""
+    base = model.base_model
+    for parameter in base.embeddings.parameters():
+        parameter.requires_grad = False
+    encoder_layers = base.encoder.layer
+    count = min(layers, len(encoder_layers))
+    for layer in encoder_layers[:count]:
+        for parameter in layer.parameters():
+            parameter.requires_grad = False
+    return count
+
+
+def _weighted_trainer_class() -> type:
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        """A Trainer whose cross-entropy weighs classes (rare categories count more)."""
+
+        def __init__(self, *args: Any, class_weights: Any = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.class_weights = class_weights
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            import torch
+
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            weight = None if self.class_weights is None else self.class_weights.to(labels.device)
+            loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedTrainer
+
+
+def add_transformer(
+    linear: MessageClassifier,
+    tokens: Sequence[Sequence[str]],
+    labels: np.ndarray,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    config: FineTuneConfig,
+    model_dir: Path,
+    progress: Callable[[str], None],
+) -> tuple[EnsembleClassifier, np.ndarray, dict[str, Any], tuple[str, ...]]:
+    """Fine-tune on the ``fit`` rows (stopping on ``val``), export to ONNX and quantise into
+    ``model_dir/transformer`` (the float graph is kept as ``model.fp32.onnx``, which serving
+    does not read), check the int8 graph against the float one on the hold-out
+    (``test``), and mix with ``linear`` (fitted on the same ``fit`` rows): temperature and
+    weight fitted on ``val``. Returns the ensemble, its hold-out probabilities, metrics
+    (hold-out macro-F1 of each part and of the mixture, int8 agreement …) and the files it
+    reads."""
+    import shutil
+
+    from sklearn.metrics import f1_score
+
+    from wangge.nlp.onnx_export import export_classifier, quantize_onnx
+
+    fit_idx, val_idx, test_idx = splits
+    classes = [str(c) for c in linear.classes_]
+    texts = [transformer_text(t) for t in tokens]
+    work_dir = model_dir / "transformer-work"
+    result = fine_tune(
+        [texts[i] for i in fit_idx], list(labels[fit_idx]), [texts[i] for i in val_idx],
+        list(labels[val_idx]), classes, config, work_dir, progress=progress,
+    )  # fmt: skip
+    progress(f"fine-tuned in {result.seconds:.0f}s ({result.epochs_run:.2f} epochs), best "
+             f"validation macro-F1 {result.best_macro_f1:.4f}; exporting to ONNX")  # fmt: skip
+    out = model_dir / TRANSFORMER_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    fp32_path = out / "model.fp32.onnx"
+    export_classifier(result.checkpoint, fp32_path)
+    quantize_onnx(fp32_path, out / ONNX_FILE)
+    for name in (TOKENIZER_FILE, CONFIG_FILE):
+        shutil.copyfile(result.checkpoint / name, out / name)
+
+    int8 = TransformerScorer(out, max_length=config.max_length)
+    fp32 = TransformerScorer(out, max_length=config.max_length, onnx_file=fp32_path.name)
+    test_texts = [texts[i] for i in test_idx]
+    test_logits = int8.logits(test_texts)
+    agreement = float((fp32.logits(test_texts).argmax(1) == test_logits.argmax(1)).mean())
+    del fp32  # the float graph stays beside the int8 one, for agreement checks on other data
+    progress(f"int8 and float predictions agree on {agreement:.1%} of the hold-out")
+
+    gold_val = np.searchsorted(linear.classes_, labels[val_idx])
+    val_logits = int8.logits([texts[i] for i in val_idx])
+    temperature = fit_temperature(val_logits, gold_val)
+    linear_val = linear.predict_proba_tokens([tokens[i] for i in val_idx])
+    weight = _mixture_weight(softmax(val_logits / temperature, axis=1), linear_val, gold_val)
+
+    linear_test = linear.predict_proba_tokens([tokens[i] for i in test_idx])
+    transformer_test = softmax(test_logits / temperature, axis=1)
+    mixed = weight * transformer_test + (1 - weight) * linear_test
+    gold_test = labels[test_idx]
+
+    def macro_f1(probabilities: np.ndarray) -> float:
+        predicted = linear.classes_[probabilities.argmax(axis=1)]
+        return round(float(f1_score(gold_test, predicted, average="macro")), 4)
+
+    metrics = {
+        "transformer": {
+            "holdout_macro_f1": {
+                "linear": macro_f1(linear_test),
+                "transformer": macro_f1(transformer_test),
+                "ensemble": macro_f1(mixed),
+            },  # fmt: skip
+            "weight": weight,
+            "temperature": round(temperature, 4),
+            "int8_agreement": round(agreement, 4),
+            "validation_macro_f1": round(result.best_macro_f1, 4),
+            "epochs": round(result.epochs_run, 2),
+            "fine_tune_seconds": round(result.seconds, 1),
+            "history": result.history,
+        }
+    }
+    progress(f"hold-out macro-F1: {metrics['transformer']['holdout_macro_f1']}; weight of the "
+             f"transformer {weight:.2f}")  # fmt: skip
+    shutil.rmtree(work_dir)  # checkpoints only matter to resume an interrupted run
+    ensemble = EnsembleClassifier(
+        linear, transformer_weight=weight, temperature=temperature, max_length=config.max_length
+    )
+    ensemble.attach(model_dir)
+    files = tuple(f"{TRANSFORMER_DIR}/{name}" for name in (ONNX_FILE, TOKENIZER_FILE, CONFIG_FILE))
+    return ensemble, mixed, metrics, files
+
+
+def _mixture_weight(transformer: np.ndarray, linear: np.ndarray, gold: np.ndarray) -> float:
+    """The weight of the transformer (0, 0.05 … 1) whose mixture has the least log-loss."""
+    rows = np.arange(len(gold))
+
+    def log_loss(weight: float) -> float:
+        mixed = weight * transformer + (1 - weight) * linear
+        return float(-np.log(np.clip(mixed[rows, gold], 1e-12, None)).mean())
+
+    return min((round(w, 2) for w in np.linspace(0, 1, 21)), key=log_loss)
