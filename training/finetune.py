@@ -46,14 +46,19 @@ HF_DIR = "hf"  # the fine-tuned checkpoint, before export, inside the work direc
 
 @dataclass
 class FineTuneConfig:
-    """How to fine-tune; the defaults are what was measured practical on 2 CPU cores."""
+    """How to fine-tune. The defaults were chosen by measurement on 2 CPU cores (README):
+    multilingual-e5-small cut to its lower 6 layers, 64 sub-words, the embeddings and 2
+    layers frozen, 2 epochs, trained in 10 minutes on the 7.8k Teddy Cup messages and scores
+    about 100 messages/s in int8, against 37 minutes and 24 messages/s for all 12 layers at
+    128 sub-words with 6 frozen, for a hold-out macro-F1 of 0.883 against 0.891."""
 
     base_model: Path
-    max_length: int = 128
-    epochs: float = 3.0
+    max_length: int = 64
+    epochs: float = 2.0
     batch_size: int = 16
     learning_rate: float = 1e-4
-    freeze_layers: int = 6
+    freeze_layers: int = 2
+    layers: int | None = 6  # keep only the lower N encoder layers (None: all)
     patience: int = 1
     evaluations_per_epoch: int = 2
     seed: int = 42
@@ -125,8 +130,13 @@ def fine_tune(
         id2label=dict(enumerate(classes)),
         label2id=label_ids,
     )
+    if config.layers is not None:
+        _truncate(model, config.layers)
     frozen = _freeze(model, config.freeze_layers)
-    progress(f"fine-tuning {base.name}: {frozen} lower layers and the embeddings frozen")
+    progress(
+        f"fine-tuning {base.name} ({len(model.base_model.encoder.layer)} layers): {frozen} "
+        "lower layers and the embeddings frozen"
+    )
 
     def dataset(texts: Sequence[str], labels: Sequence[str]) -> Dataset:
         encoded = tokenizer(list(texts), truncation=True, max_length=config.max_length)
@@ -201,6 +211,16 @@ def fine_tune(
         seconds=time.perf_counter() - started,
         history=history,
     )
+
+
+def _truncate(model: Any, layers: int) -> None:
+    """Keep the embeddings and the lower ``layers`` encoder layers (the upper ones are dropped
+    from the model and its config): half the layers, half the time per message."""
+    encoder = model.base_model.encoder
+    if not 1 <= layers <= len(encoder.layer):
+        raise TrainingError(f"layers must be between 1 and {len(encoder.layer)}, not {layers}")
+    encoder.layer = encoder.layer[:layers]
+    model.config.num_hidden_layers = layers
 
 
 def _freeze(model: Any, layers: int) -> int:

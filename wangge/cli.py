@@ -140,10 +140,16 @@ def train(
             "(`wangge models fetch-e5`)."
         ),
     ] = None,
-    max_length: Annotated[int, typer.Option(min=8, help="Transformer: sub-words per text.")] = 128,
-    epochs: Annotated[float, typer.Option(min=0.1, help="Transformer: most epochs.")] = 3.0,
+    max_length: Annotated[int, typer.Option(min=8, help="Transformer: sub-words per text.")] = 64,
+    epochs: Annotated[float, typer.Option(min=0.1, help="Transformer: most epochs.")] = 2.0,
     freeze_layers: Annotated[
         int, typer.Option(min=0, help="Transformer: lower encoder layers kept frozen.")
+    ] = 2,
+    layers: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Transformer: keep only the lower N encoder layers (0: all of them)."
+        ),
     ] = 6,
     batch_size: Annotated[int, typer.Option(min=1, help="Transformer: batch size.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Transformer: learning rate.")] = 1e-4,
@@ -157,8 +163,8 @@ def train(
     if backend == "transformer":
         fine_tune = FineTuneConfig(
             base_model=base_model or DEFAULT_ENCODER_DIR, max_length=max_length, epochs=epochs,
-            freeze_layers=freeze_layers, batch_size=batch_size, learning_rate=learning_rate,
-            seed=seed,
+            freeze_layers=freeze_layers, layers=layers or None, batch_size=batch_size,
+            learning_rate=learning_rate, seed=seed,
         )  # fmt: skip
 
     config = TrainConfig(

@@ -65,7 +65,8 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, demo_csv: Path) -> Path:
 
 def tiny_config(base: Path, **changes: object) -> FineTuneConfig:
     values: dict = dict(base_model=base, max_length=48, epochs=2, batch_size=16,
-                        learning_rate=1e-3, freeze_layers=1, seed=7) | changes  # fmt: skip
+                        learning_rate=1e-3, freeze_layers=1, layers=None, seed=7)  # fmt: skip
+    values |= changes
     return FineTuneConfig(**values)
 
 
@@ -149,3 +150,14 @@ def test_the_command_explains_a_missing_base_model(demo_csv: Path, tmp_path: Pat
     assert missing.exit_code == 2 and "not a Hugging Face model directory" in missing.output
     unknown = CliRunner().invoke(cli, [*args, "--backend", "svm"])
     assert unknown.exit_code == 2 and "backend must be one of linear, transformer" in unknown.output
+
+
+def test_a_smaller_model_keeps_the_lower_layers(tiny_bert: Path, tmp_path: Path) -> None:
+    texts, labels = ["垃圾没人清理", "工地施工太吵"] * 8, ["环境", "噪音"] * 8
+    config = tiny_config(tiny_bert, epochs=1, batch_size=8, layers=1, freeze_layers=0)
+    result = fine_tune(texts, labels, texts[:4], labels[:4], ["噪音", "环境"], config, tmp_path)
+    saved = json.loads((result.checkpoint / "config.json").read_text())
+    assert saved["num_hidden_layers"] == 1
+    with pytest.raises(Exception, match="layers must be between 1 and 2"):
+        fine_tune(texts, labels, texts[:4], labels[:4], ["噪音", "环境"],
+                  tiny_config(tiny_bert, layers=3), tmp_path / "x")  # fmt: skip
