@@ -93,7 +93,10 @@ def tasks(
     store: StoreDep,
     _: ReviewerDep,
     status: Annotated[str, Query(pattern="^(open|claimed|done|invalid)$")] = "open",
-    reason: Annotated[str | None, Query(description="category, location or duplicate")] = None,
+    reason: Annotated[
+        str | None,
+        Query(pattern="^(category|location|duplicate)$", description="a reason for review"),
+    ] = None,
     street: Annotated[str | None, Query(description="street code")] = None,
     category: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

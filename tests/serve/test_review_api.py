@@ -79,6 +79,8 @@ def test_two_reviewers_cannot_overwrite_each_other(client: TestClient) -> None:
     assert client.get("/review/api/tasks", headers=li).json()["tasks"] == []
     done = client.get("/review/api/tasks", params={"status": "done"}, headers=li).json()["tasks"]
     assert done[0]["prediction"]["review"]["by"] == "wang"
+    unknown = client.get("/review/api/tasks", params={"reason": "%"}, headers=li)
+    assert unknown.status_code == 422  # reasons are a fixed set, not a pattern
     missing = client.post("/review/api/tasks/999/claim", json={"version": 1}, headers=wang)
     assert missing.status_code == 404
 
