@@ -77,6 +77,19 @@ class FineTuneResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def require_transformer_extra() -> None:
+    """Fail with the command to run when the packages fine-tuning needs are missing (they are
+    the ``transformer`` extra, not part of the default install)."""
+    from importlib.util import find_spec
+
+    missing = [name for name in ("torch", "transformers", "accelerate") if find_spec(name) is None]
+    if missing:
+        raise TrainingError(
+            f"the transformer backend needs {', '.join(missing)}: install the transformer "
+            "extra (bash scripts/setup.sh dev,transformer)"
+        )
+
+
 def class_weights(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     """``n / (k · count)`` per class, as scikit-learn's ``"balanced"``."""
     counts = Counter(labels)

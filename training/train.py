@@ -32,7 +32,7 @@ from wangge.training.evaluate import (
     evaluate_predictions,
     save_confusion_png,
 )
-from wangge.training.finetune import FineTuneConfig, add_transformer
+from wangge.training.finetune import FineTuneConfig, add_transformer, require_transformer_extra
 from wangge.training.loaders import LoadedMessages, load_messages
 
 logger = logging.getLogger(__name__)
@@ -157,8 +157,10 @@ def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResu
         raise TrainingError(f"holdout must be between 0 and 1, got {config.holdout}")
     if config.backend not in BACKENDS:
         raise TrainingError(f"backend must be one of {', '.join(BACKENDS)}, not {config.backend!r}")
-    if config.backend == "transformer" and config.fine_tune is None:
-        raise TrainingError("the transformer backend needs a base model (--base-model DIR)")
+    if config.backend == "transformer":
+        require_transformer_extra()
+        if config.fine_tune is None:
+            raise TrainingError("the transformer backend needs a base model (--base-model DIR)")
     texts, labels = data.texts, data.labels
     if config.reviews is not None:
         reviewed = load_messages(config.reviews, require_label=True)

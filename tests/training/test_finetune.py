@@ -161,3 +161,20 @@ def test_a_smaller_model_keeps_the_lower_layers(tiny_bert: Path, tmp_path: Path)
     with pytest.raises(Exception, match="layers must be between 1 and 2"):
         fine_tune(texts, labels, texts[:4], labels[:4], ["噪音", "环境"],
                   tiny_config(tiny_bert, layers=3), tmp_path / "x")  # fmt: skip
+
+
+def test_a_missing_extra_is_named(
+    demo_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from wangge.errors import TrainingError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    config = TrainConfig(data=demo_csv, model_dir=tmp_path, backend="transformer",
+                         fine_tune=FineTuneConfig(base_model=tmp_path))  # fmt: skip
+    with pytest.raises(TrainingError, match="needs torch: install the transformer extra"):
+        train(config)
