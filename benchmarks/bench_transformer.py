@@ -64,6 +64,9 @@ def agreement_and_sweep(model_dir: Path, data_dir: Path) -> None:
     tokens = model.tokenize(dev.texts)
     texts = [transformer_text(t) for t in tokens]
     int8 = model.scorer.logits(texts)
+    linear = model.linear.predict_proba_tokens(tokens)
+    transformer = softmax(int8 / model.temperature, axis=1)
+    w = model.transformer_weight
     fp32_path = model_dir / TRANSFORMER_DIR / FP32_FILE
     if fp32_path.is_file():
         fp32 = TransformerScorer(
@@ -71,18 +74,12 @@ def agreement_and_sweep(model_dir: Path, data_dir: Path) -> None:
         ).logits(texts)
         agree = float((fp32.argmax(1) == int8.argmax(1)).mean())
         say(f"int8 vs float transformer: same category for {agree:.1%} of the dev messages")
-        transformer = softmax(fp32 / model.temperature, axis=1)
-        linear = model.linear.predict_proba_tokens(tokens)
-        w = model.transformer_weight
-        float_mix = (w * transformer + (1 - w) * linear).argmax(1)
-        int8_mix = model.predict_proba_tokens(tokens).argmax(1)
-        say(
-            f"int8 vs float ensemble: same category for {float(np.mean(float_mix == int8_mix)):.1%}"
-        )
+        float_mix = (w * softmax(fp32 / model.temperature, axis=1) + (1 - w) * linear).argmax(1)
+        int8_mix = (w * transformer + (1 - w) * linear).argmax(1)
+        same = float(np.mean(float_mix == int8_mix))
+        say(f"int8 vs float ensemble: same category for {same:.1%}")
     else:
         say(f"({fp32_path} not found: no int8/float agreement)")
-    transformer = softmax(int8 / model.temperature, axis=1)
-    linear = model.linear.predict_proba_tokens(tokens)
     sweep = []
     for weight in np.linspace(0, 1, 11):
         mixed = weight * transformer + (1 - weight) * linear

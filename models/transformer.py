@@ -16,7 +16,6 @@ and the review queue need not know which one they hold.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,12 +25,10 @@ import numpy as np
 from scipy.special import softmax
 
 from wangge.models.classifier import MessageClassifier, Prediction
-from wangge.nlp.embeddings import run_batched
+from wangge.nlp.embeddings import OnnxTextModel
 
 TRANSFORMER_DIR = "transformer"
 ONNX_FILE = "model.onnx"
-TOKENIZER_FILE = "tokenizer.json"
-CONFIG_FILE = "config.json"
 
 
 def transformer_text(tokens: Sequence[str]) -> str:
@@ -39,7 +36,7 @@ def transformer_text(tokens: Sequence[str]) -> str:
     return " ".join(tokens)
 
 
-class TransformerScorer:
+class TransformerScorer(OnnxTextModel):
     """Logits of the exported classifier in ``directory`` (``model.onnx`` by default)."""
 
     def __init__(
@@ -51,29 +48,14 @@ class TransformerScorer:
         batch_size: int = 32,
         threads: int | None = None,
     ) -> None:
-        import onnxruntime
-        from tokenizers import Tokenizer
-
-        directory = Path(directory)
-        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        self.labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
-        self.pad_id = int(config.get("pad_token_id") or 0)
-        self.batch_size = batch_size
-        self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length)
-        options = onnxruntime.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(
-            str(directory / onnx_file), options, providers=["CPUExecutionProvider"]
+        super().__init__(
+            directory, onnx_file, max_length=max_length, batch_size=batch_size, threads=threads
         )
+        id2label = self.config["id2label"]
+        self.labels = [id2label[str(i)] for i in range(len(id2label))]
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        return run_batched(
-            self.session, self.tokenizer, texts, pad_id=self.pad_id,
-            batch_size=self.batch_size, width=len(self.labels),
-        )  # fmt: skip
+        return self.run(texts)
 
 
 class EnsembleClassifier:

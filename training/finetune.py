@@ -30,14 +30,13 @@ from scipy.special import softmax
 from wangge.errors import TrainingError
 from wangge.models.classifier import MessageClassifier, fit_temperature
 from wangge.models.transformer import (
-    CONFIG_FILE,
     ONNX_FILE,
-    TOKENIZER_FILE,
     TRANSFORMER_DIR,
     EnsembleClassifier,
     TransformerScorer,
     transformer_text,
 )
+from wangge.nlp.embeddings import CONFIG_FILE, TOKENIZER_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -282,6 +281,7 @@ def add_transformer(
     tokens: Sequence[Sequence[str]],
     labels: np.ndarray,
     splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    linear_test: np.ndarray,
     config: FineTuneConfig,
     model_dir: Path,
     progress: Callable[[str], None],
@@ -289,7 +289,8 @@ def add_transformer(
     """Fine-tune on the ``fit`` rows (stopping on ``val``), export to ONNX and quantise into
     ``model_dir/transformer`` (the float graph is kept as ``model.fp32.onnx``, which serving
     does not read), check the int8 graph against the float one on the hold-out
-    (``test``), and mix with ``linear`` (fitted on the same ``fit`` rows): temperature and
+    (``test``), and mix with ``linear`` (fitted on the same ``fit`` rows; ``linear_test`` are
+    its hold-out probabilities): temperature and
     weight fitted on ``val``. Returns the ensemble, its hold-out probabilities, metrics
     (hold-out macro-F1 of each part and of the mixture, int8 agreement …) and the files it
     reads."""
@@ -331,7 +332,6 @@ def add_transformer(
     linear_val = linear.predict_proba_tokens([tokens[i] for i in val_idx])
     weight = _mixture_weight(softmax(val_logits / temperature, axis=1), linear_val, gold_val)
 
-    linear_test = linear.predict_proba_tokens([tokens[i] for i in test_idx])
     transformer_test = softmax(test_logits / temperature, axis=1)
     mixed = weight * transformer_test + (1 - weight) * linear_test
     gold_test = labels[test_idx]

@@ -223,8 +223,8 @@ def _train_target(
     if config.backend == "transformer":
         assert config.fine_tune is not None
         model, probabilities, extra_metrics, files = add_transformer(
-            classifier, tokens, label_array, (fit_idx, val_idx, test_idx), config.fine_tune,
-            model_dir, step,
+            classifier, tokens, label_array, (fit_idx, val_idx, test_idx), probabilities,
+            config.fine_tune, model_dir, step,
         )  # fmt: skip
     predicted = classifier.classes_[probabilities.argmax(axis=1)]
     gold = label_array[test_idx]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -26,14 +27,24 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> tuple[MessageClassifier, 
     return tiny_model(tmp_path_factory.mktemp("model"), review_threshold=0.99)
 
 
-@pytest.fixture()
-def client(database_url: str, model: tuple[MessageClassifier, ModelMeta]) -> Iterator[TestClient]:
+@contextmanager
+def reviewing_service(
+    database_url: str, model: tuple[MessageClassifier, ModelMeta], *, route: bool
+) -> Iterator[TestClient]:
+    """The service with reviewers wang and li, routing messages or not."""
     for name in ("wang", "li"):
         added = CliRunner().invoke(cli, ["users", "add", name, "--database-url", database_url],
                                    input=PASSWORD + "\n")  # fmt: skip
         assert added.exit_code == 0, added.output
-    settings = Settings(database_url=database_url, encoder_dir=None, route=False)
+    settings = Settings(database_url=database_url, encoder_dir=None, route=route)
     with TestClient(create_app(settings, model=model[0], meta=model[1])) as test_client:
+        yield test_client
+
+
+@pytest.fixture()
+def client(database_url: str, model: tuple[MessageClassifier, ModelMeta]) -> Iterator[TestClient]:
+    """Without routing, after one doubtful message."""
+    with reviewing_service(database_url, model, route=False) as test_client:
         response = test_client.post("/v1/messages", json={"id": "m1", "content": "垃圾没人清理"})
         assert response.status_code == 200, response.text
         yield test_client
@@ -214,11 +225,7 @@ def test_a_corrected_duplicate_link_moves_the_message_between_cases(client: Test
 def routed_client(
     database_url: str, model: tuple[MessageClassifier, ModelMeta]
 ) -> Iterator[TestClient]:
-    added = CliRunner().invoke(cli, ["users", "add", "wang", "--database-url", database_url],
-                               input=PASSWORD + "\n")  # fmt: skip
-    assert added.exit_code == 0, added.output
-    settings = Settings(database_url=database_url, encoder_dir=None, route=True)
-    with TestClient(create_app(settings, model=model[0], meta=model[1])) as test_client:
+    with reviewing_service(database_url, model, route=True) as test_client:
         yield test_client
 
 
