@@ -9,7 +9,7 @@ it loads in 3 s instead of 8–14 s.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +55,16 @@ class OnnxTextModel:
         self.width = int(self.session.get_outputs()[0].shape[-1])
 
     def run(self, texts: Sequence[str]) -> np.ndarray:
-        """The model's output, one float32 row per text. Texts are sorted by length before
-        batching so that each batch pads little; the output keeps the input order."""
+        """The model's output, one float32 row per text, in the input order."""
         out = np.empty((len(texts), self.width), dtype=np.float32)
+        for rows, feed in self.batches(texts):
+            (values,) = self.session.run(None, feed)
+            out[rows] = values
+        return out
+
+    def batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+        """The graph's inputs for ``texts``, batch by batch, with the rows each batch holds.
+        Texts are sorted by length before batching so that each batch pads little."""
         ids = [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]), reverse=True)
         for start in range(0, len(order), self.batch_size):
@@ -68,9 +75,7 @@ class OnnxTextModel:
             for row, index in enumerate(batch):
                 input_ids[row, : len(ids[index])] = ids[index]
                 mask[row, : len(ids[index])] = 1
-            (values,) = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})
-            out[batch] = values
-        return out
+            yield batch, {"input_ids": input_ids, "attention_mask": mask}
 
 
 class SentenceEncoder(OnnxTextModel):

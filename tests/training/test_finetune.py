@@ -22,7 +22,12 @@ from wangge.models.artifact import load_model  # noqa: E402
 from wangge.models.transformer import EnsembleClassifier  # noqa: E402
 from wangge.serve.app import create_app  # noqa: E402
 from wangge.serve.config import Settings  # noqa: E402
-from wangge.training.finetune import FineTuneConfig, class_weights, fine_tune  # noqa: E402
+from wangge.training.finetune import (  # noqa: E402
+    SMOOTHING_ALPHAS,
+    FineTuneConfig,
+    class_weights,
+    fine_tune,
+)
 from wangge.training.train import TrainConfig, train  # noqa: E402
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -83,6 +88,9 @@ def test_the_transformer_backend_saves_an_int8_ensemble(trained: Path) -> None:
     facts = meta["metrics"]["transformer"]
     assert 0.0 <= facts["weight"] <= 1.0 and facts["temperature"] > 0
     assert 0.0 <= facts["int8_agreement"] <= 1.0
+    agreements = facts["int8_validation_agreement"]  # one smoothed int8 graph tried per alpha
+    assert set(agreements) == {str(alpha) for alpha in SMOOTHING_ALPHAS}
+    assert agreements[str(facts["smoothing_alpha"])] == max(agreements.values())
     assert set(facts["holdout_macro_f1"]) == {"linear", "transformer", "ensemble"}
     assert facts["history"] and "eval_macro_f1" in facts["history"][0]
     assert set(meta["files"]) == {"transformer/model.onnx", "transformer/tokenizer.json",
