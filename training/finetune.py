@@ -148,8 +148,8 @@ def fine_tune(
         label2id=label_ids,
     )
     if config.layers is not None:
-        _truncate(model, config.layers)
-    frozen = _freeze(model, config.freeze_layers)
+        truncate_layers(model, config.layers)
+    frozen = freeze_lower(model, config.freeze_layers)
     progress(
         f"fine-tuning {base.name} ({len(model.base_model.encoder.layer)} layers): {frozen} "
         "lower layers and the embeddings frozen"
@@ -196,7 +196,11 @@ def fine_tune(
         gold = prediction.label_ids
         return {"macro_f1": float(f1_score(gold, predicted, average="macro"))}
 
-    trainer = _weighted_trainer_class()(
+    def weighted_cross_entropy(logits: Any, labels: Any) -> Any:
+        weight = None if weights is None else weights.to(labels.device)
+        return torch.nn.functional.cross_entropy(logits, labels, weight=weight)
+
+    trainer = trainer_with_loss(weighted_cross_entropy)(
         model=model,
         args=arguments,
         train_dataset=train_set,
@@ -205,7 +209,6 @@ def fine_tune(
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience)],
-        class_weights=weights,
     )
     checkpoints = work_dir / "checkpoints"
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
@@ -230,7 +233,7 @@ def fine_tune(
     )
 
 
-def _truncate(model: Any, layers: int) -> None:
+def truncate_layers(model: Any, layers: int) -> None:
     """Keep the embeddings and the lower ``layers`` encoder layers (the upper ones are dropped
     from the model and its config): half the layers, half the time per message."""
     encoder = model.base_model.encoder
@@ -240,7 +243,7 @@ def _truncate(model: Any, layers: int) -> None:
     model.config.num_hidden_layers = layers
 
 
-def _freeze(model: Any, layers: int) -> int:
+def freeze_lower(model: Any, layers: int) -> int:
     """Freeze the embeddings and the lower ``layers`` encoder layers; returns how many."""
     base = model.base_model
     for parameter in base.embeddings.parameters():
@@ -253,16 +256,12 @@ def _freeze(model: Any, layers: int) -> int:
     return count
 
 
-def _weighted_trainer_class() -> type:
+def trainer_with_loss(loss: Callable[[Any, Any], Any]) -> type:
+    """A transformers ``Trainer`` class whose loss is ``loss(logits, labels)`` (class-weighted
+    cross-entropy here, the cut-vocabulary one of :mod:`wangge.training.adapt`)."""
     from transformers import Trainer
 
-    class WeightedTrainer(Trainer):
-        """A Trainer whose cross-entropy weighs classes (rare categories count more)."""
-
-        def __init__(self, *args: Any, class_weights: Any = None, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.class_weights = class_weights
-
+    class LossTrainer(Trainer):
         def compute_loss(
             self,
             model: Any,
@@ -270,15 +269,12 @@ def _weighted_trainer_class() -> type:
             return_outputs: bool = False,
             num_items_in_batch: Any = None,
         ) -> Any:
-            import torch
-
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            weight = None if self.class_weights is None else self.class_weights.to(labels.device)
-            loss = torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight)
-            return (loss, outputs) if return_outputs else loss
+            value = loss(outputs.logits, labels)
+            return (value, outputs) if return_outputs else value
 
-    return WeightedTrainer
+    return LossTrainer
 
 
 def add_transformer(

@@ -417,6 +417,55 @@ def fetch_e5(
         typer.echo(message)
 
 
+@models_app.command("adapt")
+def adapt(
+    data: Annotated[
+        list[Path],
+        typer.Option("--data", help="Unlabelled messages (CSV, XLSX, JSONL); repeat for several."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model directory to write.")],
+    text_column: TextColumnOption = None,
+    base_model: Annotated[
+        Path, typer.Option(help="Hugging Face model directory to adapt.")
+    ] = DEFAULT_ENCODER_DIR,
+    layers: Annotated[
+        int, typer.Option(min=0, help="Keep only the lower N encoder layers (0: all of them).")
+    ] = 6,
+    max_length: Annotated[int, typer.Option(min=8, help="Sub-words per text.")] = 64,
+    epochs: Annotated[float, typer.Option(min=0.1, help="Passes over the messages.")] = 1.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 5e-5,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+) -> None:
+    """Continue the masked-language-model training of --base-model on a district's unlabelled
+    messages (domain adaptation), to fine-tune afterwards with `wangge train --backend
+    transformer --base-model OUTPUT` (needs the transformer extra)."""
+    from wangge.models.classifier import MessageClassifier
+    from wangge.models.transformer import transformer_text
+    from wangge.training.adapt import AdaptConfig, adapt_encoder
+    from wangge.training.finetune import require_transformer_extra
+    from wangge.training.loaders import load_messages
+
+    config = AdaptConfig(
+        base_model=base_model, layers=layers or None, max_length=max_length, epochs=epochs,
+        batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+    )  # fmt: skip
+    try:
+        require_transformer_extra()
+        texts: list[str] = []
+        for path in data:
+            texts += load_messages(path, text_columns=text_column or None).texts
+        _progress(f"preparing {len(texts)} messages")
+        prepared = [transformer_text(tokens) for tokens in MessageClassifier().tokenize(texts)]
+        seconds = adapt_encoder(prepared, output, config, progress=_progress)
+    except WanggeError as error:
+        _fail(error)
+    typer.echo(
+        f"adapted encoder written to {output} in {seconds:.0f}s; fine-tune it with "
+        f"`wangge train ... --backend transformer --base-model {output}`"
+    )
+
+
 StoreOption = Annotated[
     Path,
     typer.Option("--store", envvar="WANGGE_MODEL_STORE", help="Model store directory."),

@@ -186,3 +186,35 @@ def test_a_missing_extra_is_named(
                          fine_tune=FineTuneConfig(base_model=tmp_path))  # fmt: skip
     with pytest.raises(TrainingError, match="needs torch: install the transformer extra"):
         train(config)
+
+
+def test_adapting_on_unlabelled_messages_gives_a_base_to_fine_tune(
+    tiny_bert: Path, demo_csv: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from wangge.cli import app as cli
+
+    adapted = tmp_path / "adapted"
+    args = ["models", "adapt", "--data", str(demo_csv), "--base-model", str(tiny_bert),
+            "--output", str(adapted), "--layers", "1", "--epochs", "1"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert f"--base-model {adapted}" in result.output
+    assert json.loads((adapted / "config.json").read_text())["num_hidden_layers"] == 1
+    assert not (adapted / "checkpoints").exists()
+    before = transformers.AutoModel.from_pretrained(str(tiny_bert))
+    after = transformers.AutoModel.from_pretrained(str(adapted))
+    layer = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(before.state_dict()[layer], after.state_dict()[layer])  # it learned
+
+    texts, labels = ["垃圾没人清理", "工地施工太吵"] * 8, ["环境", "噪音"] * 8
+    config = tiny_config(adapted, epochs=1, batch_size=8, freeze_layers=0)
+    classes = ["噪音", "环境"]
+    tuned = fine_tune(texts, labels, texts[:4], labels[:4], classes, config, tmp_path / "t")
+    assert tuned.checkpoint.is_dir()
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("留言主题,留言详情\n的,了\n", encoding="utf-8")  # only stop words
+    refused = CliRunner().invoke(cli, [*args[:3], str(empty), *args[4:]])
+    assert refused.exit_code == 2 and "no text to adapt on" in refused.output
