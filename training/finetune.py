@@ -397,7 +397,7 @@ def _quantize_most_faithful(
     agreements: dict[str, float] = {}
     best, chosen = -1.0, SMOOTHING_ALPHAS[0]
     for alpha in SMOOTHING_ALPHAS:
-        quantize_onnx(fp32_path, candidate, calibration=calibration, alpha=alpha)
+        quantize_onnx(fp32_path, candidate, calibration=calibration, alpha=alpha, embeddings=True)
         scorer = TransformerScorer(
             candidate.parent, max_length=max_length, onnx_file=candidate.name
         )
