@@ -33,10 +33,10 @@ logger = logging.getLogger(__name__)
 @dataclass
 class AdaptConfig:
     """How to adapt; the defaults match :class:`~wangge.training.finetune.FineTuneConfig`'s
-    (6 layers, 64 sub-words) so that the adapted encoder is the one fine-tuning uses."""
+    (5 layers, 64 sub-words) so that the adapted encoder is the one fine-tuning uses."""
 
     base_model: Path
-    layers: int | None = 6
+    layers: int | None = 5
     max_length: int = 64
     epochs: float = 1.0
     batch_size: int = 16

@@ -150,7 +150,7 @@ def train(
         typer.Option(
             min=0, help="Transformer: keep only the lower N encoder layers (0: all of them)."
         ),
-    ] = 6,
+    ] = 5,
     batch_size: Annotated[int, typer.Option(min=1, help="Transformer: batch size.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Transformer: learning rate.")] = 1e-4,
 ) -> None:
@@ -430,7 +430,7 @@ def adapt(
     ] = DEFAULT_ENCODER_DIR,
     layers: Annotated[
         int, typer.Option(min=0, help="Keep only the lower N encoder layers (0: all of them).")
-    ] = 6,
+    ] = 5,
     max_length: Annotated[int, typer.Option(min=8, help="Sub-words per text.")] = 64,
     epochs: Annotated[float, typer.Option(min=0.1, help="Passes over the messages.")] = 1.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 16,
