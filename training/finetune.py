@@ -329,7 +329,7 @@ def add_transformer(
     val_float = fp32.logits(val_texts).argmax(axis=1)
     test_float = fp32.logits(test_texts).argmax(axis=1)
     del fp32  # the float graph stays beside the int8 one, for agreement checks on other data
-    alpha, val_agreements = _quantize_most_faithful(
+    alpha, val_agreements, val_logits = _quantize_most_faithful(
         fp32_path, out / ONNX_FILE, calibration, val_texts, val_float, config.max_length, progress
     )
     int8 = TransformerScorer(out, max_length=config.max_length)
@@ -338,7 +338,6 @@ def add_transformer(
     progress(f"int8 and float predictions agree on {agreement:.1%} of the hold-out")
 
     gold_val = np.searchsorted(linear.classes_, labels[val_idx])
-    val_logits = int8.logits(val_texts)
     temperature = fit_temperature(val_logits, gold_val)
     linear_val = linear.predict_proba_tokens([tokens[i] for i in val_idx])
     weight = _mixture_weight(softmax(val_logits / temperature, axis=1), linear_val, gold_val)
@@ -388,29 +387,30 @@ def _quantize_most_faithful(
     float_predictions: np.ndarray,
     max_length: int,
     progress: Callable[[str], None],
-) -> tuple[float, dict[str, float]]:
+) -> tuple[float, dict[str, float], np.ndarray]:
     """Quantise ``fp32_path`` into ``target`` with each of :data:`SMOOTHING_ALPHAS` and keep
     the graph whose predictions on ``texts`` agree most with ``float_predictions`` (the
-    float graph's); returns its alpha and the agreement of each."""
+    float graph's); returns its alpha, the agreement of each and its logits of ``texts``."""
     from wangge.nlp.onnx_export import quantize_onnx
 
     candidate = target.with_suffix(".candidate.onnx")
     agreements: dict[str, float] = {}
-    best, chosen = -1.0, SMOOTHING_ALPHAS[0]
+    best, chosen, chosen_logits = -1.0, SMOOTHING_ALPHAS[0], np.empty(0)
     for alpha in SMOOTHING_ALPHAS:
         quantize_onnx(fp32_path, candidate, calibration=calibration, alpha=alpha, embeddings=True)
         scorer = TransformerScorer(
             candidate.parent, max_length=max_length, onnx_file=candidate.name
         )
-        agreement = float((scorer.logits(texts).argmax(axis=1) == float_predictions).mean())
+        logits = scorer.logits(texts)
+        agreement = float((logits.argmax(axis=1) == float_predictions).mean())
         del scorer
         agreements[str(alpha)] = round(agreement, 4)
         progress(f"int8 with smoothing alpha {alpha}: agrees on {agreement:.1%} of validation")
         if agreement > best:
-            best, chosen = agreement, alpha
+            best, chosen, chosen_logits = agreement, alpha, logits
             candidate.replace(target)
     candidate.unlink(missing_ok=True)
-    return chosen, agreements
+    return chosen, agreements, chosen_logits
 
 
 def _mixture_weight(transformer: np.ndarray, linear: np.ndarray, gold: np.ndarray) -> float:
