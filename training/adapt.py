@@ -25,19 +25,25 @@ from pathlib import Path
 from typing import Any
 
 from wangge.errors import TrainingError
-from wangge.training.finetune import freeze_lower, trainer_with_loss, truncate_layers
+from wangge.training.finetune import (
+    FineTuneConfig,
+    freeze_lower,
+    trainer_with_loss,
+    truncate_layers,
+)
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class AdaptConfig:
-    """How to adapt; the defaults match :class:`~wangge.training.finetune.FineTuneConfig`'s
-    (5 layers, 64 sub-words) so that the adapted encoder is the one fine-tuning uses."""
+    """How to adapt; layers and length default to fine-tuning's
+    (:class:`~wangge.training.finetune.FineTuneConfig`) so that the adapted encoder is the one
+    fine-tuning uses."""
 
     base_model: Path
-    layers: int | None = 5
-    max_length: int = 64
+    layers: int | None = FineTuneConfig.layers
+    max_length: int = FineTuneConfig.max_length
     epochs: float = 1.0
     batch_size: int = 16
     learning_rate: float = 5e-5

@@ -429,9 +429,15 @@ def adapt(
         Path, typer.Option(help="Hugging Face model directory to adapt.")
     ] = DEFAULT_ENCODER_DIR,
     layers: Annotated[
-        int, typer.Option(min=0, help="Keep only the lower N encoder layers (0: all of them).")
-    ] = 5,
-    max_length: Annotated[int, typer.Option(min=8, help="Sub-words per text.")] = 64,
+        int | None,
+        typer.Option(
+            min=0,
+            help="Keep only the lower N encoder layers (0: all). Default: as fine-tuning.",
+        ),
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(min=8, help="Sub-words per text. Default: as fine-tuning.")
+    ] = None,
     epochs: Annotated[float, typer.Option(min=0.1, help="Passes over the messages.")] = 1.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 5e-5,
@@ -447,9 +453,13 @@ def adapt(
     from wangge.training.loaders import load_messages
 
     config = AdaptConfig(
-        base_model=base_model, layers=layers or None, max_length=max_length, epochs=epochs,
-        batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        base_model=base_model, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed,
     )  # fmt: skip
+    if layers is not None:
+        config.layers = layers or None
+    if max_length is not None:
+        config.max_length = max_length
     try:
         require_transformer_extra()
         texts: list[str] = []
