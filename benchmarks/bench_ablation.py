@@ -87,11 +87,14 @@ def near_duplicate_disagreement(
     similarity = (dev_vectors @ train_vectors.T).toarray()
     nearest, close = similarity.argmax(1), similarity.max(1) >= threshold
     dev_differs = int((train_y[nearest[close]] != dev_y[close]).sum())
-    within = (train_vectors @ train_vectors.T).tocoo()
-    pair = (within.row < within.col) & (within.data >= threshold)
-    rows, columns = within.row[pair], within.col[pair]
-    train_differs = int((train_y[rows] != train_y[columns]).sum())
-    return int(close.sum()), dev_differs, len(rows), train_differs
+    pairs = train_differs = 0
+    for start in range(0, train_vectors.shape[0], 1000):  # the whole product is dense-ish
+        within = (train_vectors[start : start + 1000] @ train_vectors.T).tocoo()
+        rows = within.row + start
+        pair = (rows < within.col) & (within.data >= threshold)
+        pairs += int(pair.sum())
+        train_differs += int((train_y[rows[pair]] != train_y[within.col[pair]]).sum())
+    return int(close.sum()), dev_differs, pairs, train_differs
 
 
 def main(argv: list[str] | None = None) -> int:
