@@ -70,7 +70,7 @@ def step_train(data_dir: Path, model_dir: Path, figures: Figures) -> None:
         model_dir=model_dir,
     )
     started = time.perf_counter()
-    result = train(config, progress=lambda message: note(f"  {message}"))
+    result = train(config, progress=lambda message: note(f"  {message}"), overwrite=True)
     wall = time.perf_counter() - started
     figures |= {
         "train_rows": result.meta.training_data["rows"],

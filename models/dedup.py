@@ -35,7 +35,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -513,9 +513,11 @@ class DuplicateDetector:
         self,
         messages: Sequence[DedupMessage],
         features: Sequence[MessageFeatures] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Decision]:
         """Decide for each message in order, indexing each under the case it joins or opens
-        (``features`` computed before are used instead of :meth:`features`)."""
+        (``features`` computed before are used instead of :meth:`features`);
+        ``progress(decided, total)`` after each message."""
         self._check_new([m.id for m in messages])
         decisions = []
         computed = self.features(messages) if features is None else features
@@ -523,6 +525,8 @@ class DuplicateDetector:
             decision = self._decide(message, mine)
             self._index_many([message], [decision.case_id], [mine])
             decisions.append(decision)
+            if progress is not None:
+                progress(len(decisions), len(messages))
         return decisions
 
     def index(

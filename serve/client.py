@@ -5,7 +5,10 @@ by the same loaders as training (:mod:`wangge.training.loaders`), each row becom
 with its id, title, body, time, reporter, likes and place fields, and batches are sent in
 file order. The service stores a batch before it answers, and ids make sending again safe
 (stored messages come back ``replayed``), so an interrupted run is simply run again. A
-message the service refuses stops the run with the file, row and column at fault.
+message the service refuses stops the run with the file, row and column at fault. A row
+without text is not sent (the service refuses a message without text): it is counted in the
+summary with its file, row and column, unless ``strict``, where it stops the run before
+anything is sent.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class IngestSummary:
     needs_review: int = 0
     new_cases: int = 0
     model_versions: set[str] = field(default_factory=set)
+    empty: list[DataError] = field(default_factory=list)  # rows without text, not sent
 
 
 def ingest_messages(data: LoadedMessages) -> list[dict[str, Any]]:
@@ -80,24 +84,29 @@ def ingest_file(
     text_columns: Sequence[str] | None = None,
     time_column: str | None = None,
     id_column: str | None = None,
+    strict: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> IngestSummary:
-    """Send every row of ``path`` through ``client`` (its ``base_url`` is the service, its
-    headers carry the API key); ``progress(sent, total)`` after each batch."""
+    """Send every row of ``path`` with text through ``client`` (its ``base_url`` is the
+    service, its headers carry the API key); ``progress(sent, total)`` after each batch."""
     data = load_messages(
-        path, text_columns=text_columns, time_column=time_column, id_column=id_column
-    )
+        path, text_columns=text_columns, time_column=time_column, id_column=id_column,
+        allow_empty=not strict,
+    )  # fmt: skip
     messages = ingest_messages(data)
-    summary = IngestSummary()
-    for start in range(0, len(messages), batch_size):
-        batch = messages[start : start + batch_size]
+    summary = IngestSummary(empty=data.empty_errors())
+    empty = set(data.empty)
+    sent = [index for index in range(len(messages)) if index not in empty]
+    for start in range(0, len(sent), batch_size):
+        rows = sent[start : start + batch_size]
+        batch = [messages[index] for index in rows]
         body = {"messages": [{k: v for k, v in m.items() if v is not None} for m in batch]}
         try:
             response = client.post("/v1/messages", json=body)
         except httpx.HTTPError as error:
             raise ServiceError(f"cannot reach the service at {client.base_url}: {error}") from error
         if response.status_code == 422:
-            raise _refused(response.json(), data, start)
+            raise _refused(response.json(), data, rows)
         if response.status_code in (401, 403):
             raise ServiceError(
                 f"the service refused the API key ({response.status_code}): create one with "
@@ -106,7 +115,7 @@ def ingest_file(
         if response.status_code != 200:
             raise ServiceError(
                 f"the service answered {response.status_code} for rows "
-                f"{data.rows[start]}-{data.rows[start + len(batch) - 1]}: {response.text[:300]}"
+                f"{data.rows[rows[0]]}-{data.rows[rows[-1]]}: {response.text[:300]}"
             )
         answer = response.json()
         summary.model_versions.add(answer["model_version"])
@@ -118,13 +127,13 @@ def ingest_file(
             summary.needs_review += bool(result["needs_review"])
             summary.new_cases += result["duplicate_of"] is None
         if progress is not None:
-            progress(start + len(batch), len(messages))
+            progress(start + len(batch), len(sent))
     return summary
 
 
-def _refused(answer: dict[str, Any], data: LoadedMessages, start: int) -> WanggeError:
-    """A 422 answer as an error naming the file's row (and column, when the field is a
-    text)."""
+def _refused(answer: dict[str, Any], data: LoadedMessages, rows: list[int]) -> WanggeError:
+    """A 422 answer for the batch of ``rows`` (positions in ``data``) as an error naming the
+    file's row (and column, when the field is a text)."""
     detail = answer.get("detail")
     if isinstance(detail, list) and detail:
         first = detail[0]
@@ -137,6 +146,6 @@ def _refused(answer: dict[str, Any], data: LoadedMessages, start: int) -> Wangge
             )
             return DataError(
                 f"the service refused it: {first.get('msg')}",
-                path=data.path, row=data.rows[start + loc[1]], column=column,
+                path=data.path, row=data.rows[rows[loc[1]]], column=column,
             )  # fmt: skip
-    return ServiceError(f"the service refused the batch from row {data.rows[start]}: {detail}")
+    return ServiceError(f"the service refused the batch from row {data.rows[rows[0]]}: {detail}")

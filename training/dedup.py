@@ -10,14 +10,19 @@ same-case probability) and ``dup_evidence``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from wangge.errors import DataError
-from wangge.models.dedup import Decision, DedupMessage, DuplicateDetector, Encoder
+from wangge.models.dedup import Decision, DedupMessage, DuplicateDetector, Encoder, MessageFeatures
 from wangge.training.loaders import (
+    EMPTY_REASON,
+    FileSummary,
     LoadedMessages,
     find_column,
     load_messages,
@@ -29,6 +34,14 @@ from wangge.training.routing import add_columns
 logger = logging.getLogger(__name__)
 
 DEDUP_MAX_TOKENS = 32  # titles: longer ones are cut, which costs little for duplicate search
+FEATURE_BATCH = 1024  # messages encoded between two progress reports
+
+
+@dataclass(frozen=True)
+class DedupSummary(FileSummary):
+    """A file summary with the number of cases found (rows without text join none)."""
+
+    cases: int = 0
 
 
 def message_times(data: LoadedMessages) -> pd.Series:
@@ -82,12 +95,13 @@ def dedup_messages(data: LoadedMessages, times: pd.Series) -> list[DedupMessage]
     ]
 
 
-def dedup_columns(decisions: list[Decision]) -> dict[str, list[Any]]:
+def dedup_columns(decisions: list[Decision | None]) -> dict[str, list[Any]]:
+    """The columns ``wangge dedup`` adds; a row without text (``None``) is in no case."""
     return {
-        "case_id": [d.case_id for d in decisions],
-        "duplicate_of": [d.duplicate_of or "" for d in decisions],
-        "dup_score": [d.score for d in decisions],
-        "dup_evidence": [d.evidence for d in decisions],
+        "case_id": [d.case_id if d else "" for d in decisions],
+        "duplicate_of": [d.duplicate_of or "" if d else "" for d in decisions],
+        "dup_score": [d.score if d else None for d in decisions],
+        "dup_evidence": [d.evidence if d else {"skipped": EMPTY_REASON} for d in decisions],
     }
 
 
@@ -99,21 +113,41 @@ def dedup_file(
     text_columns: list[str] | None = None,
     time_column: str | None = None,
     id_column: str | None = None,
-) -> int:
-    """Deduplicate a file in time order; returns the number of cases found."""
+    strict: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> DedupSummary:
+    """Deduplicate a file in time order.
+
+    A row without text joins no case (empty ``case_id``, ``dup_evidence`` ``{"skipped":
+    "empty"}``), unless ``strict``: it is then an error. ``progress(what, done, total)``
+    follows the encoding (``"preparing"``) and the decisions (``"deduplicating"``).
+    """
     data = load_messages(
-        input_path, text_columns=text_columns, time_column=time_column, id_column=id_column
-    )
+        input_path, text_columns=text_columns, time_column=time_column, id_column=id_column,
+        allow_empty=not strict,
+    )  # fmt: skip
     times = message_times(data)
     messages = dedup_messages(data, times)
-    order = sorted(range(len(messages)), key=lambda i: (messages[i].time, i))
-    decided = detector.add_many([messages[i] for i in order])
-    decisions: list[Decision] = [decided[0]] * len(messages)
+    empty = set(data.empty)
+    order = sorted(
+        (i for i in range(len(messages)) if i not in empty), key=lambda i: (messages[i].time, i)
+    )
+    ordered = [messages[i] for i in order]
+    features: list[MessageFeatures] = []
+    for start in range(0, len(ordered), FEATURE_BATCH):
+        features += detector.features(ordered[start : start + FEATURE_BATCH])
+        if progress is not None:
+            progress("preparing", len(features), len(ordered))
+    decided = detector.add_many(
+        ordered, features, progress=None if progress is None else partial(progress, "deduplicating")
+    )
+    decisions: list[Decision | None] = [None] * len(messages)
     for position, index in enumerate(order):
         decisions[index] = decided[position]
     add_columns(data.frame, dedup_columns(decisions))
     write_table(data.frame, output_path)
-    return len({d.case_id for d in decisions})
+    cases = len({d.case_id for d in decisions if d is not None})
+    return DedupSummary(len(data.frame), data.columns.text, data.empty_errors(), cases)
 
 
 def load_encoder(model_dir: str | Path | None) -> Encoder | None:

@@ -29,7 +29,7 @@ import math
 import re
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,21 @@ logger = logging.getLogger(__name__)
 #: ignoring surrounding whitespace and byte-order marks).
 COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "title": ("留言主题", "主题", "标题", "title", "subject"),
-    "body": ("留言详情", "详情", "内容", "content", "text", "body"),
+    "body": (
+        "留言详情",
+        "留言内容",
+        "正文",
+        "详情",
+        "内容",
+        "问题描述",
+        "诉求内容",
+        "事件描述",
+        "描述",
+        "content",
+        "text",
+        "body",
+        "description",
+    ),  # fmt: skip
     "label": ("一级标签", "一级分类", "标签", "category", "label"),
     "time": ("留言时间", "时间", "created_at"),
     "id": ("留言编号", "编号", "id", "message_id"),
@@ -72,6 +86,12 @@ _EXCEL = (".xlsx", ".xlsm")
 _JSON_LINES = (".jsonl", ".ndjson")
 _READABLE = (*_DELIMITED, *_EXCEL, *_JSON_LINES, ".json")
 _WRITABLE = (".csv", *_JSON_LINES, ".xlsx")
+
+#: A column the names do not place, whose typical (median) non-blank value is at least this
+#: many characters, mostly letters (CJK or Latin), is taken for message text: scoring the
+#: title alone beside it would ignore most of the message.
+LONG_TEXT_CHARS = 20
+_LONG_TEXT_SAMPLE = 1000
 
 _SNIFF_DELIMITERS = ",\t;|"
 _SNIFF_CHARS = 64 * 1024
@@ -97,7 +117,8 @@ class LoadedMessages:
     0-based index; ``texts``, ``labels`` and ``rows`` are aligned with it. ``rows[i]`` is the
     row number of ``frame.iloc[i]`` in the source file (see the module docstring). ``labels``
     is ``None`` when the table has no label column, and holds ``""`` for rows without a label
-    when labels are not required.
+    when labels are not required. ``empty`` lists the positions of rows without text (their
+    text is ``""``), kept only when the loader was asked to (``allow_empty``).
     """
 
     frame: pd.DataFrame
@@ -106,6 +127,40 @@ class LoadedMessages:
     texts: list[str]
     labels: list[str] | None
     rows: list[int]
+    empty: list[int] = field(default_factory=list)
+
+    def empty_errors(self) -> list[DataError]:
+        """Each row without text as the error naming its file, row and column(s)."""
+        return [_empty_text(self, index) for index in self.empty]
+
+
+#: The review reason of a row without text, which file commands write flagged, unscored.
+EMPTY_REASON = "empty"
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """What a file command did: the rows it wrote, the text columns it read, and the rows
+    without text (written flagged), each as the error naming its file, row and column."""
+
+    rows: int
+    text_columns: tuple[str, ...]
+    empty: list[DataError]
+
+    @classmethod
+    def of(cls, data: LoadedMessages) -> FileSummary:
+        return cls(len(data.frame), data.columns.text, data.empty_errors())
+
+
+def _empty_text(data: LoadedMessages, index: int) -> DataError:
+    text = data.columns.text
+    names = " and ".join(repr(c) for c in text)
+    return DataError(
+        f"no text: {names} {'is' if len(text) == 1 else 'are all'} empty",
+        path=data.path,
+        row=data.rows[index],
+        column=text[0] if len(text) == 1 else None,
+    )
 
 
 def titles_and_bodies(data: LoadedMessages) -> list[tuple[str, str]]:
@@ -162,8 +217,10 @@ def resolve_columns(
 
     A column named explicitly must exist (an exact match wins, otherwise a match ignoring case
     and surrounding whitespace). Others are looked up under :data:`COLUMN_NAMES`; the text is
-    the title column then the body column, whichever exist. ``path`` only serves the error
-    messages. An empty ``text_columns`` means "detect them", like ``None``.
+    the title column then the body column, whichever exist; a title found without a body while
+    another column holds long text (:data:`LONG_TEXT_CHARS`) raises a DataError naming them,
+    rather than scoring titles alone. ``path`` only serves the error messages. An empty
+    ``text_columns`` means "detect them", like ``None``.
     """
     lookup: dict[str, str] = {}
     for column in frame.columns:
@@ -186,7 +243,10 @@ def resolve_columns(
     if text_columns:
         text = tuple(explicit(name) for name in text_columns)
     else:
-        text = tuple(c for c in (detect("title"), detect("body")) if c is not None)
+        title, body = detect("title"), detect("body")
+        if title is not None and body is None:
+            _refuse_title_alone(frame, title, path)
+        text = tuple(c for c in (title, body) if c is not None)
         if not text:
             raise DataError(
                 "no text column found; a title column is one of "
@@ -211,6 +271,37 @@ def resolve_columns(
     )
 
 
+def _refuse_title_alone(frame: pd.DataFrame, title: str, path: str | Path) -> None:
+    """Raise when a title column was found but no body column, while another column holds long
+    text (probably the body under a name not in :data:`COLUMN_NAMES`): scoring the title alone
+    would quietly ignore most of each message."""
+    known = {find_column(frame, kind) for kind in COLUMN_NAMES} - {None}
+    long = [
+        column
+        for column in frame.columns
+        if column not in known and _is_long_text(frame[column].iloc[:_LONG_TEXT_SAMPLE])
+    ]
+    if long:
+        options = " ".join(f"--text-column {c}" for c in (title, *long))
+        raise DataError(
+            f"only the title column {title!r} was recognised, but {_listing(long)} "
+            f"{'holds' if len(long) == 1 else 'hold'} long text too; name the text columns "
+            f"(e.g. {options}), or pass --text-column {title} to read the title alone",
+            path=path,
+        )
+
+
+def _is_long_text(values: pd.Series) -> bool:
+    """Whether a column's typical non-blank value is a sentence or more of text."""
+    cells = [value.strip() for value in values if value.strip()]
+    if not cells:
+        return False
+    lengths = sorted(len(cell) for cell in cells)
+    letters = sorted(sum(ch.isalpha() for ch in cell) / len(cell) for cell in cells)
+    middle = len(cells) // 2
+    return lengths[middle] >= LONG_TEXT_CHARS and letters[middle] >= 0.5
+
+
 def load_messages(
     path: str | Path,
     *,
@@ -219,17 +310,19 @@ def load_messages(
     time_column: str | None = None,
     id_column: str | None = None,
     require_label: bool = False,
+    allow_empty: bool = False,
     sheet: str | int | None = None,
     split: str | None = None,
 ) -> LoadedMessages:
     """Read a table (:func:`read_table`), find its columns (:func:`resolve_columns`), check rows.
 
     The text of a row is its non-blank text columns joined with ``"\\n"``; labels are stripped
-    of surrounding whitespace. A row whose text columns are all blank, or (with
-    ``require_label``) whose label is blank, raises :class:`~wangge.errors.DataError` naming the
-    row as the user sees it: the spreadsheet row for CSV/TSV/XLSX (header = row 1, so the first
-    record is row 2), the line number for JSON Lines, the 1-based record position for a JSON
-    list or a Hugging Face dataset.
+    of surrounding whitespace. A row whose text columns are all blank (unless ``allow_empty``:
+    it is then kept with the text ``""`` and listed in ``empty``), or (with ``require_label``)
+    whose label is blank, raises :class:`~wangge.errors.DataError` naming the row as the user
+    sees it: the spreadsheet row for CSV/TSV/XLSX (header = row 1, so the first record is row
+    2), the line number for JSON Lines, the 1-based record position for a JSON list or a
+    Hugging Face dataset.
     """
     path = Path(path)
     frame, rows = _read_table_rows(path, sheet=sheet, split=split)
@@ -247,15 +340,12 @@ def load_messages(
         for parts in frame[list(columns.text)].itertuples(index=False, name=None)
     ]
     labels = None if columns.label is None else [label.strip() for label in frame[columns.label]]
+    loaded = LoadedMessages(frame, columns, path, texts, labels, rows)
     for i, row in enumerate(rows):
         if not texts[i]:
-            names = " and ".join(repr(c) for c in columns.text)
-            raise DataError(
-                f"no text: {names} {'is' if len(columns.text) == 1 else 'are all'} empty",
-                path=path,
-                row=row,
-                column=columns.text[0] if len(columns.text) == 1 else None,
-            )
+            if not allow_empty:
+                raise _empty_text(loaded, i)
+            loaded.empty.append(i)
         if require_label and labels is not None and not labels[i]:
             raise DataError("the label is empty", path=path, row=row, column=columns.label)
     logger.info(
@@ -265,7 +355,7 @@ def load_messages(
         ", ".join(columns.text),
         columns.label or "(none)",
     )
-    return LoadedMessages(frame, columns, path, texts, labels, rows)
+    return loaded
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pandas as pd
 from wangge.errors import DataError
 from wangge.models.router import MessageRouter, Route
 from wangge.training.loaders import (
+    EMPTY_REASON,
+    FileSummary,
     LoadedMessages,
     find_column,
     load_messages,
@@ -28,6 +31,7 @@ from wangge.training.loaders import (
 logger = logging.getLogger(__name__)
 
 COORDINATE_RANGE = {"latitude": 90.0, "longitude": 180.0}
+ROUTE_BATCH = 1024  # messages routed between two progress reports
 
 
 def add_columns(frame: pd.DataFrame, columns: dict[str, list[Any]]) -> None:
@@ -101,17 +105,34 @@ def route_file(
     *,
     router: MessageRouter,
     text_columns: list[str] | None = None,
-) -> int:
-    """Route every message of ``input_path``; write the input columns plus the routing ones."""
-    data = load_messages(input_path, text_columns=text_columns or None)
-    routes = router.route_many(routing_messages(data))
+    strict: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> FileSummary:
+    """Route every message of ``input_path``; write the input columns plus the routing ones.
+
+    A row without text is routed by its address fields alone and flagged for review with the
+    reason ``empty``, unless ``strict``: it is then an error. ``progress("routing", done,
+    total)`` follows the routing.
+    """
+    data = load_messages(input_path, text_columns=text_columns or None, allow_empty=not strict)
+    messages = routing_messages(data)
+    routes: list[Route] = []
+    for start in range(0, len(messages), ROUTE_BATCH):
+        routes += router.route_many(messages[start : start + ROUTE_BATCH])
+        if progress is not None:
+            progress("routing", len(routes), len(messages))
     columns = routing_columns(routes)
-    columns["needs_review"] = [route.needs_review for route in routes]
-    columns["review_reason"] = ["location" if route.needs_review else "" for route in routes]
+    empty = set(data.empty)
+    reasons = [
+        [EMPTY_REASON] * (index in empty) + ["location"] * route.needs_review
+        for index, route in enumerate(routes)
+    ]
+    columns["needs_review"] = [bool(reason) for reason in reasons]
+    columns["review_reason"] = [",".join(reason) for reason in reasons]
     frame = data.frame
     add_columns(frame, columns)
     write_table(frame, output_path)
-    return len(frame)
+    return FileSummary.of(data)
 
 
 @dataclass(frozen=True)

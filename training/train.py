@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,8 +24,9 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from wangge.errors import DataError, TrainingError
-from wangge.models.artifact import ModelMeta, department_model_dir, save_model
+from wangge.models.artifact import META_FILE, ModelMeta, department_model_dir, save_model
 from wangge.models.classifier import MessageClassifier
+from wangge.models.store import CURRENT_FILE, HISTORY_FILE
 from wangge.nlp.segment import Tokenizer, is_presegmented, load_word_list
 from wangge.training.evaluate import (
     EvaluationReport,
@@ -132,14 +134,50 @@ def _split(
     return train_idx, test_idx
 
 
-def train(config: TrainConfig, *, progress: Progress = logger.info) -> TrainResult:
+def check_model_dir(model_dir: Path, *, overwrite: bool) -> None:
+    """Refuse to train into a model store, or into a non-empty directory unless ``overwrite``.
+
+    Overwriting a model directory removes its department classifier first: classify would
+    otherwise pair the new category model with the old department one.
+    """
+    if model_dir.exists() and not model_dir.is_dir():
+        raise TrainingError(f"--model-dir {model_dir} is a file, not a directory")
+    if not model_dir.is_dir() or not any(model_dir.iterdir()):
+        return
+    if (
+        (model_dir / CURRENT_FILE).is_file()
+        or (model_dir / HISTORY_FILE).is_file()
+        or any((child / META_FILE).is_file() for child in model_dir.iterdir())
+    ):
+        raise TrainingError(
+            f"{model_dir} is a model store (it holds model versions): train a new version into "
+            f"a directory of its own, e.g. --model-dir {model_dir / 'NEW'}, then serve it with "
+            f"`wangge models promote NEW --store {model_dir}` (a service started with "
+            f"--model-store {model_dir} swaps to it)"
+        )
+    if not overwrite:
+        what = "a model" if (model_dir / META_FILE).is_file() else "files"
+        raise TrainingError(
+            f"{model_dir} is not empty (it holds {what}): pass --force to overwrite it, or give "
+            "a new directory"
+        )
+    department = department_model_dir(model_dir)
+    if (department / META_FILE).is_file():
+        shutil.rmtree(department)
+
+
+def train(
+    config: TrainConfig, *, progress: Progress = logger.info, overwrite: bool = False
+) -> TrainResult:
     """Train, evaluate and save a category model as described by ``config``.
 
     With ``config.department_column``, a department classifier is trained the same way on the
     rows that name a department and saved in ``<model_dir>/department``; the router adds its
     probabilities to the routing table's rules. ``progress`` receives one line per step,
-    prefixed with the seconds elapsed.
+    prefixed with the seconds elapsed. The model directory must be new or empty unless
+    ``overwrite`` (:func:`check_model_dir`).
     """
+    check_model_dir(Path(config.model_dir), overwrite=overwrite)
     started = time.perf_counter()
 
     def step(message: str) -> None:

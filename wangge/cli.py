@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -22,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich panels print a type after every option, `<bool>` even
+    # for flags such as --help that take no value, and keep the docstrings' line breaks.
+    rich_markup_mode=None,
 )
 
 DEFAULT_ENCODER_DIR = Path("model_store/e5-small")
@@ -32,14 +36,28 @@ TextColumnOption = Annotated[
     list[str] | None,
     typer.Option(
         "--text-column",
+        metavar="COLUMN",
         help="Text column; repeat for several (joined with a line break). "
-        "Default: the title and body columns found by name.",
+        "Default: the title and body columns found by name (留言主题, 留言详情, 正文 …); a "
+        "title found alone beside another long-text column is an error naming it.",
     ),
 ]
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Stop at the first row without text (file, row, column) instead of writing it "
+        "flagged needs_review with the reason 'empty'.",
+    ),
+]
+#: Rows without text named one by one on standard error; the rest are only counted.
+LISTED_EMPTY_ROWS = 10
 LabelColumnOption = Annotated[
     str | None,
     typer.Option(
-        "--label-column", help="Category column. Default: found by name (一级标签, label, ...)."
+        "--label-column",
+        metavar="COLUMN",
+        help="Category column. Default: found by name (一级标签, label, ...).",
     ),
 ]
 
@@ -49,8 +67,17 @@ def _fail(error: Exception) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def _progress(message: str) -> None:
-    typer.secho(message, err=True, fg=typer.colors.BRIGHT_BLACK)
+def _warn_empty(empty: Sequence[DataError], what: str) -> str:
+    """Warn of the rows without text on standard error; the summary's words for them."""
+    for error in empty[:LISTED_EMPTY_ROWS]:
+        typer.secho(f"warning: {error}", fg=typer.colors.YELLOW, err=True)
+    if len(empty) > LISTED_EMPTY_ROWS:
+        typer.secho(
+            f"warning: {len(empty) - LISTED_EMPTY_ROWS} more rows without text",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    return f", {len(empty)} without text {what}" if empty else ""
 
 
 def _print_version(value: bool) -> None:
@@ -153,8 +180,18 @@ def train(
     ] = 5,
     batch_size: Annotated[int, typer.Option(min=1, help="Transformer: batch size.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Transformer: learning rate.")] = 1e-4,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Overwrite MODEL_DIR when it is not empty (a model store never)."
+        ),
+    ] = False,
 ) -> None:
-    """Train a category model, evaluate it on a hold-out split and save both."""
+    """Train a category model, evaluate it and save both.
+
+    The model is evaluated on a hold-out split, which sets the review threshold. MODEL_DIR must be new or empty (or --force). To keep versions side by side, train into a
+    model store's subdirectory, STORE/VERSION, and serve it with `wangge models promote`."""
+    from wangge.progress import ProgressReporter
     from wangge.training.finetune import FineTuneConfig
     from wangge.training.train import TrainConfig
     from wangge.training.train import train as run_training
@@ -185,7 +222,8 @@ def train(
         fine_tune=fine_tune,
     )
     try:
-        result = run_training(config, progress=_progress)
+        with ProgressReporter() as reporter:
+            result = run_training(config, progress=reporter.stage, overwrite=force)
     except WanggeError as error:
         _fail(error)
     typer.echo(result.holdout.to_markdown())
@@ -250,11 +288,23 @@ def _router(district: Path | None, grids: Path | None, *, ner: bool) -> MessageR
     return MessageRouter.load(district, grid_file=grids, ner=ner)
 
 
+InputArgument = Annotated[
+    Path,
+    typer.Argument(
+        metavar="INPUT", help="Messages: .csv, .tsv, .txt, .xlsx, .jsonl or .json (a list)."
+    ),
+]
+OutputOption = Annotated[
+    Path,
+    typer.Option("--output", "-o", help="Output .csv, .jsonl or .xlsx (by its extension)."),
+]
+
+
 @app.command()
 def classify(
-    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV/XLSX/JSONL to score.")],
+    input_file: InputArgument,
     model_dir: ModelDirOption,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv or .jsonl.")],
+    output: OutputOption,
     text_column: TextColumnOption = None,
     jobs: Annotated[
         int | None,
@@ -272,30 +322,36 @@ def classify(
             "(slower: off by default for batch files)."
         ),
     ] = False,
+    strict: StrictOption = False,
 ) -> None:
-    """Score a file: keeps every input column, adds category, confidence, top3, needs_review,
-    and the routing columns."""
+    """Score a file: category, review flag and routing per row.
+
+    Keeps every input column and adds category, confidence, top3, needs_review, review_reason,
+    evidence and the routing columns (place, grid, departments). A row without text gets no
+    category and needs_review with the reason 'empty'."""
+    from wangge.progress import ProgressReporter
     from wangge.training.scoring import classify_file, default_jobs
 
     try:
         router = _router(district, grids, ner=ner) if route else None
-        count = classify_file(
-            model_dir,
-            input_file,
-            output,
-            router=router,
-            text_columns=text_column,
-            jobs=jobs or default_jobs(),
-        )
+        with ProgressReporter() as reporter:
+            summary = classify_file(
+                model_dir, input_file, output, router=router, text_columns=text_column,
+                jobs=jobs or default_jobs(), strict=strict, progress=reporter.count,
+            )  # fmt: skip
     except WanggeError as error:
         _fail(error)
-    typer.echo(f"{count} messages scored, written to {output}")
+    empty = _warn_empty(summary.empty, "flagged for review (reason empty)")
+    typer.echo(
+        f"{summary.rows} messages scored{empty}; text from {' + '.join(summary.text_columns)}; "
+        f"written to {output}"
+    )
 
 
 @app.command(name="route")
 def route_command(
-    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV/XLSX/JSONL to route.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv, .jsonl or .xlsx.")],
+    input_file: InputArgument,
+    output: OutputOption,
     text_column: TextColumnOption = None,
     district: DistrictOption = None,
     grids: GridsOption = None,
@@ -303,25 +359,35 @@ def route_command(
         bool,
         typer.Option(help="Tag unknown places with LAC in the evidence of doubtful locations."),
     ] = True,
+    strict: StrictOption = False,
 ) -> None:
-    """Route a file without a trained model: street, community, grid, out_of_area, departments."""
+    """Route a file: place and departments, no model needed.
+
+    Adds street, community, grid, out_of_area, the departments, needs_review and
+    review_reason ('location' when the place is doubtful, 'empty' for a row without text)."""
+    from wangge.progress import ProgressReporter
     from wangge.training.routing import route_file
 
     try:
         router = _router(district, grids, ner=ner)
-        count = route_file(input_file, output, router=router, text_columns=text_column)
+        with ProgressReporter() as reporter:
+            summary = route_file(
+                input_file, output, router=router, text_columns=text_column, strict=strict,
+                progress=reporter.count,
+            )  # fmt: skip
     except WanggeError as error:
         _fail(error)
+    empty = _warn_empty(summary.empty, "flagged for review (reason empty)")
     typer.echo(
-        f"{count} messages routed, written to {output} (routing loaded in "
-        f"{router.load_seconds:.1f}s)"
+        f"{summary.rows} messages routed{empty}; text from {' + '.join(summary.text_columns)}; "
+        f"written to {output} (routing loaded in {router.load_seconds:.1f}s)"
     )
 
 
 @app.command()
 def dedup(
-    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV/XLSX/JSONL to dedup.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv, .jsonl or .xlsx.")],
+    input_file: InputArgument,
+    output: OutputOption,
     text_column: TextColumnOption = None,
     time_column: Annotated[
         str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at.")
@@ -346,9 +412,14 @@ def dedup(
     window_days: Annotated[
         int, typer.Option(help="A case silent for longer takes no new messages.")
     ] = 365,
+    strict: StrictOption = False,
 ) -> None:
-    """Group repeated reports into cases, in time order: adds case_id, duplicate_of, dup_score."""
+    """Group repeated reports into cases, in time order.
+
+    Adds case_id (the id of the case's first message), duplicate_of, dup_score and
+    dup_evidence. A row without text joins no case."""
     from wangge.models.dedup import DuplicateDetector
+    from wangge.progress import ProgressReporter
     from wangge.training.dedup import dedup_file, load_encoder
 
     if encoder is None and DEFAULT_ENCODER_DIR.is_dir():
@@ -367,21 +438,26 @@ def dedup(
             threshold=threshold,
             window_days=window_days,
         )
-        cases = dedup_file(
-            input_file,
-            output,
-            detector=detector,
-            text_columns=text_column,
-            time_column=time_column,
-            id_column=id_column,
-        )
+        with ProgressReporter() as reporter:
+            summary = dedup_file(
+                input_file, output, detector=detector, text_columns=text_column,
+                time_column=time_column, id_column=id_column, strict=strict,
+                progress=reporter.count,
+            )  # fmt: skip
     except WanggeError as error:
         _fail(error)
-    typer.echo(f"{len(detector)} messages in {cases} cases, written to {output}")
+    empty = _warn_empty(summary.empty, "in no case")
+    typer.echo(
+        f"{len(detector)} messages in {summary.cases} cases{empty}; text from "
+        f"{' + '.join(summary.text_columns)}; written to {output}"
+    )
 
 
 models_app = typer.Typer(
-    help="Pretrained models built from pinned PyPI packages.", no_args_is_help=True
+    help="Model versions (list, promote, rollback) and encoders.\n\nA model store holds "
+    "trained versions side by side; list, promote and rollback choose the one served. "
+    "fetch-e5, adapt and export-encoder build sentence encoders.",
+    no_args_is_help=True,
 )
 app.add_typer(models_app, name="models")
 
@@ -421,7 +497,11 @@ def fetch_e5(
 def adapt(
     data: Annotated[
         list[Path],
-        typer.Option("--data", help="Unlabelled messages (CSV, XLSX, JSONL); repeat for several."),
+        typer.Option(
+            "--data",
+            metavar="FILE",
+            help="Unlabelled messages (.csv, .xlsx, .jsonl …); repeat for several.",
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model directory to write.")],
     text_column: TextColumnOption = None,
@@ -443,11 +523,14 @@ def adapt(
     learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 5e-5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
 ) -> None:
-    """Continue the masked-language-model training of --base-model on a district's unlabelled
-    messages (domain adaptation), to fine-tune afterwards with `wangge train --backend
-    transformer --base-model OUTPUT` (needs the transformer extra)."""
+    """Adapt an encoder to a district's unlabelled messages.
+
+    Continues the masked-language-model training of --base-model on them (domain adaptation),
+    to fine-tune afterwards with `wangge train --backend transformer --base-model OUTPUT`
+    (needs the transformer extra)."""
     from wangge.models.classifier import MessageClassifier
     from wangge.models.transformer import transformer_text
+    from wangge.progress import ProgressReporter
     from wangge.training.adapt import AdaptConfig, adapt_encoder
     from wangge.training.finetune import require_transformer_extra
     from wangge.training.loaders import load_messages
@@ -465,9 +548,10 @@ def adapt(
         texts: list[str] = []
         for path in data:
             texts += load_messages(path, text_columns=text_column or None).texts
-        _progress(f"preparing {len(texts)} messages")
-        prepared = [transformer_text(tokens) for tokens in MessageClassifier().tokenize(texts)]
-        seconds = adapt_encoder(prepared, output, config, progress=_progress)
+        with ProgressReporter() as reporter:
+            reporter.stage(f"preparing {len(texts)} messages")
+            prepared = [transformer_text(tokens) for tokens in MessageClassifier().tokenize(texts)]
+            seconds = adapt_encoder(prepared, output, config, progress=reporter.stage)
     except WanggeError as error:
         _fail(error)
     typer.echo(
@@ -503,7 +587,9 @@ def models_list(store: StoreOption) -> None:
 
 @models_app.command("promote")
 def models_promote(
-    version: Annotated[str, typer.Argument(help="The version (directory name) to serve.")],
+    version: Annotated[
+        str, typer.Argument(metavar="VERSION", help="The version (directory name) to serve.")
+    ],
     store: StoreOption,
 ) -> None:
     """Serve VERSION: a service on this store swaps to it on its next request."""
@@ -530,7 +616,9 @@ def models_rollback(store: StoreOption) -> None:
 
 @models_app.command("export-encoder")
 def export_encoder(
-    model_dir: Annotated[Path, typer.Argument(help="Hugging Face encoder directory.")],
+    model_dir: Annotated[
+        Path, typer.Argument(metavar="MODEL_DIR", help="Hugging Face encoder directory.")
+    ],
     fp32: Annotated[bool, typer.Option(help="Keep fp32 instead of quantising to int8.")] = False,
 ) -> None:
     """Write MODEL_DIR/encoder.onnx, the form sentence encoders run in (needs the e5 extra)."""
@@ -579,7 +667,7 @@ def _database_engine(url: str | None) -> Any:
 
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None) -> None:
-    """Apply the migrations the database lacks (the service also does at start)."""
+    """Apply the migrations the database lacks (the service does too, at start)."""
     from wangge.serve.migrate import current_revision, upgrade_database
 
     engine = _database_engine(database_url)
@@ -592,7 +680,7 @@ def db_upgrade(database_url: DatabaseOption = None) -> None:
 
 @db_app.command("current")
 def db_current(database_url: DatabaseOption = None) -> None:
-    """Print the database's revision and the newest one this wangge knows."""
+    """Print the database's revision and the newest one known."""
     from wangge.serve.migrate import current_revision, head_revision
 
     revision = current_revision(_database_engine(database_url))
@@ -604,8 +692,10 @@ def db_revision(
     message: Annotated[str, typer.Option("--message", "-m", help="What the migration changes.")],
     database_url: DatabaseOption = None,
 ) -> None:
-    """Write a new migration from the models' differences with a database at the newest
-    revision (for developers: read and correct it before committing)."""
+    """Write a new migration (for developers).
+
+    It holds the models' differences with a database at the newest revision: read and correct
+    it before committing."""
     from wangge.serve.migrate import write_revision
 
     path = write_revision(_database_engine(database_url), message)
@@ -621,7 +711,7 @@ def keys_create(
     name: Annotated[str, typer.Argument(help="Who uses the key, e.g. the intake system.")],
     database_url: DatabaseOption = None,
 ) -> None:
-    """Create a key and print it: it is shown only this once (only its hash is stored)."""
+    """Create a key and print it, this once: only its hash is stored."""
     from wangge.serve.auth import create_key
 
     try:
@@ -663,8 +753,10 @@ def export_reviews(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .csv, .jsonl or .xlsx.")],
     database_url: DatabaseOption = None,
 ) -> None:
-    """Write the messages reviewers accepted or corrected in the training format (留言主题,
-    留言详情, 一级标签 …), personal data masked; `wangge train --include-reviews` reads it."""
+    """Write the reviewed messages in the training format.
+
+    The messages reviewers accepted or corrected, as 留言主题, 留言详情, 一级标签 …, personal data
+    masked; `wangge train --include-reviews` reads it."""
     import pandas as pd
 
     from wangge.serve.review import reviewed_examples
@@ -693,7 +785,9 @@ def users_add(
     role: Annotated[str, typer.Option(help="reviewer or admin.")] = "reviewer",
     database_url: DatabaseOption = None,
 ) -> None:
-    """Add an account; the password is read from standard input (typed twice on a terminal)."""
+    """Add an account; the password is read from standard input.
+
+    On a terminal it is typed twice, hidden."""
     from wangge.serve.auth import add_user
 
     if sys.stdin.isatty():
@@ -735,7 +829,9 @@ def district_validate(
     ] = None,
     grids: GridsOption = None,
 ) -> None:
-    """Check a district directory and/or a grid file: every problem with its file, row, column."""
+    """Check a district directory and/or a grid file.
+
+    Every problem is printed with its file, row and column."""
     from wangge.models.departments import RoutingTable
     from wangge.nlp.registry import Registry, default_district_dir, validate_district
 
@@ -775,7 +871,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
-    """Start the HTTP API (OpenAPI docs at /docs, staff page at /review)."""
+    """Start the HTTP API (docs at /docs, staff page at /review)."""
     from wangge.serve.config import Settings
     from wangge.serve.server import run
 
@@ -789,7 +885,7 @@ def serve(
 
 @app.command()
 def ingest(
-    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV/XLSX/JSONL to send.")],
+    input_file: InputArgument,
     url: Annotated[str, typer.Option(help="The service's address.")] = "http://127.0.0.1:8000",
     api_key: Annotated[
         str | None,
@@ -804,29 +900,41 @@ def ingest(
     id_column: Annotated[
         str | None, typer.Option(help="Message id column. Default: 留言编号, id … or file:row.")
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Stop before sending anything if a row has no text, instead of sending the "
+            "others and counting it.",
+        ),
+    ] = False,
 ) -> None:
-    """Send a file's messages to a running service (POST /v1/messages), in batches: each is
-    classified, routed, deduplicated and stored; doubtful ones enter the review queue.
-    Sending a file again stores nothing twice."""
+    """Send a file's messages to a running service.
+
+    Each row becomes a message of POST /v1/messages, sent in batches: each is classified,
+    routed, deduplicated and stored; doubtful ones enter the review queue. Sending a file again stores nothing twice. Rows without text are
+    not sent: each is named on standard error and counted."""
     import httpx
 
+    from wangge.progress import ProgressReporter
     from wangge.serve.client import ingest_file
 
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        with (
+            httpx.Client(base_url=url, headers=headers, timeout=120) as client,
+            ProgressReporter() as reporter,
+        ):
             summary = ingest_file(
                 input_file, client, batch_size=batch_size, text_columns=text_column,
-                time_column=time_column, id_column=id_column, progress=_sent,
+                time_column=time_column, id_column=id_column, strict=strict,
+                progress=reporter.counter("sent"),
             )  # fmt: skip
     except WanggeError as error:
         _fail(error)
+    empty = _warn_empty(summary.empty, "not sent")
     typer.echo(
         f"{summary.stored} messages stored ({summary.new_cases} new cases, "
-        f"{summary.needs_review} need review), {summary.replayed} sent before; "
+        f"{summary.needs_review} need review), {summary.replayed} sent before{empty}; "
         f"model {', '.join(sorted(summary.model_versions)) or '-'}"
     )
-
-
-def _sent(done: int, total: int) -> None:
-    _progress(f"sent {done}/{total}")
