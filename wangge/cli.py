@@ -189,8 +189,9 @@ def train(
 ) -> None:
     """Train a category model, evaluate it and save both.
 
-    The model is evaluated on a hold-out split, which sets the review threshold. MODEL_DIR must be new or empty (or --force). To keep versions side by side, train into a
-    model store's subdirectory, STORE/VERSION, and serve it with `wangge models promote`."""
+    The model is evaluated on a hold-out split, which sets the review threshold. MODEL_DIR
+    must be new or empty (or --force). To keep versions side by side, train into a model
+    store's subdirectory, STORE/VERSION, and serve it with `wangge models promote`."""
     from wangge.progress import ProgressReporter
     from wangge.training.finetune import FineTuneConfig
     from wangge.training.train import TrainConfig
@@ -912,8 +913,9 @@ def ingest(
     """Send a file's messages to a running service.
 
     Each row becomes a message of POST /v1/messages, sent in batches: each is classified,
-    routed, deduplicated and stored; doubtful ones enter the review queue. Sending a file again stores nothing twice. Rows without text are
-    not sent: each is named on standard error and counted."""
+    routed, deduplicated and stored; doubtful ones enter the review queue. Sending a file
+    again stores nothing twice. Rows without text are not sent: each is named on standard
+    error and counted."""
     import httpx
 
     from wangge.progress import ProgressReporter
