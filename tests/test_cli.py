@@ -366,3 +366,138 @@ def test_cli_db_upgrade_and_current(runner: CliRunner, tmp_path: Path) -> None:
     from wangge.serve.migrate import head_revision
 
     assert f"database: {head_revision()}; newest: {head_revision()}" in after.output
+
+
+# -- files as users have them -----------------------------------------------------------------
+def test_cli_classify_flags_rows_without_text(
+    runner: CliRunner, model_dir: Path, small_csv: Path, tmp_path: Path
+) -> None:
+    rows = list(csv.reader(small_csv.open(encoding="utf-8")))
+    rows[6][1] = rows[6][3] = " "  # spreadsheet row 7: title and body blank
+    source = write_rows(tmp_path / "with_empty.csv", rows)
+    output = tmp_path / "scored.jsonl"
+    result = run_classify(runner, source, model_dir, output)
+    assert result.exit_code == 0, result.output
+    assert "14 messages scored, 1 without text flagged for review (reason empty)" in result.stdout
+    assert f"file {source}, row 7: no text" in result.stderr
+    records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 14
+    empty = records[5]
+    assert (empty["category"], empty["top3"], empty["needs_review"]) == ("", [], True)
+    assert empty["review_reason"].split(",")[0] == "empty"
+    assert all(record["category"] for i, record in enumerate(records) if i != 5)
+
+    strict = tmp_path / "strict.csv"
+    message = invoke_error(runner, ["classify", str(source), "--model-dir", str(model_dir),
+                                    "-o", str(strict), "--strict"])  # fmt: skip
+    assert (
+        f"file {source}, row 7" in message and "'留言主题' and '留言详情' are all empty" in message
+    )
+    assert not strict.exists()
+
+
+def test_cli_route_flags_rows_without_text(runner: CliRunner, tmp_path: Path) -> None:
+    source = write_rows(
+        tmp_path / "in.csv",
+        [["编号", "内容", "地址"], ["1", "城厢街道路灯坏了", ""], ["2", "", "萧山区城厢街道"]],
+    )
+    output = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["route", str(source), "-o", str(output), "--no-ner"])
+    assert result.exit_code == 0, result.output
+    assert "2 messages routed, 1 without text flagged for review (reason empty)" in result.stdout
+    second = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()][1]
+    assert second["needs_review"] and second["review_reason"].startswith("empty")
+    assert second["street_name"] == "城厢街道"  # still placed by its address
+
+
+def test_cli_classify_refuses_a_title_alone_beside_long_text(
+    runner: CliRunner, model_dir: Path, tmp_path: Path
+) -> None:
+    body = "小区东门的路灯坏了一个多星期了，晚上出入很不安全，希望尽快派人修理。"
+    source = write_rows(
+        tmp_path / "export.csv", [["标题", "反映内容详述"], ["路灯不亮", body], ["路灯坏了", body]]
+    )
+    message = invoke_error(runner, ["classify", str(source), "--model-dir", str(model_dir),
+                                    "-o", str(tmp_path / "o.csv")])  # fmt: skip
+    assert "'标题'" in message and "--text-column 标题 --text-column 反映内容详述" in message
+    body_named = write_rows(tmp_path / "body.csv", [["标题", "正文"], ["路灯不亮", body]])
+    output = tmp_path / "ok.csv"
+    result = run_classify(runner, body_named, model_dir, output)
+    assert result.exit_code == 0, result.output
+    assert "text from 标题 + 正文" in result.stdout
+
+
+def test_cli_train_refuses_a_non_empty_model_dir_without_force(
+    runner: CliRunner, model_dir: Path, small_csv: Path, demo_csv: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    target = tmp_path / "model"
+    shutil.copytree(model_dir, target)
+    (target / "department").mkdir()
+    shutil.copy(target / "meta.json", target / "department" / "meta.json")  # a stale one
+    before = (target / "meta.json").read_text(encoding="utf-8")
+    args = ["train", "--data", str(demo_csv), "--model-dir", str(target)]
+    message = invoke_error(runner, args)
+    assert str(target) in message and "not empty" in message and "--force" in message
+    assert (target / "meta.json").read_text(encoding="utf-8") == before
+
+    result = runner.invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert (target / "meta.json").read_text(encoding="utf-8") != before
+    assert not (target / "department").exists()  # would pair with the new model otherwise
+
+
+def test_cli_train_into_a_model_store_points_to_promote(
+    runner: CliRunner, model_dir: Path, demo_csv: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(model_dir, store / "v1")
+    for extra in ([], ["--force"]):
+        message = invoke_error(
+            runner, ["train", "--data", str(demo_csv), "--model-dir", str(store), *extra]
+        )
+        assert "model store" in message and "wangge models promote NEW" in message
+        assert "--model-store" in message
+    assert sorted(p.name for p in store.iterdir()) == ["v1"]
+
+
+# -- progress and help ------------------------------------------------------------------------
+def test_cli_progress_off_a_terminal_is_plain_lines(
+    runner: CliRunner, model_dir: Path, demo_csv: Path, tmp_path: Path
+) -> None:
+    result = run_classify(runner, demo_csv, model_dir, tmp_path / "o.csv", "--no-route")
+    assert result.exit_code == 0, result.output
+    assert "scoring: 280/280 (100%)" in result.stderr.splitlines()
+    trained = runner.invoke(
+        app, ["train", "--data", str(demo_csv), "--model-dir", str(tmp_path / "m")]
+    )
+    assert trained.exit_code == 0, trained.output
+    assert any(line.endswith("segmenting") for line in trained.stderr.splitlines())
+    for output in (result.stderr, trained.stderr):
+        assert all(ch.isprintable() for ch in output.replace("\n", ""))  # no \x1b, no \r
+
+
+HELP_COMMANDS = [
+    [], ["train"], ["evaluate"], ["classify"], ["route"], ["dedup"], ["export-reviews"],
+    ["serve"], ["ingest"], ["models"], ["models", "fetch-e5"], ["models", "adapt"],
+    ["models", "list"], ["models", "promote"], ["models", "rollback"],
+    ["models", "export-encoder"], ["db"], ["keys"], ["users"], ["district"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS, ids=" ".join)
+def test_cli_help_has_no_type_noise(runner: CliRunner, command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output and "list[" not in result.output
+
+
+def test_cli_help_names_what_commands_take(runner: CliRunner) -> None:
+    classify = runner.invoke(app, ["classify", "--help"]).output
+    assert ".xlsx" in classify and "--strict" in classify
+    models = runner.invoke(app, ["models", "--help"]).output
+    assert "promote" in models and "rollback" in models and "Pretrained" not in models
+    assert "--force" in runner.invoke(app, ["train", "--help"]).output

@@ -144,19 +144,21 @@ def check_model_dir(model_dir: Path, *, overwrite: bool) -> None:
         raise TrainingError(f"--model-dir {model_dir} is a file, not a directory")
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
         return
-    if (
-        (model_dir / CURRENT_FILE).is_file()
-        or (model_dir / HISTORY_FILE).is_file()
-        or any((child / META_FILE).is_file() for child in model_dir.iterdir())
-    ):
+    is_model = (model_dir / META_FILE).is_file()  # its department model is a subdirectory
+    versions = (
+        []
+        if is_model
+        else sorted(child.name for child in model_dir.iterdir() if (child / META_FILE).is_file())
+    )
+    if versions or (model_dir / CURRENT_FILE).is_file() or (model_dir / HISTORY_FILE).is_file():
         raise TrainingError(
-            f"{model_dir} is a model store (it holds model versions): train a new version into "
-            f"a directory of its own, e.g. --model-dir {model_dir / 'NEW'}, then serve it with "
-            f"`wangge models promote NEW --store {model_dir}` (a service started with "
-            f"--model-store {model_dir} swaps to it)"
+            f"{model_dir} is a model store (versions: {', '.join(versions) or 'none'}): train a "
+            f"new version into a directory of its own, e.g. --model-dir {model_dir / 'NEW'}, "
+            f"then serve it with `wangge models promote NEW --store {model_dir}` (a service "
+            f"started with --model-store {model_dir} swaps to it)"
         )
     if not overwrite:
-        what = "a model" if (model_dir / META_FILE).is_file() else "files"
+        what = "a model" if is_model else "files"
         raise TrainingError(
             f"{model_dir} is not empty (it holds {what}): pass --force to overwrite it, or give "
             "a new directory"

@@ -49,7 +49,7 @@ class ProgressReporter:
 
     def __init__(self, *, stream: TextIO | None = None, live: bool | None = None) -> None:
         self._stream = stream if stream is not None else sys.stderr
-        console = Console(file=self._stream)
+        console = Console(file=self._stream, force_terminal=live)
         if live is None:
             live = console.is_terminal and not console.is_dumb_terminal
         self._bars: Progress | None = None

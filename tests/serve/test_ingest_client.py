@@ -74,6 +74,45 @@ def test_a_refused_row_is_named(client: TestClient, tmp_path: Path) -> None:
     assert (raised.value.row, raised.value.column) == (3, "点赞数")
 
 
+def test_rows_without_text_are_counted_not_sent(client: TestClient, tmp_path: Path) -> None:
+    rows = [ROWS[0], ("e1", " ", "", "2026-11-02 09:00:00"), ROWS[2]]
+    path = write_messages(tmp_path / "messages.csv", rows)
+    progress: list[tuple[int, int]] = []
+    summary = ingest_file(path, client, batch_size=1, progress=lambda *a: progress.append(a))
+    assert (summary.stored, progress) == (2, [(1, 2), (2, 2)])
+    assert [(e.path, e.row) for e in summary.empty] == [(str(path), 3)]
+    with pytest.raises(DataError, match="are all empty") as raised:
+        ingest_file(path, client, strict=True)
+    assert raised.value.row == 3
+
+
+def test_the_command_names_rows_without_text(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    rows = [ROWS[0], ("e1", "", " ", "2026-11-02 09:00:00")]
+    path = write_messages(tmp_path / "messages.csv", rows)
+    # the command's own httpx client, sent to the test app
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(
+            200, json=client.post(request.url.path, content=request.content,
+                                  headers={"content-type": "application/json"}).json()
+        )
+    )  # fmt: skip
+    original = httpx.Client
+
+    def patched(**kwargs: object) -> httpx.Client:
+        return original(transport=transport, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx, "Client", patched)
+    result = CliRunner().invoke(cli, ["ingest", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "1 messages stored" in result.stdout and "1 without text not sent" in result.stdout
+    assert f"file {path}, row 3: no text" in result.stderr
+    assert "sent: 1/1 (100%)" in result.stderr
+
+
 def test_the_command_reports_an_unreachable_service(tmp_path: Path) -> None:
     path = write_messages(tmp_path / "messages.csv", ROWS)
     args = ["ingest", str(path), "--url", "http://127.0.0.1:9"]

@@ -62,3 +62,21 @@ def test_duplicate_ids_are_refused(tmp_path: Path) -> None:
         result.exit_code == 2
         and "row 5, column '留言编号': duplicate message id '2'" in result.output
     )
+
+
+def test_a_row_without_text_joins_no_case(tmp_path: Path) -> None:
+    rows = [*ROWS, ["4", "u4", " ", "2024/5/4", ""], ["5", "u5", "", "2024/5/5", ""]]
+    source, output = write(tmp_path / "in.csv", rows), tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["dedup", str(source), "-o", str(output), "--no-entities"])
+    assert result.exit_code == 0, result.output
+    # the two empty rows are not one case of two identical (empty) messages
+    assert "3 messages in 2 cases, 2 without text in no case" in result.output
+    assert f"file {source}, row 5: no text" in result.output
+    frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert frame["case_id"].tolist() == ["1", "1", "2", "", ""]
+    assert frame["dup_evidence"][3] == '{"skipped": "empty"}'
+    assert "deduplicating: 3/3 (100%)" in result.stderr
+
+    strict = CliRunner().invoke(app, ["dedup", str(source), "-o", str(tmp_path / "s.csv"),
+                                      "--strict"])  # fmt: skip
+    assert strict.exit_code == 2 and "row 5" in strict.output

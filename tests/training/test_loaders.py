@@ -368,10 +368,45 @@ def test_missing_explicit_column_lists_the_columns(kwargs: dict[str, object]) ->
 
 
 def test_no_text_column_lists_accepted_names_and_columns() -> None:
-    frame = pd.DataFrame(columns=["编号", "正文"])
+    frame = pd.DataFrame(columns=["编号", "情况说明"])
     message = str(_error(resolve_columns, frame, path="m.csv", require_label=False))
     assert "留言主题" in message and "content" in message
-    assert "编号, 正文" in message and "--text-column" in message
+    assert "编号, 情况说明" in message and "--text-column" in message
+
+
+@pytest.mark.parametrize("body", ["正文", "留言内容", "问题描述", "描述"])
+def test_common_body_names_are_recognised(body: str) -> None:
+    frame = pd.DataFrame(columns=["留言主题", body, "一级标签"])
+    assert resolve_columns(frame, path="m.csv", require_label=False).text == ("留言主题", body)
+
+
+LONG_BODY = "小区东门的路灯坏了一个多星期了，晚上出入很不安全，希望尽快派人修理。"
+
+
+def test_a_title_alone_beside_long_text_is_refused_with_the_columns_to_pass() -> None:
+    frame = pd.DataFrame(
+        {
+            "留言主题": ["路灯不亮", "噪音扰民", "垃圾成堆"],
+            "反映情况": [LONG_BODY, LONG_BODY[:25], LONG_BODY[5:]],
+            "受理时间": ["2026-11-01 09:00:00"] * 3,  # long, but no text
+            "备注": ["急", "", "已回访"],
+        }
+    )
+    error = _error(resolve_columns, frame, path="m.csv", require_label=False)
+    message = str(error)
+    assert error.path == "m.csv" and "'留言主题'" in message and "反映情况" in message
+    assert "--text-column 留言主题 --text-column 反映情况" in message
+    assert "受理时间" not in message and "备注" not in message
+    # Naming the text columns settles it, the title alone included.
+    spec = resolve_columns(frame, path="m.csv", text_columns=["留言主题"], require_label=False)
+    assert spec.text == ("留言主题",)
+
+
+def test_a_title_alone_beside_short_columns_is_read() -> None:
+    frame = pd.DataFrame(
+        {"留言主题": ["路灯不亮", "噪音扰民"], "二级标签": ["路灯", "噪音"], "备注": ["急", ""]}
+    )
+    assert resolve_columns(frame, path="m.csv", require_label=False).text == ("留言主题",)
 
 
 def test_required_label_column_missing_is_a_data_error() -> None:
@@ -436,6 +471,15 @@ def test_all_empty_text_names_row_and_text_columns(tmp_path: Path) -> None:
     error = _error(load_messages, _write(tmp_path / "m.csv", content))
     assert error.row == 3
     assert "'留言主题' and '留言详情' are all empty" in str(error)
+
+
+def test_rows_without_text_are_kept_and_listed_when_allowed(tmp_path: Path) -> None:
+    content = "留言编号,留言详情\n1,路灯坏了\n2,  \n3,噪音\n4,\n"
+    loaded = load_messages(_write(tmp_path / "m.csv", content), allow_empty=True)
+    assert loaded.texts == ["路灯坏了", "", "噪音", ""] and loaded.empty == [1, 3]
+    errors = loaded.empty_errors()
+    assert [(e.row, e.column) for e in errors] == [(3, "留言详情"), (5, "留言详情")]
+    assert all(e.path == str(tmp_path / "m.csv") and "no text" in str(e) for e in errors)
 
 
 def test_load_messages_from_xlsx_names_spreadsheet_rows(tmp_path: Path) -> None:

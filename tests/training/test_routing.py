@@ -59,7 +59,7 @@ def test_route_file_keeps_input_and_adds_routing_columns(
         ],
     )
     output = tmp_path / "out.jsonl"
-    assert route_file(source, output, router=router) == 4
+    assert route_file(source, output, router=router).rows == 4
     records = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     assert list(records[0]) == ["编号", "标题", "内容", "地址", *ROUTING_COLUMNS,
                                 "needs_review", "review_reason"]  # fmt: skip
