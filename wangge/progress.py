@@ -27,7 +27,6 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TaskID,
@@ -58,7 +57,7 @@ class ProgressReporter:
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                TextColumn("{task.fields[amount]}"),  # done/total of a count, blank for a stage
                 TimeElapsedColumn(),
                 console=console,
             )
@@ -87,7 +86,7 @@ class ProgressReporter:
             self._line(message)
             return
         self._end_stage()
-        task = self._bars.add_task(message, total=None)
+        task = self._bars.add_task(message, total=None, amount="")
         self._stage = (task, message)
 
     def count(self, what: str, done: int, total: int) -> None:
@@ -101,8 +100,8 @@ class ProgressReporter:
             return
         task = self._tasks.get(what)
         if task is None:
-            task = self._tasks[what] = self._bars.add_task(what, total=total)
-        self._bars.update(task, completed=done, total=total)
+            task = self._tasks[what] = self._bars.add_task(what, total=total, amount="")
+        self._bars.update(task, completed=done, total=total, amount=f"{done}/{total}")
 
     def counter(self, what: str) -> Callable[[int, int], None]:
         """:meth:`count` for ``what``, as a ``(done, total)`` callback."""
