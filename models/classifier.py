@@ -64,8 +64,8 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
     Features are TF-IDF word unigrams and bigrams, TF-IDF character n-grams within words, and
     one taxonomy-keyword feature per category (:mod:`wangge.models.taxonomy`). The model is a
     ridge classifier with class-balanced weights: on raw messages it generalised better than a
-    linear SVM trained on the same segmented corpus (``benchmarks/bench_ablation.py`` and the
-    README). Its scores become probabilities by temperature scaling, fitted on a
+    linear SVM trained on the same segmented corpus (``benchmarks/bench_ablation.py`` and
+    docs/benchmarks.md). Its scores become probabilities by temperature scaling, fitted on a
     held-out share of the training data.
 
     Parameters

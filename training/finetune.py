@@ -6,7 +6,7 @@ The texts it sees are the classifier's own preparation, the content tokens of
 pre-segmented messages meet there, exactly as for the linear model, and serving prepares text
 with the same function.
 
-Practical on 2 CPU cores because (all measured, see the README): sequences are cut at
+Practical on 2 CPU cores because (all measured, see docs/benchmarks.md): sequences are cut at
 ``max_length`` sub-words, the embeddings and the lower ``freeze_layers`` encoder layers stay
 frozen, batches group texts of similar length, and training stops early when macro-F1 on the
 validation split stops improving. A GPU is used automatically when there is one (transformers'
@@ -50,7 +50,7 @@ SMOOTHING_ALPHAS = (0.7, 0.8, 0.9)
 
 @dataclass
 class FineTuneConfig:
-    """How to fine-tune. The defaults were chosen by measurement on 2 CPU cores (README):
+    """How to fine-tune. The defaults were chosen by measurement on 2 cores (docs/benchmarks.md):
     multilingual-e5-small cut to its lower 5 layers, 64 sub-words, the embeddings and 2
     layers frozen, 2 epochs, trained in 11 minutes on the 7.8k Teddy Cup messages and scores
     about 130 messages/s in int8, against 37 minutes and 24 messages/s for all 12 layers at
