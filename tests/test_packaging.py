@@ -10,12 +10,15 @@ import subprocess
 import sys
 import tomllib
 import zipfile
-from pathlib import Path
 
+import pytest
 from conftest import REPO_ROOT
 
 
-def test_the_wheel_holds_every_package_file_and_builds_without_warnings(tmp_path: Path) -> None:
+def test_the_wheel_holds_every_package_file_and_builds_without_warnings(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("wheel")  # a path with no "warning" in it
     package_dir = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
         "setuptools"
     ]["package-dir"]
