@@ -8,4 +8,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[${extras}]"
+# --quiet still shows errors and warnings. setuptools' note that every editable install of a
+# package mapped from several folders gets ("Editable installation. Please be careful with
+# folders in your working directory ...") is silenced: it needs no action.
+PYTHONWARNINGS="ignore:Editable installation:UserWarning" \
+  .venv/bin/python -m pip install --quiet -e ".[${extras}]"

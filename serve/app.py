@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from wangge.errors import ModelLoadError
 from wangge.models.artifact import ModelMeta, department_model_dir, load_model
@@ -65,7 +66,9 @@ def create_app(
         if app.state.ingestor is not None:
             app.state.ingestor.close()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts from the app, not from a CDN:
+    # intranets without internet still get the API docs.
+    app = FastAPIOffline(
         title="wangge message triage",
         description=DESCRIPTION,
         version=version("wangge"),

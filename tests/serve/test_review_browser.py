@@ -5,17 +5,12 @@ With WANGGE_SCREENSHOTS=DIR it saves the page's screenshots there (docs/ holds t
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from conftest import tiny_model
+from conftest import CHROMIUM, live_server, needs_chromium, tiny_model
 from typer.testing import CliRunner
 
 from wangge.cli import app as cli
@@ -23,8 +18,7 @@ from wangge.serve.app import create_app
 from wangge.serve.config import Settings
 
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = os.environ.get("WANGGE_CHROMIUM") or shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium (apt-get install chromium)")
+pytestmark = needs_chromium
 PASSWORD = "correct horse battery"
 
 
@@ -38,31 +32,15 @@ def server(tmp_path: Path) -> Iterator[str]:
     app = create_app(
         Settings(database_url=url, encoder_dir=None, route=True), model=model, meta=meta
     )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    messages = (
-        ("m1", "城厢街道陈公桥社区小区垃圾桶满了没人清理，臭气熏天"),
-        ("m2", "工地晚上施工太吵"),
-    )
-    for id_, content in messages:
-        assert (
-            httpx.post(f"{base}/v1/messages", json={"id": id_, "content": content}).status_code
-            == 200
+    with live_server(app) as base:
+        messages = (
+            ("m1", "城厢街道陈公桥社区小区垃圾桶满了没人清理，臭气熏天"),
+            ("m2", "工地晚上施工太吵"),
         )
-    yield base
-    server.should_exit = True
-    thread.join(timeout=10)
+        for id_, content in messages:
+            response = httpx.post(f"{base}/v1/messages", json={"id": id_, "content": content})
+            assert response.status_code == 200
+        yield base
 
 
 def test_a_reviewer_corrects_a_task_in_the_browser(server: str) -> None:
