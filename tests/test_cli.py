@@ -501,3 +501,39 @@ def test_cli_help_names_what_commands_take(runner: CliRunner) -> None:
     models = runner.invoke(app, ["models", "--help"]).output
     assert "promote" in models and "rollback" in models and "Pretrained" not in models
     assert "--force" in runner.invoke(app, ["train", "--help"]).output
+
+
+def test_serve_honours_wangge_environment_variables(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WANGGE_HOST, WANGGE_PORT and WANGGE_MODEL_DIR reach the server when no option is given,
+    and an option given on the command line wins over its variable."""
+    import wangge.serve.server
+
+    started = []
+    monkeypatch.setattr(wangge.serve.server, "run", started.append)
+    monkeypatch.setenv("WANGGE_HOST", "0.0.0.0")
+    monkeypatch.setenv("WANGGE_PORT", "9123")
+    monkeypatch.setenv("WANGGE_MODEL_DIR", str(tmp_path / "model"))
+
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert (settings.host, settings.port, settings.model_dir) == (
+        "0.0.0.0",
+        9123,
+        tmp_path / "model",
+    )
+
+    result = runner.invoke(app, ["serve", "--port", "9200"])
+    assert result.exit_code == 0, result.output
+    assert (started[1].host, started[1].port) == ("0.0.0.0", 9200)
+
+
+def test_serve_refuses_a_bad_port_from_the_environment(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANGGE_PORT", "not-a-port")
+    result = runner.invoke(app, ["serve", "--model-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "port" in result.output

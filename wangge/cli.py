@@ -869,17 +869,32 @@ def serve(
             "without restarting (instead of --model-dir).",
         ),
     ] = None,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on. Default: WANGGE_HOST or 127.0.0.1.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port. Default: WANGGE_PORT or 8000.")
+    ] = None,
 ) -> None:
-    """Start the HTTP API (docs at /docs, staff page at /review)."""
+    """Start the HTTP API (docs at /docs, staff page at /review).
+
+    Options given here override the ``WANGGE_*`` environment variables; the others come from
+    the environment (:class:`~wangge.serve.config.Settings`).
+    """
+    from pydantic import ValidationError
+
     from wangge.serve.config import Settings
     from wangge.serve.server import run
 
-    if (model_dir is None) == (model_store is None):
+    given = {"model_dir": model_dir, "model_store": model_store, "host": host, "port": port}
+    try:
+        settings = Settings(**{name: value for name, value in given.items() if value is not None})
+    except ValidationError as error:
+        _fail(WanggeError(f"invalid setting: {error}"))
+    if (settings.model_dir is None) == (settings.model_store is None):
         _fail(WanggeError("give one of --model-dir DIR and --model-store STORE"))
     try:
-        run(Settings(model_dir=model_dir, model_store=model_store, host=host, port=port))
+        run(settings)
     except WanggeError as error:
         _fail(error)
 
