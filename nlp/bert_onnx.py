@@ -49,7 +49,7 @@ class _GraphBuilder:
 
     def constant(self, value: float | list[int], dtype: type = np.float32) -> str:
         """A small shared constant (scalar float or int64 vector)."""
-        array = np.array(value, dtype=dtype)
+        array: np.ndarray = np.array(value, dtype=dtype)
         key = f"{array.dtype}:{array.tolist()}"
         if key not in self.constants:
             self.constants[key] = self.weight(f"const.{len(self.constants)}", array)
@@ -102,7 +102,9 @@ def bert_encoder_graph(
 
     # Embeddings: word + position (from 0) + token type 0, then LayerNorm.
     if word_blocks is None:
-        table = g.weight("embeddings.word_embeddings.weight", w["embeddings.word_embeddings.weight"])
+        table = g.weight(
+            "embeddings.word_embeddings.weight", w["embeddings.word_embeddings.weight"]
+        )
         words = g.op("Gather", table, ids)
     else:
         values, scales = word_blocks
@@ -175,7 +177,10 @@ def bert_encoder_graph(
     graph = helper.make_graph(
         g.nodes,
         "bert_sentence_encoder",
-        [helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "tokens"]) for name in INPUTS],
+        [
+            helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "tokens"])
+            for name in INPUTS
+        ],
         [helper.make_tensor_value_info(OUTPUT, f32, ["batch", hidden])],
         g.initializers,
     )

@@ -91,6 +91,17 @@ def corpus_texts_labels() -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+@pytest.fixture(autouse=True)
+def wangge_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty ``WANGGE_HOME`` for every test and no ``WANGGE_ENCODER_DIR``, so that no test
+    picks up a developer's sentence encoder (``~/.cache/wangge/e5-small``) by accident; a test
+    that wants an encoder puts one there or passes it explicitly."""
+    home = tmp_path_factory.mktemp("wangge-home")
+    monkeypatch.setenv("WANGGE_HOME", str(home))
+    monkeypatch.delenv("WANGGE_ENCODER_DIR", raising=False)
+    return home
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -28,5 +28,5 @@ def wangge_home() -> Path:
 
 
 def default_encoder_dir() -> Path:
-    """The sentence encoder ``wangge models fetch-e5`` writes by default: ``$WANGGE_HOME/e5-small``."""
+    """Where `wangge models fetch-e5` writes the sentence encoder: ``$WANGGE_HOME/e5-small``."""
     return wangge_home() / ENCODER_NAME
