@@ -131,9 +131,8 @@ def split_q4_0(raw: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
     return values.reshape(-1), blocks["d"].copy()
 
 
-def dequantize_q4_0(raw: bytes, count: int) -> np.ndarray:
-    """Return ``count`` fp32 weights decoded from Q4_0 blocks (see the module docstring)."""
-    values, scales = split_q4_0(raw, count)
+def q4_0_weights(values: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """The flat fp32 weights of :func:`split_q4_0`'s values and scales."""
     weights = values.reshape(-1, QK).astype(np.float32) * scales.astype(np.float32)[:, None]
     return weights.reshape(-1)
 
@@ -193,8 +192,9 @@ def read_e5s1(path: str | Path) -> E5File:
         shape = _shape(name, count, header)
         if dtype == Q4_0 and nbytes == count // QK * Q4_BLOCK.itemsize:
             values, scales = split_q4_0(raw, count)
-            blocks[name] = (values.reshape(shape), scales.reshape(shape[0], -1))
-            flat = (values.reshape(-1, QK) * scales.astype(np.float32)[:, None]).reshape(-1)
+            if shape[-1] % QK == 0:  # blocks within rows: kept for the graph (word embeddings)
+                blocks[name] = (values.reshape(shape), scales.reshape(shape[0], -1))
+            flat = q4_0_weights(values, scales)
         elif dtype == F32 and nbytes == 4 * count:
             flat = np.frombuffer(raw, "<f4", count).copy()
         else:
@@ -350,7 +350,7 @@ def rebuild_e5(
 
     state = to_bert_state_dict(e5)
     graph = bert_encoder_graph(
-        state, heads=e5.header.heads, eps=e5.header.eps, word_blocks=e5.blocks["emb.word"]
+        state, heads=e5.header.heads, eps=e5.header.eps, word_blocks=e5.blocks.get("emb.word")
     )
     onnx.save(graph, str(out / ENCODER_FILE))
     del graph

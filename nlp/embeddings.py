@@ -97,8 +97,8 @@ class SentenceEncoder(OnnxTextModel):
         path = Path(model_dir) / ENCODER_FILE
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} not found: export the encoder with `wangge models export-encoder "
-                f"{model_dir}` (or rebuild e5 with `wangge models fetch-e5`)"
+                f"{path} not found: build e5's with `wangge models fetch-e5`, or export "
+                f"another Hugging Face encoder with `wangge models export-encoder {model_dir}`"
             )
         super().__init__(
             model_dir, ENCODER_FILE, max_length=max_length, batch_size=batch_size, threads=threads

