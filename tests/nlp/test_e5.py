@@ -21,9 +21,9 @@ from scipy.special import erf
 
 from wangge.nlp.e5 import (
     E5Header,
+    q4_0_weights,
     read_e5s1,
     rebuild_e5,
-    q4_0_weights,
     split_q4_0,
     verify_e5,
 )
