@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_dedup.py [--encoder model_store/e5-small] [--fit]
+    .venv/bin/python benchmarks/bench_dedup.py [--encoder ~/.cache/wangge/e5-small] [--fit]
     .venv/bin/python benchmarks/bench_dedup.py --scale 100000,1000000
 
 a. ``wangge dedup`` on ``unlabeled_hot_issue_messages.csv`` (a subprocess: wall time and peak
@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from common import REPO_ROOT, argument_parser, data_dir_with, note, say, wangge_command
 
+from wangge.home import default_encoder_dir
 from wangge.models.dedup import (
     CLOSE_COSINE,
     DEFAULT_THRESHOLD,
@@ -277,7 +278,7 @@ def restart(size: int, dim: int = 384) -> None:
 
 def main() -> None:
     parser = argument_parser(__doc__)
-    parser.add_argument("--encoder", type=Path, default=REPO_ROOT / "model_store" / "e5-small")
+    parser.add_argument("--encoder", type=Path, default=default_encoder_dir())
     parser.add_argument("--fit", action="store_true", help="fit the pair weights (c)")
     parser.add_argument("--scale", help="comma-separated index sizes for lookup timing (d)")
     parser.add_argument("--restart", type=int, help="start-up time from a store of N (e)")

@@ -8,7 +8,7 @@ writes ``model_store/demo``)::
 
 1. starts ``wangge serve`` on a free loopback port with a fresh database (a temporary SQLite
    file unless ``--database-url``; the sentence encoder of ``WANGGE_ENCODER_DIR`` or
-   ``model_store/e5-small`` when it exists), and ``--clients`` threads each post single
+   ``$WANGGE_HOME/e5-small`` when it exists), and ``--clients`` threads each post single
    messages (the shipped demo messages, each with a new id) for ``--seconds``: prints the
    requests, failures, messages/s and latency percentiles;
 2. starts the server again on the same database, loads it the same way and kills it with

@@ -1,20 +1,22 @@
-"""Export Hugging Face checkpoints to ONNX: sentence encoders (:func:`export_encoder`, the
-graph :class:`~wangge.nlp.embeddings.SentenceEncoder` runs) and fine-tuned classifiers
+"""Export Hugging Face checkpoints to ONNX with torch: sentence encoders (:func:`export_encoder`,
+``wangge models export-encoder``, for encoders other than e5) and fine-tuned classifiers
 (:func:`export_classifier`, the graph :class:`~wangge.models.transformer.TransformerScorer`
-runs), and quantise either to int8 (:func:`quantize_onnx`).
+runs), and quantise any graph to int8 (:func:`quantize_onnx`, ONNX Runtime only: no torch).
 
 Encoders:
 The graph takes ``input_ids`` and ``attention_mask`` (int64, ``[batch, tokens]``) and returns
 ``embedding`` (float32, ``[batch, hidden]``): the last hidden states mean-pooled over the
 attention mask and L2-normalised, so pooling is part of the model and cannot drift between
-callers. :func:`quantize_encoder` then turns the matrix products to int8 (dynamic, one scale
-per output channel). Exporting needs torch, transformers and onnx (the ``e5`` or
-``transformer`` extra); running the result needs only onnxruntime and tokenizers.
+callers. multilingual-e5-small's graph, the default encoder, is written without torch by
+:mod:`wangge.nlp.bert_onnx` (``wangge models fetch-e5``); :func:`export_encoder` traces any
+other Hugging Face checkpoint through torch (the ``transformer`` extra). Either way
+:func:`quantize_encoder` then turns the matrix products to int8 (dynamic, one scale per output
+channel); running the result needs only onnxruntime and tokenizers.
 
-For multilingual-e5-small on the 2-core machine, int8 embedded the hot-issue titles 25 %
-faster than fp32 at a mean cosine of 0.996 to the fp32 vectors (lowest 0.986; pairwise
-cosines moved by 0.003 on average), and the duplicate pairs scored F1 0.923 against 0.925.
-Per-tensor scales were as fast but further off (mean cosine 0.991).
+For multilingual-e5-small on the 2-core machine (torch export), int8 embedded the hot-issue
+titles 25 % faster than fp32 at a mean cosine of 0.996 to the fp32 vectors (lowest 0.986;
+pairwise cosines moved by 0.003 on average), and the duplicate pairs scored F1 0.923 against
+0.925. Per-tensor scales were as fast but further off (mean cosine 0.991).
 
 Classifiers:
 Dynamic quantisation gives each matrix product's input one int8 scale per call, so a few

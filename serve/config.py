@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wangge.home import default_encoder_dir
 from wangge.models.dedup import DEFAULT_THRESHOLD
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
@@ -74,9 +75,10 @@ class Settings(BaseSettings):
         description="Where POST /v1/messages stores messages and cases (SQLAlchemy URL).",
     )
     encoder_dir: Path | None = Field(
-        default=Path("model_store/e5-small"),
-        description="Sentence encoder for duplicate detection (`wangge models fetch-e5`); "
-        "without it duplicates are found by lexical similarity only.",
+        default_factory=default_encoder_dir,
+        description="Sentence encoder for duplicate detection (`wangge models fetch-e5`). "
+        "Default: $WANGGE_HOME/e5-small (~/.cache/wangge/e5-small); without one duplicates "
+        "are found by lexical similarity only.",
     )
     dedup_threshold: float = Field(
         default=DEFAULT_THRESHOLD,

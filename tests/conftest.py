@@ -134,6 +134,17 @@ def corpus_texts_labels() -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+@pytest.fixture(autouse=True)
+def wangge_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty ``WANGGE_HOME`` for every test and no ``WANGGE_ENCODER_DIR``, so that no test
+    picks up a developer's sentence encoder (``~/.cache/wangge/e5-small``) by accident; a test
+    that wants an encoder puts one there or passes it explicitly."""
+    home = tmp_path_factory.mktemp("wangge-home")
+    monkeypatch.setenv("WANGGE_HOME", str(home))
+    monkeypatch.delenv("WANGGE_ENCODER_DIR", raising=False)
+    return home
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
@@ -158,13 +169,17 @@ TINY_BERT_CHARS = (
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide random BertModel with a WordPiece tokenizer over TINY_BERT_CHARS,
-    exported to ONNX (``encoder.onnx``) as sentence encoders run it. Built with torch and
-    transformers: the tests that use it are skipped without the ``transformer`` extra."""
-    pytest.importorskip("torch", reason="the tiny BERT is built with torch (transformer extra)")
-    pytest.importorskip("transformers", reason="needs transformers (transformer extra)")
+    """A sentence encoder as `wangge models fetch-e5` writes one, without torch: a 2-layer,
+    32-wide random BERT (``encoder.onnx``, written from numpy by wangge.nlp.bert_onnx) with a
+    WordPiece ``tokenizer.json`` over TINY_BERT_CHARS."""
+    import json
+
+    import numpy as np
+
+    onnx = pytest.importorskip("onnx", reason="onnx (the e5 extra) writes the encoder graph")
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    from wangge.nlp.bert_onnx import bert_encoder_graph
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab = {token: i for i, token in enumerate(specials + sorted(set(TINY_BERT_CHARS)) + ["，"])}
@@ -175,29 +190,35 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
     out = tmp_path_factory.mktemp("tiny-bert")
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    ).save_pretrained(out)
-    import torch
+    tok.save(str(out / "tokenizer.json"))
+    (out / "config.json").write_text(json.dumps({"model_type": "bert", "pad_token_id": 0}))
 
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(out)
-    from wangge.nlp.onnx_export import export_encoder
+    rng = np.random.default_rng(0)
+    hidden, ffn = 32, 64
 
-    export_encoder(out)
+    def normal(*shape: int) -> np.ndarray:
+        return (0.02 * rng.standard_normal(shape)).astype(np.float32)  # BERT's initialisation
+
+    weights = {
+        "embeddings.word_embeddings.weight": normal(len(vocab), hidden),
+        "embeddings.position_embeddings.weight": normal(64, hidden),
+        "embeddings.token_type_embeddings.weight": normal(2, hidden),
+    }
+    linears = {"attention.self.query": (hidden, hidden), "attention.self.key": (hidden, hidden),
+               "attention.self.value": (hidden, hidden), "attention.output.dense": (hidden, hidden),
+               "intermediate.dense": (ffn, hidden), "output.dense": (hidden, ffn)}  # fmt: skip
+    norms = ["embeddings.LayerNorm"]
+    for layer in range(2):
+        for name, shape in linears.items():
+            weights[f"encoder.layer.{layer}.{name}.weight"] = normal(*shape)
+            weights[f"encoder.layer.{layer}.{name}.bias"] = normal(shape[0])
+        norms += [
+            f"encoder.layer.{layer}.{n}" for n in ("attention.output.LayerNorm", "output.LayerNorm")
+        ]
+    for name in norms:
+        weights[f"{name}.weight"] = np.ones(hidden, np.float32)
+        weights[f"{name}.bias"] = np.zeros(hidden, np.float32)
+    onnx.save(bert_encoder_graph(weights, heads=2, eps=1e-12), str(out / "encoder.onnx"))
     return out
 
 

@@ -28,6 +28,7 @@ from wangge.errors import TrainingError
 from wangge.training.finetune import (
     FineTuneConfig,
     freeze_lower,
+    require_checkpoint,
     trainer_with_loss,
     truncate_layers,
 )
@@ -76,8 +77,7 @@ def adapt_encoder(
 
     started = time.perf_counter()
     base, output = Path(config.base_model), Path(output)
-    if not (base / "config.json").is_file():
-        raise TrainingError(f"{base} is not a Hugging Face model directory (no config.json)")
+    require_checkpoint(base)
     texts = [text for text in texts if text.strip()]
     if not texts:
         raise TrainingError("no text to adapt on: every message is empty after preparation")

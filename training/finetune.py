@@ -95,6 +95,28 @@ def require_transformer_extra() -> None:
         )
 
 
+# The weight files of a Hugging Face checkpoint (single file or sharded).
+CHECKPOINT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def require_checkpoint(base: Path) -> None:
+    """Fail with the command to run unless ``base`` is a Hugging Face checkpoint directory
+    (`wangge models fetch-e5` writes only the ONNX encoder unless ``--checkpoint``)."""
+    if not (base / "config.json").is_file() or not any(
+        (base / name).is_file() for name in CHECKPOINT_FILES
+    ):
+        raise TrainingError(
+            f"{base} holds no Hugging Face checkpoint (config.json and model.safetensors): "
+            "write multilingual-e5-small's with `wangge models fetch-e5 --checkpoint` (into "
+            "$WANGGE_HOME/e5-small; needs the transformer extra) or pass --base-model"
+        )
+
+
 def class_weights(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     """``n / (k · count)`` per class, as scikit-learn's ``"balanced"``."""
     counts = Counter(labels)
@@ -133,11 +155,7 @@ def fine_tune(
     started = time.perf_counter()
     work_dir = Path(work_dir)
     base = Path(config.base_model)
-    if not (base / "config.json").is_file():
-        raise TrainingError(
-            f"{base} is not a Hugging Face model directory (no config.json); rebuild e5 with "
-            "`wangge models fetch-e5` or copy a checkpoint there"
-        )
+    require_checkpoint(base)
     set_seed(config.seed)
     label_ids = {label: index for index, label in enumerate(classes)}
     tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)

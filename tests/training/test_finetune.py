@@ -155,7 +155,16 @@ def test_the_command_explains_a_missing_base_model(demo_csv: Path, tmp_path: Pat
     missing = CliRunner().invoke(
         cli, [*args, "--backend", "transformer", "--base-model", str(tmp_path / "none")]
     )
-    assert missing.exit_code == 2 and "not a Hugging Face model directory" in missing.output
+    assert missing.exit_code == 2 and "holds no Hugging Face checkpoint" in missing.output
+    onnx_only = tmp_path / "e5-small"  # what `wangge models fetch-e5` writes by default
+    onnx_only.mkdir()
+    (onnx_only / "config.json").write_text("{}")
+    (onnx_only / "encoder.onnx").write_bytes(b"")
+    without_weights = CliRunner().invoke(
+        cli, [*args, "--backend", "transformer", "--base-model", str(onnx_only)]
+    )
+    assert without_weights.exit_code == 2
+    assert "wangge models fetch-e5 --checkpoint" in " ".join(without_weights.output.split())
     unknown = CliRunner().invoke(cli, [*args, "--backend", "svm"])
     assert unknown.exit_code == 2 and "backend must be one of linear, transformer" in unknown.output
 
