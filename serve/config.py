@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from wangge.models.dedup import DEFAULT_THRESHOLD
+from wangge.models.dedup import ENCODER_THRESHOLD, LEXICAL_THRESHOLD
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -78,11 +78,12 @@ class Settings(BaseSettings):
         description="Sentence encoder for duplicate detection (`wangge models fetch-e5`); "
         "without it duplicates are found by lexical similarity only.",
     )
-    dedup_threshold: float = Field(
-        default=DEFAULT_THRESHOLD,
+    dedup_threshold: float | None = Field(
+        default=None,
         ge=0,
         le=1,
-        description="Same-case probability from which a message joins.",
+        description="Same-case probability from which a message joins. Default: "
+        f"{ENCODER_THRESHOLD} with the encoder, {LEXICAL_THRESHOLD} without.",
     )
     dedup_window_days: int = Field(
         default=365, ge=1, description="A case silent for longer takes no new messages."
