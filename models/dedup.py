@@ -14,8 +14,8 @@ For each message the detector finds candidates two ways, scores them, and checks
   :data:`CLOSE_COSINE`), Jaccard of the titles' 3-grams, the same reporter, and whether the
   places and organisations that LAC tags in the titles and openings (compounds, companies,
   roads …) overlap, conflict or are unknown. Each mode, with and without an encoder, has its
-  own weights and threshold, fitted on the 689 labelled pairs of ``benchmarks/data/``
-  (:data:`ENCODER_WEIGHTS`, :data:`LEXICAL_WEIGHTS`; ``benchmarks/bench_dedup.py --fit``);
+  own weights and threshold (:data:`ENCODER_WEIGHTS`, :data:`LEXICAL_WEIGHTS`), fitted on
+  the 689 labelled pairs of ``benchmarks/data/`` by ``benchmarks/bench_dedup.py``;
 - **constraints** that stop false merges whatever the score: two messages naming different
   places or organisations (two compounds with the same complaint are two cases) unless their
   texts are near-identical; two known, different communities (or streets); two confident,
