@@ -24,7 +24,7 @@ For each message the detector finds candidates two ways, scores them, and checks
 The message joins the case of the best candidate scoring at least ``threshold``, or opens
 its own. Short texts (fewer than ``MIN_SHINGLES`` 3-grams) get no MinHash, whose signature
 would be empty or collide: they match by their exact normalised text or through the
-embedding index, with the Jaccard features at 0.
+HNSW index (embeddings or sketches), with the Jaccard features at 0.
 
 The detector is incremental (:meth:`DuplicateDetector.add_many`); a store keeps the messages
 and rebuilds it on restart (:mod:`wangge.serve.storage`), reusing the HNSW graph saved at the
