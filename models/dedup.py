@@ -38,7 +38,6 @@ import json
 import math
 import re
 import zlib
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -251,12 +250,16 @@ def lexical_sketches(texts: Sequence[str]) -> np.ndarray:
     """The L2-normalised lexical sketches (float32, :data:`SKETCH_DIM` columns) of compared
     texts (:func:`dedup_text`): each character 2-gram adds its count, with a sign, to the
     column its CRC-32 picks (the hashing trick: collisions cancel out on average)."""
-    sketches = np.zeros((len(texts), SKETCH_DIM), dtype=np.float32)
+    rows: list[int] = []
+    codes: list[int] = []
     for row, text in enumerate(texts):
         kept = _NOT_COMPARED.sub("", text)
-        for gram, count in Counter(kept[i : i + 2] for i in range(len(kept) - 1)).items():
-            code = zlib.crc32(gram.encode("utf-8"))
-            sketches[row, code % SKETCH_DIM] += count if code >> 31 else -count
+        codes += [zlib.crc32(kept[i : i + 2].encode("utf-8")) for i in range(len(kept) - 1)]
+        rows += [row] * max(len(kept) - 1, 0)
+    code = np.array(codes, dtype=np.uint32)
+    signs = np.where(code >> 31, 1.0, -1.0).astype(np.float32)
+    sketches = np.zeros((len(texts), SKETCH_DIM), dtype=np.float32)
+    np.add.at(sketches, (np.array(rows, dtype=np.intp), code % SKETCH_DIM), signs)
     norms = np.linalg.norm(sketches, axis=1, keepdims=True)
     return sketches / np.maximum(norms, 1e-12)
 
