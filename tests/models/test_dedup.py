@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -311,3 +312,29 @@ def test_names_written_a_little_differently_are_one_place() -> None:
     assert relation({"金城花园"}, {"银河家园"}) == -1
     assert relation({"西地省聚捷飞迈网络有限公司"}, {"西地省聚汇企信息科技有限公司"}) == -1
     assert relation({"金城花园"}, set()) == 0
+
+
+def test_with_an_encoder_the_sketches_still_find_a_rewording_under_another_title(
+    tmp_path: Path,
+) -> None:
+    # The reworded title is about parking: its embedding is closer to the ten fillers' (parking
+    # and street lamps) than to the first report's (garbage), so the embeddings' ten nearest
+    # neighbours miss that report; the sketches' index finds it.
+    fillers = [
+        message(
+            f"f{i}", f"停车和路灯第{i}件事", f"想问一下关于第{i}件事情的办理流程和时间安排。", 1
+        )
+        for i in range(10)
+    ]
+    reworded = replace(GARBAGE_REWORDED, title="反映金城花园停车的问题")
+    detector = DuplicateDetector(TopicEncoder())
+    detector.add_many([GARBAGE, *fillers])
+    [decision] = detector.add_many([reworded])
+    assert (decision.case_id, decision.duplicate_of) == ("a", "a")
+    assert decision.evidence["cosine"] < 0.5 and decision.evidence["jaccard"] < 0.15
+    # Both graphs are saved, and a snapshot without the sketches' graph is not restored.
+    detector.save_ann(tmp_path / "graph.hnsw")
+    ids = ["a", *(f.id for f in fillers), "b"]
+    assert DuplicateDetector(TopicEncoder()).restore_ann(tmp_path / "graph.hnsw", ids) == 12
+    (tmp_path / "graph.hnsw.sketch").unlink()
+    assert DuplicateDetector(TopicEncoder()).restore_ann(tmp_path / "graph.hnsw", ids) == 0
