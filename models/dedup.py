@@ -167,7 +167,7 @@ ENCODER_WEIGHTS = PairWeights(
     entities_overlap=1.817,
     bias=-3.667,
 )
-ENCODER_THRESHOLD = 0.4
+ENCODER_THRESHOLD = 0.45
 # fitted:end
 
 
