@@ -5,15 +5,17 @@ For each message the detector finds candidates two ways, scores them, and checks
 - **candidates**: MinHash LSH (``rensa``, Rust) over the character 3-grams of the normalised
   title and body finds near duplicates; an HNSW index (``hnswlib``) over sentence embeddings
   (any :class:`Encoder`, e.g. the rebuilt multilingual-e5-small of
-  :mod:`wangge.nlp.embeddings`) of the titles finds rewordings;
+  :mod:`wangge.nlp.embeddings`) of the titles finds rewordings; without an encoder the HNSW
+  index holds lexical sketches of the whole texts (:func:`lexical_sketches`) instead;
 - **score**: the probability that a pair reports the same case, from a logistic model over
   the pair's features (:class:`PairWeights`): Jaccard similarity of the 3-grams (estimated
-  from the MinHash signatures), cosine of the embeddings (a second, steeper weight above
-  :data:`CLOSE_COSINE`; without an encoder, the Jaccard of the titles' 3-grams instead),
-  the same reporter, and whether the places and organisations that LAC tags in the titles and
-  openings (compounds, companies, roads …) overlap, conflict or are unknown. The weights were
-  fitted on the 689 labelled pairs of ``benchmarks/data/``
-  (``benchmarks/bench_dedup.py --fit`` refits them);
+  from the MinHash signatures), cosine of the lexical sketches (2-gram counts without the
+  anonymisation masks), cosine of the embeddings (a second, steeper weight above
+  :data:`CLOSE_COSINE`), Jaccard of the titles' 3-grams, the same reporter, and whether the
+  places and organisations that LAC tags in the titles and openings (compounds, companies,
+  roads …) overlap, conflict or are unknown. Each mode, with and without an encoder, has its
+  own weights and threshold (:data:`ENCODER_WEIGHTS`, :data:`LEXICAL_WEIGHTS`), fitted on
+  the 689 labelled pairs of ``benchmarks/data/`` by ``benchmarks/bench_dedup.py``;
 - **constraints** that stop false merges whatever the score: two messages naming different
   places or organisations (two compounds with the same complaint are two cases) unless their
   texts are near-identical; two known, different communities (or streets); two confident,
@@ -22,7 +24,7 @@ For each message the detector finds candidates two ways, scores them, and checks
 The message joins the case of the best candidate scoring at least ``threshold``, or opens
 its own. Short texts (fewer than ``MIN_SHINGLES`` 3-grams) get no MinHash, whose signature
 would be empty or collide: they match by their exact normalised text or through the
-embedding index, with the Jaccard features at 0.
+HNSW index (embeddings or sketches), with the Jaccard features at 0.
 
 The detector is incremental (:meth:`DuplicateDetector.add_many`); a store keeps the messages
 and rebuilds it on restart (:mod:`wangge.serve.storage`), reusing the HNSW graph saved at the
@@ -35,6 +37,7 @@ import hashlib
 import json
 import math
 import re
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -66,13 +69,24 @@ _ADMIN = re.compile(r"^(?:[A-Z][0-9]*|[\u4e00-\u9fff]?)(?:省|市|区|县|镇|�
 _ADMIN_PREFIX = re.compile(r"^[A-Z][0-9]*(?:市|区|县)")
 # LAC's leftovers of anonymised names (A市东能华府 → 市东) and bare codes/URLs (A5, https)
 _NOT_A_NAME = re.compile(r"^(?:[省市区县].?|[A-Za-z0-9]+)$")
+# The lexical sketch: signed, hashed counts of the character 2-grams of the compared text
+# without the anonymisation masks (`****`), digits and Latin letters (codes such as A市, A3区),
+# which would otherwise make any two messages with many masked phone numbers look alike. Its
+# cosine approximates the exact 2-gram cosine (correlation 0.99 on the labelled pairs at 256
+# dimensions); it is kept as float16 (512 bytes a message).
+SKETCH_DIM = 256
+_NOT_COMPARED = re.compile(r"[A-Za-z0-9*]+")
+# What names of places and organisations share without being the same: kinds (公司, 小区,
+# 学校 …), the anonymised province (西地省) and the leftovers of anonymised prefixes (A市X → 市X).
+# Without them, two names sharing 3 characters are taken for one (晟通牡丹舸物业 and
+# 晟通牡丹舸, 师大星城实验学校 and 师大附中星城实验学校, 聚利人普惠 and 利聚人普惠).
+_GENERIC_IN_NAMES = re.compile(
+    r"^[市区县省]|西地省|有限责任公司|有限公司|股份|集团|公司|科技|网络|信息|实业|发展|投资|置业"
+    r"|职业技术|学院|大学|学校|小学|中学|幼儿园|小区|社区|街道|花园|家园|物业|派出所|医院|国际"
+)
 # Cosines of e5 embeddings crowd in 0.8-0.95 for any two complaints; above this knee they
 # mean a rewording of the same report, which a second, steeper weight captures.
 CLOSE_COSINE = 0.93
-# Chosen on the 689 labelled pairs: cases built at 0.5 / 0.55 / 0.6 put the pairs together with
-# F1 0.917 / 0.922 / 0.915 (precision 0.917 / 0.933 / 0.936); the pair classifier alone,
-# 10-fold cross-validated at 0.55, had precision 0.922, recall 0.946.
-DEFAULT_THRESHOLD = 0.55
 
 
 class Encoder(Protocol):
@@ -86,34 +100,22 @@ class Encoder(Protocol):
 
 @dataclass(frozen=True)
 class PairWeights:
-    """Logistic weights of the pair features; fitted by ``benchmarks/bench_dedup.py --fit``.
+    """Logistic weights of the pair features (:data:`ENCODER_WEIGHTS`, :data:`LEXICAL_WEIGHTS`).
 
-    ``close_cosine`` weighs how far the cosine lies above :data:`CLOSE_COSINE` (0 to 1). With
-    an encoder the titles are compared by their embeddings, so ``title_jaccard`` is 0.
+    ``cosine`` is that of the sentence embeddings (0 without an encoder) and ``close_cosine``
+    weighs how far it lies above :data:`CLOSE_COSINE` (0 to 1); ``lexical_cosine`` is that of
+    the lexical sketches (:func:`lexical_sketches`).
     """
 
-    jaccard: float = 3.35
+    jaccard: float = 0.0
     title_jaccard: float = 0.0
-    cosine: float = 0.84
-    close_cosine: float = 4.2
-    same_reporter: float = 1.33
-    entities_conflict: float = -0.69
-    entities_overlap: float = 2.0
-    bias: float = -2.76
-
-    @classmethod
-    def lexical(cls) -> PairWeights:
-        """Weights fitted without the cosine feature, for a detector without an encoder."""
-        return cls(
-            jaccard=3.42,
-            title_jaccard=3.53,
-            cosine=0.0,
-            close_cosine=0.0,
-            same_reporter=1.37,
-            entities_conflict=-0.94,
-            entities_overlap=1.8,
-            bias=-1.47,
-        )
+    cosine: float = 0.0
+    close_cosine: float = 0.0
+    lexical_cosine: float = 0.0
+    same_reporter: float = 0.0
+    entities_conflict: float = 0.0
+    entities_overlap: float = 0.0
+    bias: float = 0.0
 
     def probability(self, features: PairFeatures) -> float:
         z = (
@@ -124,6 +126,7 @@ class PairWeights:
             + self.close_cosine
             * max(0.0, (features.cosine or 0.0) - CLOSE_COSINE)
             / (1 - CLOSE_COSINE)
+            + self.lexical_cosine * features.lexical_cosine
             + self.same_reporter * features.same_reporter
             + self.entities_conflict * (features.entities == -1)
             + self.entities_overlap * (features.entities == 1)
@@ -136,11 +139,44 @@ class PairWeights:
         return max(self.probability(replace(features, entities=e)) for e in (-1, 0, 1))
 
 
+# The weights and thresholds of both modes, written (between the fitted: lines) by
+#   .venv/bin/python benchmarks/bench_dedup.py --no-cli --write-weights \
+#       --data-dir /work/shared/data/tipdm2020c --encoder /work/e5ref/e5-small
+# with the int8 multilingual-e5-small of `wangge models fetch-e5`: logistic regression on the
+# 689 labelled pairs of benchmarks/data/, and the threshold (of 0.4, 0.45 … 0.7) whose cases
+# had the best 10-fold cross-validated F1 on those pairs (see docs/dedup.md for the figures).
+# fitted:begin
+LEXICAL_WEIGHTS = PairWeights(
+    jaccard=-2.388,
+    title_jaccard=2.906,
+    lexical_cosine=7.725,
+    same_reporter=1.222,
+    entities_conflict=-1.459,
+    entities_overlap=1.493,
+    bias=-3.569,
+)
+LEXICAL_THRESHOLD = 0.65
+ENCODER_WEIGHTS = PairWeights(
+    jaccard=-1.953,
+    title_jaccard=-2.529,
+    cosine=-0.197,
+    close_cosine=5.08,
+    lexical_cosine=7.183,
+    same_reporter=1.299,
+    entities_conflict=-1.145,
+    entities_overlap=1.817,
+    bias=-3.667,
+)
+ENCODER_THRESHOLD = 0.45
+# fitted:end
+
+
 @dataclass(frozen=True)
 class PairFeatures:
     jaccard: float
     title_jaccard: float
     cosine: float | None
+    lexical_cosine: float
     same_reporter: bool
     entities: int  # 1 overlap, -1 conflict, 0 unknown (one side names none)
 
@@ -149,6 +185,7 @@ class PairFeatures:
             "jaccard": round(self.jaccard, 3),
             "title_jaccard": round(self.title_jaccard, 3),
             "cosine": None if self.cosine is None else round(self.cosine, 3),
+            "lexical_cosine": round(self.lexical_cosine, 3),
             "same_reporter": self.same_reporter,
             "entities": {1: "overlap", -1: "conflict", 0: "unknown"}[self.entities],
         }
@@ -188,7 +225,8 @@ class MessageFeatures:
     title: str  # the title as compared (:func:`dedup_text`)
     opening: str  # what LAC tags: the normalised title and the body's first ENTITY_CHARS
     entities: frozenset[str] | None  # None: not tagged yet (see DuplicateDetector.tagged)
-    vector: np.ndarray | None
+    vector: np.ndarray | None  # the sentence embedding; None without an encoder
+    sketch: np.ndarray  # the lexical sketch (float16), see lexical_sketches
 
 
 @dataclass
@@ -206,6 +244,24 @@ class _Indexed:
 def dedup_text(title: str, content: str) -> str:
     """The text compared: normalised title and body without whitespace and punctuation."""
     return re.sub(r"[\s\W_]+", "", normalize_text(f"{title}\n{content}"))
+
+
+def lexical_sketches(texts: Sequence[str]) -> np.ndarray:
+    """The L2-normalised lexical sketches (float32, :data:`SKETCH_DIM` columns) of compared
+    texts (:func:`dedup_text`): each character 2-gram adds its count, with a sign, to the
+    column its CRC-32 picks (the hashing trick: collisions cancel out on average)."""
+    rows: list[int] = []
+    codes: list[int] = []
+    for row, text in enumerate(texts):
+        kept = _NOT_COMPARED.sub("", text)
+        codes += [zlib.crc32(kept[i : i + 2].encode("utf-8")) for i in range(len(kept) - 1)]
+        rows += [row] * max(len(kept) - 1, 0)
+    code = np.array(codes, dtype=np.uint32)
+    signs = np.where(code >> 31, 1.0, -1.0).astype(np.float32)
+    sketches = np.zeros((len(texts), SKETCH_DIM), dtype=np.float32)
+    np.add.at(sketches, (np.array(rows, dtype=np.intp), code % SKETCH_DIM), signs)
+    norms = np.linalg.norm(sketches, axis=1, keepdims=True)
+    return sketches / np.maximum(norms, 1e-12)
 
 
 def shingles(text: str) -> frozenset[str]:
@@ -230,10 +286,19 @@ def tagged_entities(tagged: Iterable[tuple[str, str]]) -> frozenset[str]:
 
 def entity_relation(a: frozenset[str], b: frozenset[str]) -> int:
     """1 when two messages name a common place or organisation, -1 when both name some but
-    none in common (one name inside another counts as common), 0 when one names none."""
+    none in common, 0 when one names none. Two names are the same when one lies inside the
+    other or when, without their generic words, they share 3 characters in a row: the same
+    place is often written a little differently."""
     if not a or not b:
         return 0
-    return 1 if any(x == y or x in y or y in x for x in a for y in b) else -1
+    if any(x == y or x in y or y in x for x in a for y in b):
+        return 1
+    return 1 if _name_trigrams(a) & _name_trigrams(b) else -1
+
+
+def _name_trigrams(names: frozenset[str]) -> set[str]:
+    cores = [_GENERIC_IN_NAMES.sub("", name) for name in names]
+    return {core[i : i + 3] for core in cores for i in range(len(core) - 2)}
 
 
 class DuplicateDetector:
@@ -247,12 +312,14 @@ class DuplicateDetector:
     entities:
         Tag places and organisations with LAC for the entity feature.
     threshold:
-        Same-case probability at or above which a candidate is a duplicate.
+        Same-case probability at or above which a candidate is a duplicate; by default
+        :data:`ENCODER_THRESHOLD`, or :data:`LEXICAL_THRESHOLD` without an encoder.
     window_days:
         A case whose last report is older than this no longer takes new messages.
     weights:
-        The logistic weights of the pair features; by default those fitted with the cosine
-        feature, or without it (:meth:`PairWeights.lexical`) when there is no encoder.
+        The logistic weights of the pair features; by default :data:`ENCODER_WEIGHTS`, or
+        :data:`LEXICAL_WEIGHTS` without an encoder (whose HNSW index then holds the lexical
+        sketches, so that rewordings sharing few 3-grams are still found).
     capacity:
         Initial size of the HNSW index (it grows by doubling).
     """
@@ -262,16 +329,19 @@ class DuplicateDetector:
         encoder: Encoder | None = None,
         *,
         entities: bool = True,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | None = None,
         window_days: int = 365,
         weights: PairWeights | None = None,
         capacity: int = 10_000,
     ) -> None:
         self.encoder = encoder
         self.entities = entities
+        lexical = encoder is None
+        if threshold is None:
+            threshold = LEXICAL_THRESHOLD if lexical else ENCODER_THRESHOLD
         self.threshold = threshold
         self.window = timedelta(days=window_days)
-        self.weights = weights or (PairWeights() if encoder is not None else PairWeights.lexical())
+        self.weights = weights or (LEXICAL_WEIGHTS if lexical else ENCODER_WEIGHTS)
         # The banding alone decides candidates; rensa uses its threshold only in is_similar().
         self._lsh = RMinHashLSH(0.3, NUM_PERM, LSH_BANDS)
         self._rows: list[_Indexed] = []
@@ -279,12 +349,13 @@ class DuplicateDetector:
         self._exact: dict[bytes, int] = {}  # text hash -> row of the first message with it
         self._case_last: dict[str, datetime] = {}
         self._lac: Any = None
-        self._ann: hnswlib.Index | None = None
         self._restored = 0  # rows whose vectors a restored HNSW graph already holds
-        if encoder is not None:
-            self._ann = hnswlib.Index(space="ip", dim=encoder.dim)
-            self._ann.init_index(max_elements=capacity, ef_construction=100, M=16)
-            self._ann.set_ef(64)
+        # What the HNSW index holds: the embeddings, or without an encoder the sketches.
+        self._space = "lexical-sketch" if lexical else "encoder"
+        self._ann = _hnsw_index(SKETCH_DIM if encoder is None else encoder.dim, capacity)
+        # With an encoder, a second index of the sketches: rewordings whose titles differ
+        # (10-fold CV of the cases: F1 0.941 with it, 0.929 without; see docs/dedup.md).
+        self._sketch_ann = None if lexical else _hnsw_index(SKETCH_DIM, capacity)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -292,7 +363,7 @@ class DuplicateDetector:
     def vector(self, message_id: str) -> np.ndarray | None:
         """The embedding an indexed message is searched by (``None`` without one)."""
         indexed = self._rows[self._row_of[message_id]]
-        if self._ann is None or not indexed.in_ann:
+        if self.encoder is None or not indexed.in_ann:
             return None
         return np.asarray(self._ann.get_items([indexed.row])[0], dtype=np.float32)
 
@@ -309,20 +380,27 @@ class DuplicateDetector:
         self._case_last[case_id] = max(last, indexed.message.time) if last else indexed.message.time
 
     def save_ann(self, path: str | Path) -> None:
-        """Write the HNSW graph to ``path`` (and ``path``.json): rebuilding it is most of a
-        restart at scale (a million messages took ~25 minutes to load, the graph ~1 s)."""
-        if self._ann is None or not self._rows:
+        """Write the HNSW graph to ``path`` (the sketches' one, with an encoder, to
+        ``path``.sketch; and ``path``.json): rebuilding them is most of a restart at scale (a
+        million messages took ~25 minutes to load, the graph ~1 s)."""
+        if not self._rows:
             return
         path = Path(path)
         meta = {
+            "space": self._space,
             "rows": len(self._rows),
             "last_id": self._rows[-1].message.id,
             "dim": self._ann.dim,
             "vectors": self._ann.get_current_count(),
         }
-        partial = path.with_name(path.name + ".partial")
-        self._ann.save_index(str(partial))
-        partial.replace(path)
+        graphs = [(path, self._ann)]
+        if self._sketch_ann is not None:
+            graphs.append((Path(f"{path}.sketch"), self._sketch_ann))
+            meta["sketch_vectors"] = self._sketch_ann.get_current_count()
+        for target, graph in graphs:
+            partial = target.with_name(target.name + ".partial")
+            graph.save_index(str(partial))
+            partial.replace(target)
         Path(f"{path}.json").write_text(json.dumps(meta), encoding="utf-8")
 
     def restore_ann(self, path: str | Path, ids: Sequence[str]) -> int:
@@ -331,22 +409,31 @@ class DuplicateDetector:
         them it holds, whose vectors indexing then skips; 0 when there is no fitting graph."""
         path = Path(path)
         meta_path = Path(f"{path}.json")
-        if self._ann is None or self._rows or not path.is_file() or not meta_path.is_file():
+        if self._rows or not path.is_file() or not meta_path.is_file():
             return 0
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         rows = int(meta["rows"])
         if (
-            meta["dim"] != self._ann.dim
+            meta.get("space", "encoder") != self._space
+            or meta["dim"] != self._ann.dim
             or not 0 < rows <= len(ids)
             or ids[rows - 1] != meta["last_id"]
         ):
             return 0
-        graph = hnswlib.Index(space="ip", dim=self._ann.dim)
-        graph.load_index(str(path), max_elements=max(self._ann.get_max_elements(), 2 * len(ids)))
-        if graph.get_current_count() != meta["vectors"]:
-            return 0  # the graph and its description were not written together
-        graph.set_ef(self._ann.ef)
+        capacity = max(self._ann.get_max_elements(), 2 * len(ids))
+        graph = _load_hnsw(path, self._ann.dim, capacity, meta["vectors"])
+        sketch_graph = None
+        if self._sketch_ann is not None:
+            sketch_graph = _load_hnsw(
+                Path(f"{path}.sketch"), SKETCH_DIM, capacity, meta.get("sketch_vectors")
+            )
+            if sketch_graph is None:
+                return 0
+        if graph is None:
+            return 0
         self._ann, self._restored = graph, rows
+        if sketch_graph is not None:
+            self._sketch_ann = sketch_graph
         return rows
 
     # -- features -------------------------------------------------------------------------
@@ -369,6 +456,7 @@ class DuplicateDetector:
             texts = [t or c[:UNTITLED_CHARS] for t, c in zip(titles, contents, strict=True)]
             vectors = np.asarray(self.encoder.encode(texts), dtype=np.float32)
         texts = [dedup_text(m.title, m.content) for m in messages]
+        sketches = lexical_sketches(texts).astype(np.float16)
         grams = [shingles(text) for text in texts]
         long = [i for i, g in enumerate(grams) if len(g) >= MIN_SHINGLES]
         minhashes = dict(
@@ -386,6 +474,7 @@ class DuplicateDetector:
                 f"{titles[index]}。{contents[index][:ENTITY_CHARS]}",
                 entities[index] if entities is not None else None,
                 vectors[index] if vectors is not None else None,
+                sketches[index],
             )
             for index, (message, text) in enumerate(zip(messages, texts, strict=True))
         ]
@@ -425,6 +514,7 @@ class DuplicateDetector:
             similarity = 0.0
         if cosine is None and mine.vector is not None and theirs.vector is not None:
             cosine = float(np.dot(mine.vector, theirs.vector))
+        lexical_cosine = float(np.dot(mine.sketch.astype(np.float32), theirs.sketch))
         relation = 0
         if tag:
             relation = entity_relation(self.tagged(mine), self.tagged(theirs))
@@ -432,24 +522,38 @@ class DuplicateDetector:
             similarity,
             jaccard(shingles(mine.title), shingles(theirs.title)),
             cosine,
+            lexical_cosine,
             message.reporter is not None and message.reporter == other.reporter,
             relation,
         )
 
     # -- matching -------------------------------------------------------------------------
+    def _ann_vector(self, features: MessageFeatures) -> np.ndarray | None:
+        """What the HNSW index holds of a message: its embedding, or its sketch."""
+        return features.sketch.astype(np.float32) if self.encoder is None else features.vector
+
     def _candidates(self, features: MessageFeatures) -> dict[int, float | None]:
-        """Candidate rows with their cosine when the ANN index found them."""
+        """Candidate rows with their embeddings' cosine when the ANN index found them."""
         found: dict[int, float | None] = {}
         if features.text_hash in self._exact:
             found[self._exact[features.text_hash]] = None
         if features.minhash is not None:
             for row in self._lsh.query(features.minhash):
                 found.setdefault(row, None)
-        count = self._ann.get_current_count() if self._ann is not None else 0
-        if features.vector is not None and self._ann is not None and count:
-            labels, distances = self._ann.knn_query(features.vector, k=min(ANN_CANDIDATES, count))
+        count = self._ann.get_current_count()
+        probe = self._ann_vector(features)
+        if probe is not None and count:
+            labels, distances = self._ann.knn_query(probe, k=min(ANN_CANDIDATES, count))
             for row, distance in zip(labels[0], distances[0], strict=True):
-                found[int(row)] = 1.0 - float(distance)
+                if self.encoder is None:  # a sketch's cosine is no embeddings' cosine
+                    found.setdefault(int(row), None)
+                else:
+                    found[int(row)] = 1.0 - float(distance)
+        if self._sketch_ann is not None and self._sketch_ann.get_current_count():
+            k = min(ANN_CANDIDATES, self._sketch_ann.get_current_count())
+            labels, _ = self._sketch_ann.knn_query(features.sketch.astype(np.float32), k=k)
+            for row in labels[0]:
+                found.setdefault(int(row), None)
         return found
 
     def _blocked(self, message: DedupMessage, other: _Indexed, pair: PairFeatures) -> str | None:
@@ -552,15 +656,17 @@ class DuplicateDetector:
         features: Sequence[MessageFeatures],
     ) -> None:
         first = len(self._rows)
-        with_vectors = [i for i, f in enumerate(features) if f.vector is not None]
-        in_ann = set(with_vectors) if self._ann is not None else set()
+        ann_vectors = [self._ann_vector(f) for f in features]
+        with_vectors = [i for i, v in enumerate(ann_vectors) if v is not None]
+        in_ann = set(with_vectors)
         with_vectors = [i for i in with_vectors if first + i >= self._restored]
-        if self._ann is not None and with_vectors:
-            needed = first + len(messages)
-            if needed > self._ann.get_max_elements():
-                self._ann.resize_index(max(2 * self._ann.get_max_elements(), needed))
-            vectors = np.stack([features[i].vector for i in with_vectors])  # type: ignore[misc]
-            self._ann.add_items(vectors, [first + i for i in with_vectors])
+        if with_vectors:
+            vectors = np.stack([ann_vectors[i] for i in with_vectors])  # type: ignore[misc]
+            _add_items(self._ann, vectors, [first + i for i in with_vectors])
+        new = [i for i in range(len(features)) if first + i >= self._restored]
+        if self._sketch_ann is not None and new:
+            sketches = np.stack([features[i].sketch for i in new]).astype(np.float32)
+            _add_items(self._sketch_ann, sketches, [first + i for i in new])
         lsh_entries = []
         for offset, (message, case_id, feature) in enumerate(
             zip(messages, case_ids, features, strict=True)
@@ -577,6 +683,32 @@ class DuplicateDetector:
             self._case_last[case_id] = message.time if last is None else max(last, message.time)
         if lsh_entries:
             self._lsh.insert_pairs(lsh_entries)
+
+
+def _hnsw_index(dim: int, capacity: int) -> hnswlib.Index:
+    index = hnswlib.Index(space="ip", dim=dim)
+    index.init_index(max_elements=capacity, ef_construction=100, M=16)
+    index.set_ef(64)
+    return index
+
+
+def _load_hnsw(path: Path, dim: int, capacity: int, count: int | None) -> hnswlib.Index | None:
+    """The graph :meth:`DuplicateDetector.save_ann` wrote, if it holds ``count`` vectors."""
+    if not path.is_file():
+        return None
+    graph = hnswlib.Index(space="ip", dim=dim)
+    graph.load_index(str(path), max_elements=capacity)
+    if graph.get_current_count() != count:
+        return None  # the graph and its description were not written together
+    graph.set_ef(64)
+    return graph
+
+
+def _add_items(index: hnswlib.Index, vectors: np.ndarray, labels: list[int]) -> None:
+    needed = max(labels) + 1
+    if needed > index.get_max_elements():
+        index.resize_index(max(2 * index.get_max_elements(), needed))
+    index.add_items(vectors, labels)
 
 
 HALF_LIFE_DAYS = 30.0

@@ -15,7 +15,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wangge.home import default_encoder_dir
-from wangge.models.dedup import DEFAULT_THRESHOLD
+from wangge.models.dedup import ENCODER_THRESHOLD, LEXICAL_THRESHOLD
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -80,11 +80,12 @@ class Settings(BaseSettings):
         "Default: $WANGGE_HOME/e5-small (~/.cache/wangge/e5-small); without one duplicates "
         "are found by lexical similarity only.",
     )
-    dedup_threshold: float = Field(
-        default=DEFAULT_THRESHOLD,
+    dedup_threshold: float | None = Field(
+        default=None,
         ge=0,
         le=1,
-        description="Same-case probability from which a message joins.",
+        description="Same-case probability from which a message joins. Default: "
+        f"{ENCODER_THRESHOLD} with the encoder, {LEXICAL_THRESHOLD} without.",
     )
     dedup_window_days: int = Field(
         default=365, ge=1, description="A case silent for longer takes no new messages."

@@ -12,7 +12,7 @@ import typer
 
 from wangge.errors import DataError, WanggeError
 from wangge.home import default_encoder_dir
-from wangge.models.dedup import DEFAULT_THRESHOLD as DEFAULT_DEDUP_THRESHOLD
+from wangge.models.dedup import ENCODER_THRESHOLD, LEXICAL_THRESHOLD
 
 if TYPE_CHECKING:
     from wangge.models.router import MessageRouter
@@ -408,8 +408,12 @@ def dedup(
         bool, typer.Option(help="Compare the places and organisations LAC tags.")
     ] = True,
     threshold: Annotated[
-        float, typer.Option(help="Same-case probability from which a message joins a case.")
-    ] = DEFAULT_DEDUP_THRESHOLD,
+        float | None,
+        typer.Option(
+            help="Same-case probability from which a message joins a case. Default: "
+            f"{ENCODER_THRESHOLD} with an encoder, {LEXICAL_THRESHOLD} without.",
+        ),
+    ] = None,
     window_days: Annotated[
         int, typer.Option(help="A case silent for longer takes no new messages.")
     ] = 365,

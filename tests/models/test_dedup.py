@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from wangge.models.dedup import DedupMessage, DuplicateDetector, heat, tagged_entities
+from wangge.models.dedup import (
+    ENCODER_THRESHOLD,
+    ENCODER_WEIGHTS,
+    LEXICAL_THRESHOLD,
+    LEXICAL_WEIGHTS,
+    SKETCH_DIM,
+    DedupMessage,
+    DuplicateDetector,
+    dedup_text,
+    entity_relation,
+    heat,
+    lexical_sketches,
+    tagged_entities,
+)
 
 T0 = datetime(2024, 5, 1, 9, 0)
 TOPICS = {"垃圾": 0, "噪音": 1, "吵": 1, "停车": 2, "路灯": 3}
@@ -195,3 +209,132 @@ def test_heat_grows_with_reporters_and_fades_with_time() -> None:
     assert heat(10, 8, 0, 0, 0) > heat(10, 1, 0, 0, 0) > heat(1, 1, 0, 0, 0)
     assert heat(10, 8, 50, 0, 0) > heat(10, 8, 0, 0, 0)
     assert heat(10, 8, 0, 0, 30) == pytest.approx(heat(10, 8, 0, 0, 0) / 2)
+
+
+# -- without an encoder: the lexical mode ---------------------------------------------------
+
+GARBAGE = message(
+    "a",
+    "金城花园小区垃圾没人清理",
+    "金城花园小区的垃圾堆了好几天没人清理，天气热了臭气熏天，苍蝇蚊子很多，请环卫部门尽快处理。",
+)
+GARBAGE_REWORDED = message(
+    "b",
+    "反映金城花园垃圾堆积问题",
+    "我是金城花园的业主，小区里垃圾已经堆积一个星期了，一直没有人来清理，气味很大，苍蝇很多，"
+    "希望有关部门尽快派人清运。",
+    2,
+)
+
+
+def test_each_mode_has_its_own_weights_and_threshold() -> None:
+    lexical = DuplicateDetector(None, entities=False)
+    assert (lexical.weights, lexical.threshold) == (LEXICAL_WEIGHTS, LEXICAL_THRESHOLD)
+    encoded = DuplicateDetector(TopicEncoder(), entities=False)
+    assert (encoded.weights, encoded.threshold) == (ENCODER_WEIGHTS, ENCODER_THRESHOLD)
+    assert LEXICAL_WEIGHTS.lexical_cosine > 0 and LEXICAL_WEIGHTS.cosine == 0
+    assert DuplicateDetector(None, threshold=0.0).threshold == 0.0
+
+
+def test_lexical_sketches_ignore_masks_digits_and_codes() -> None:
+    body = "本人电话{}，住{}区，想咨询社保卡在哪里办理，需要什么材料。"
+    masked = dedup_text("咨询社保卡办理", body.format("***********", "A3"))
+    other_codes = dedup_text("咨询社保卡办理", body.format("13800001111", "K12"))
+    noise = dedup_text("投诉夜间施工噪音", "电话***********，住A3区，楼下工地夜里施工到凌晨两点。")
+    sketches = lexical_sketches([masked, other_codes, noise, ""])
+    assert sketches.shape == (4, SKETCH_DIM)
+    np.testing.assert_allclose(np.linalg.norm(sketches[:3], axis=1), 1.0, rtol=1e-5)
+    assert float(sketches[0] @ sketches[1]) == pytest.approx(1.0, abs=1e-5)
+    assert float(sketches[0] @ sketches[2]) < 0.2  # the masks and codes they share do not count
+    assert not sketches[3].any()
+
+
+def test_without_an_encoder_a_reworded_report_joins() -> None:
+    detector = DuplicateDetector(None)
+    first, second = detector.add_many([GARBAGE, GARBAGE_REWORDED])
+    assert (second.case_id, second.duplicate_of) == ("a", "a")
+    # Too few common 3-grams for the MinHash index: the sketches' HNSW index found it.
+    assert second.evidence["jaccard"] < 0.15 and second.evidence["lexical_cosine"] > 0.3
+    assert second.evidence["cosine"] is None and detector.vector("a") is None
+
+
+def test_without_an_encoder_the_same_template_at_another_compound_is_another_case() -> None:
+    template = "{}小区物业乱收停车费，每个月三百元，业主多次反映没有结果，请相关部门查处。"
+    detector = DuplicateDetector(None)
+    first, second = detector.add_many(
+        [
+            message("a", "金城花园物业乱收停车费", template.format("金城花园")),
+            message("b", "银河家园物业乱收停车费", template.format("银河家园"), 1),
+        ]
+    )
+    assert second.case_id == "b" and second.duplicate_of is None
+    assert any("different places or organisations" in b for b in second.evidence["blocked"])
+
+
+def test_without_an_encoder_other_problems_sharing_masked_numbers_stay_apart() -> None:
+    masks = "联系电话***********，身份证号******************，"
+    detector = DuplicateDetector(None, entities=False)
+    decisions = detector.add_many(
+        [
+            GARBAGE,
+            message("c", "咨询社保卡办理", masks + "想咨询社保卡在哪里办理，需要什么材料。", 1),
+            message("d", "投诉夜间施工噪音", masks + "楼下工地每天夜里施工到凌晨两点。", 2),
+            message("e", "金城花园垃圾堆积", GARBAGE.content, 3),
+        ]
+    )
+    assert [d.case_id for d in decisions] == ["a", "c", "d", "a"]
+
+
+def test_a_snapshot_of_sketches_is_not_restored_into_a_detector_with_an_encoder(
+    tmp_path: Path,
+) -> None:
+    class SketchSizedEncoder(TopicEncoder):
+        dim = SKETCH_DIM  # same size as the sketches: only the recorded space tells them apart
+
+    texts = ["小区垃圾桶满了没人清理，臭气熏天", "夜里工地施工噪音太吵睡不着"]
+    batch = [message(str(i), t[:4], t, i) for i, t in enumerate(texts)]
+    lexical = DuplicateDetector(None, entities=False)
+    lexical.index(batch, ["0", "1"], lexical.features(batch))
+    lexical.save_ann(tmp_path / "graph.hnsw")
+    assert DuplicateDetector(None).restore_ann(tmp_path / "graph.hnsw", ["0", "1"]) == 2
+    encoded = DuplicateDetector(SketchSizedEncoder())
+    assert encoded.restore_ann(tmp_path / "graph.hnsw", ["0", "1"]) == 0
+
+
+def test_names_written_a_little_differently_are_one_place() -> None:
+    def relation(a: set[str], b: set[str]) -> int:
+        return entity_relation(frozenset(a), frozenset(b))
+
+    assert relation({"区晟通牡丹舸物业"}, {"市晟通牡丹舸", "物价局"}) == 1
+    assert relation({"西地省师大星城实验学校"}, {"西地省师大附中星城实验学校"}) == 1
+    assert relation({"金城花园"}, {"金城花园小区"}) == 1
+    # Only generic words in common: two places.
+    assert relation({"金城花园"}, {"银河家园"}) == -1
+    assert relation({"西地省聚捷飞迈网络有限公司"}, {"西地省聚汇企信息科技有限公司"}) == -1
+    assert relation({"金城花园"}, set()) == 0
+
+
+def test_with_an_encoder_the_sketches_still_find_a_rewording_under_another_title(
+    tmp_path: Path,
+) -> None:
+    # The reworded title is about parking: its embedding is closer to the ten fillers' (parking
+    # and street lamps) than to the first report's (garbage), so the embeddings' ten nearest
+    # neighbours miss that report; the sketches' index finds it.
+    fillers = [
+        message(
+            f"f{i}", f"停车和路灯第{i}件事", f"想问一下关于第{i}件事情的办理流程和时间安排。", 1
+        )
+        for i in range(10)
+    ]
+    reworded = replace(GARBAGE_REWORDED, title="反映金城花园停车的问题")
+    detector = DuplicateDetector(TopicEncoder())
+    detector.add_many([GARBAGE, *fillers])
+    [decision] = detector.add_many([reworded])
+    assert (decision.case_id, decision.duplicate_of) == ("a", "a")
+    assert decision.evidence["cosine"] < 0.5 and decision.evidence["jaccard"] < 0.15
+    # Both graphs are saved, and a snapshot without the sketches' graph is not restored.
+    detector.save_ann(tmp_path / "graph.hnsw")
+    ids = ["a", *(f.id for f in fillers), "b"]
+    assert DuplicateDetector(TopicEncoder()).restore_ann(tmp_path / "graph.hnsw", ids) == 12
+    (tmp_path / "graph.hnsw.sketch").unlink()
+    assert DuplicateDetector(TopicEncoder()).restore_ann(tmp_path / "graph.hnsw", ids) == 0

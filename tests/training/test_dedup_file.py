@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from wangge.cli import app
@@ -18,13 +17,6 @@ ROWS = [
     ["1", "u1", "金城花园垃圾没人清理", "2024/5/1 09:00:00", GARBAGE],
     ["2", "u3", "红绿灯坏了", "2024-05-02 08:30", LIGHTS],
 ]
-
-
-@pytest.fixture(autouse=True)
-def no_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run where no model_store/e5-small exists, as on a fresh clone: lexical signals only."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("WANGGE_ENCODER_DIR", raising=False)
 
 
 def write(path: Path, rows: list[list[str]]) -> Path:
