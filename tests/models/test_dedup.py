@@ -87,11 +87,12 @@ def test_a_reworded_report_of_the_same_place_joins(detector: DuplicateDetector) 
     assert decision.evidence["jaccard"] < 0.5  # not a near duplicate: the embedding found it
 
 
+@pytest.mark.parametrize("encoder", [TopicEncoder(), None], ids=["encoder", "lexical"])
 def test_the_same_template_at_another_compound_is_another_case(
-    detector: DuplicateDetector,
+    encoder: TopicEncoder | None,
 ) -> None:
     template = "{}小区物业乱收停车费，每个月三百元，业主多次反映没有结果，请相关部门查处。"
-    first, second = detector.add_many(
+    first, second = DuplicateDetector(encoder).add_many(
         [
             message("a", "金城花园物业乱收停车费", template.format("金城花园")),
             message("b", "银河家园物业乱收停车费", template.format("银河家园"), 1),
@@ -256,19 +257,6 @@ def test_without_an_encoder_a_reworded_report_joins() -> None:
     # Too few common 3-grams for the MinHash index: the sketches' HNSW index found it.
     assert second.evidence["jaccard"] < 0.15 and second.evidence["lexical_cosine"] > 0.3
     assert second.evidence["cosine"] is None and detector.vector("a") is None
-
-
-def test_without_an_encoder_the_same_template_at_another_compound_is_another_case() -> None:
-    template = "{}小区物业乱收停车费，每个月三百元，业主多次反映没有结果，请相关部门查处。"
-    detector = DuplicateDetector(None)
-    first, second = detector.add_many(
-        [
-            message("a", "金城花园物业乱收停车费", template.format("金城花园")),
-            message("b", "银河家园物业乱收停车费", template.format("银河家园"), 1),
-        ]
-    )
-    assert second.case_id == "b" and second.duplicate_of is None
-    assert any("different places or organisations" in b for b in second.evidence["blocked"])
 
 
 def test_without_an_encoder_other_problems_sharing_masked_numbers_stay_apart() -> None:
