@@ -144,7 +144,7 @@ class PairWeights:
 #       --data-dir /work/shared/data/tipdm2020c --encoder /work/e5ref/e5-small
 # with the int8 multilingual-e5-small of `wangge models fetch-e5`: logistic regression on the
 # 689 labelled pairs of benchmarks/data/, and the threshold (of 0.4, 0.45 … 0.7) whose cases
-# had the best 10-fold cross-validated F1 on those pairs (see docs/dedup.md for the figures).
+# had the best 10-fold cross-validated F1 on those pairs (see docs/benchmarks.md for the figures).
 # fitted:begin
 LEXICAL_WEIGHTS = PairWeights(
     jaccard=-2.388,
@@ -354,7 +354,7 @@ class DuplicateDetector:
         self._space = "lexical-sketch" if lexical else "encoder"
         self._ann = _hnsw_index(SKETCH_DIM if encoder is None else encoder.dim, capacity)
         # With an encoder, a second index of the sketches: rewordings whose titles differ
-        # (10-fold CV of the cases: F1 0.941 with it, 0.929 without; see docs/dedup.md).
+        # (10-fold CV of the cases: F1 0.941 with it, 0.929 without; see docs/benchmarks.md).
         self._sketch_ann = None if lexical else _hnsw_index(SKETCH_DIM, capacity)
 
     def __len__(self) -> int:
