@@ -64,6 +64,7 @@ MINHASH_SEED = 1
 UNTITLED_CHARS = 40
 ENTITY_CHARS = 80  # LAC reads the title and this much of the body for places and organisations
 ANN_CANDIDATES = 10
+DEFAULT_WINDOW_DAYS = 365  # a case silent for longer takes no new messages
 NEAR_IDENTICAL = 0.8  # Jaccard from which two texts are one report whatever names LAC tags
 _ADMIN = re.compile(r"^(?:[A-Z][0-9]*|[\u4e00-\u9fff]?)(?:省|市|区|县|镇|乡)$")
 _ADMIN_PREFIX = re.compile(r"^[A-Z][0-9]*(?:市|区|县)")
@@ -330,7 +331,7 @@ class DuplicateDetector:
         *,
         entities: bool = True,
         threshold: float | None = None,
-        window_days: int = 365,
+        window_days: int = DEFAULT_WINDOW_DAYS,
         weights: PairWeights | None = None,
         capacity: int = 10_000,
     ) -> None:

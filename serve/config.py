@@ -15,7 +15,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wangge.home import default_encoder_dir
-from wangge.models.dedup import ENCODER_THRESHOLD, LEXICAL_THRESHOLD
+from wangge.models.dedup import DEFAULT_WINDOW_DAYS, ENCODER_THRESHOLD, LEXICAL_THRESHOLD
+from wangge.nlp.locate import DEFAULT_REVIEW_THRESHOLD as DEFAULT_LOCATION_REVIEW_THRESHOLD
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -64,7 +65,7 @@ class Settings(BaseSettings):
         "locations.",
     )
     location_review_threshold: float = Field(
-        default=0.6,
+        default=DEFAULT_LOCATION_REVIEW_THRESHOLD,
         ge=0,
         le=1,
         description="Locations less confident than this need review (reason `location`).",
@@ -88,7 +89,9 @@ class Settings(BaseSettings):
         f"{ENCODER_THRESHOLD} with the encoder, {LEXICAL_THRESHOLD} without.",
     )
     dedup_window_days: int = Field(
-        default=365, ge=1, description="A case silent for longer takes no new messages."
+        default=DEFAULT_WINDOW_DAYS,
+        ge=1,
+        description="A case silent for longer takes no new messages.",
     )
     model_store: Path | None = Field(
         default=None,

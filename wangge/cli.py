@@ -12,7 +12,7 @@ import typer
 
 from wangge.errors import DataError, WanggeError
 from wangge.home import default_encoder_dir
-from wangge.models.dedup import ENCODER_THRESHOLD, LEXICAL_THRESHOLD
+from wangge.models.dedup import DEFAULT_WINDOW_DAYS, ENCODER_THRESHOLD, LEXICAL_THRESHOLD
 
 if TYPE_CHECKING:
     from wangge.models.router import MessageRouter
@@ -416,7 +416,7 @@ def dedup(
     ] = None,
     window_days: Annotated[
         int, typer.Option(help="A case silent for longer takes no new messages.")
-    ] = 365,
+    ] = DEFAULT_WINDOW_DAYS,
     strict: StrictOption = False,
 ) -> None:
     """Group repeated reports into cases, in time order.
