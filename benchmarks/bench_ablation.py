@@ -33,10 +33,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import normalize
 from sklearn.svm import LinearSVC
 
+from wangge.batch.files import load_messages
 from wangge.models.classifier import MessageClassifier
 from wangge.models.features import WordNgramVectorizer
 from wangge.training.evaluate import evaluate_predictions
-from wangge.training.loaders import load_messages
 
 
 def _identity(tokens: list[str]) -> list[str]:

@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 from common import DEV_FILE, argument_parser, data_dir_with, note, say, wangge_command
 
-from wangge.training.loaders import read_table
+from wangge.batch.files import read_table
 
 HOST = "127.0.0.1"  # loopback only: the benchmark never exposes the server
 STARTUP_TIMEOUT_S = 60.0

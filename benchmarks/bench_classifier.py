@@ -31,11 +31,13 @@ import numpy as np
 from common import DEV_FILE, TRAIN_FILE, argument_parser, data_dir_with, note, say, wangge_command
 from sklearn.model_selection import StratifiedKFold
 
+from wangge.batch.files import LoadedMessages, load_messages, titles_and_bodies
+from wangge.batch.messages import file_messages
 from wangge.models.artifact import load_model
 from wangge.models.classifier import MessageClassifier
+from wangge.pipeline import Message, Triage
+from wangge.pipeline.triage import BATCH_SIZE
 from wangge.training.evaluate import evaluate_predictions
-from wangge.training.loaders import LoadedMessages, load_messages
-from wangge.training.scoring import BATCH_SIZE, predict_in_batches
 from wangge.training.train import TrainConfig, train
 
 LABEL_COLUMN = "一级标签"
@@ -99,7 +101,7 @@ def step_dev(
     dev = load_messages(data_dir / DEV_FILE)  # auto-detects 留言主题 + 留言详情, as classify does
     if dev.labels is None:
         raise SystemExit(f"error: {DEV_FILE} has no label column")
-    predictions = predict_in_batches(model, dev.texts)
+    predictions = [r.prediction for r in Triage(model).pipe(file_messages(dev, locations=False))]
     predicted = [p.category for p in predictions]
     report = evaluate_predictions(dev.labels, predicted, labels=meta.labels)
     flagged = np.array([p.needs_review for p in predictions])
@@ -170,10 +172,12 @@ def step_throughput(
 ) -> None:
     """(d, e) In-process batch throughput, then the ``wangge classify`` CLI on an n-row file."""
     say(f"## d. scoring throughput ({n} messages, batches of {BATCH_SIZE})")
-    repeated = [dev.texts[i % len(dev.texts)] for i in range(n)]
-    model.predict_explained(repeated[:BATCH_SIZE], top_k=3)  # warm-up batch
-    started = time.perf_counter()
-    predictions = predict_in_batches(model, repeated)
+    raw = titles_and_bodies(dev)
+    repeated = [raw[i % len(raw)] for i in range(n)]
+    model.predict_explained(dev.texts[:BATCH_SIZE], top_k=3)  # warm-up batch
+    started = time.perf_counter()  # from raw fields: normalisation included
+    messages = [Message.of(title=title, content=body) for title, body in repeated]
+    predictions = Triage(model).pipe(messages)
     seconds = time.perf_counter() - started
     assert len(predictions) == n
     figures |= {
@@ -181,7 +185,9 @@ def step_throughput(
         "inprocess_seconds": seconds,
         "inprocess_messages_per_s": n / seconds,
     }
-    say(f"in process (predict_in_batches): {n / seconds:,.0f} messages/s ({seconds:.2f} s)")
+    say(
+        f"in process (Triage.pipe from raw fields): {n / seconds:,.0f} messages/s ({seconds:.2f} s)"
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench_classify_") as tmp:
         big = dev.frame.iloc[np.arange(n) % len(dev.frame)].reset_index(drop=True)

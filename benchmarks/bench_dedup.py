@@ -46,6 +46,8 @@ import numpy as np
 import pandas as pd
 from common import REPO_ROOT, argument_parser, data_dir_with, note, say, wangge_command
 
+from wangge.batch.dedup import messages_in_time_order
+from wangge.batch.files import load_messages
 from wangge.home import default_encoder_dir
 from wangge.models.dedup import (
     CLOSE_COSINE,
@@ -55,8 +57,8 @@ from wangge.models.dedup import (
     MessageFeatures,
     PairWeights,
 )
-from wangge.training.dedup import dedup_messages, load_encoder, message_times
-from wangge.training.loaders import load_messages
+from wangge.pipeline import Triage
+from wangge.pipeline.triage import load_encoder
 
 MESSAGES_FILE = "unlabeled_hot_issue_messages.csv"
 SILVER_FILE = "silver_hot_issue_clusters_birch.json"
@@ -369,7 +371,7 @@ def main() -> None:
     silver_clusters = json.loads((data_dir / SILVER_FILE).read_text(encoding="utf-8"))
     silver = {str(i): n for n, cluster in enumerate(silver_clusters) for i in cluster["留言编号"]}
     data = load_messages(data_dir / MESSAGES_FILE)
-    ordered = sorted(dedup_messages(data, message_times(data)), key=lambda m: m.time)
+    _positions, messages = messages_in_time_order(data)
     say("# Deduplication benchmark")
     fitted = {}
     for prefix, directory in [("LEXICAL", None), ("ENCODER", encoder_dir)]:
@@ -384,7 +386,9 @@ def main() -> None:
                 evaluate(pairs[pairs["file"] == path.name], case_of, silver)
         encoder = load_encoder(directory)
         detector = DuplicateDetector(encoder)
-        features = detector.features(ordered)
+        results = Triage(detector=detector).pipe(messages)  # as `wangge dedup` prepares them
+        ordered = [result.dedup for result in results if result.dedup is not None]
+        features = [result.features for result in results if result.features is not None]
         for feature in features:  # once, rather than again in each of the ~80 runs below
             detector.tagged(feature)
         mode = Mode(name, encoder, features, pair_rows(detector, ordered, features, pairs))

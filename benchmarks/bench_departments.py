@@ -28,11 +28,11 @@ from pathlib import Path
 import pandas as pd
 from common import TRAIN_FILE, argument_parser, data_dir_with, note, say
 
+from wangge.batch.files import load_messages
 from wangge.models.artifact import load_model
 from wangge.models.departments import STREET_PLACEHOLDER, UNKNOWN_STREET, RoutingTable
 from wangge.models.router import MessageRouter
-from wangge.training.loaders import load_messages
-from wangge.training.scoring import predict_in_batches
+from wangge.pipeline import Message, Triage
 from wangge.training.train import TrainConfig, train
 
 REPLIES_FILE = "unlabeled_messages_with_replies.csv"
@@ -76,10 +76,10 @@ def cross_fitted_departments(
                 progress=lambda _line: None,
             )
             model, _meta = load_model(directory)
-            for index, prediction in zip(
-                score, predict_in_batches(model, [texts[i] for i in score]), strict=True
-            ):
-                learned[index] = dict(prediction.top)
+            results = Triage(model).pipe([Message(content=texts[i]) for i in score])
+            for index, result in zip(score, results, strict=True):
+                assert result.prediction is not None
+                learned[index] = dict(result.prediction.top)
     return learned
 
 
@@ -125,7 +125,8 @@ def main() -> None:
             )
         model, _meta = load_model(model_dir)
         texts = [replies.texts[i] for i in kept]
-        predictions = predict_in_batches(model, texts)
+        results = Triage(model).pipe([Message(content=text) for text in texts])
+        predictions = [r.prediction for r in results if r.prediction is not None]
     messages = [{"title": frame["留言主题"][i], "content": frame["留言详情"][i]} for i in kept]
     started = time.perf_counter()
     with_category = router.route_many(messages, categories=[dict(p.top) for p in predictions])

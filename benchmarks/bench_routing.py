@@ -27,9 +27,10 @@ from pathlib import Path
 import pandas as pd
 from common import DEV_FILE, REPO_ROOT, argument_parser, note, say, wangge_command
 
+from wangge.batch.files import load_messages
+from wangge.batch.messages import file_messages
 from wangge.models.router import MessageRouter
-from wangge.training.loaders import load_messages
-from wangge.training.routing import evaluate_routing, routing_messages
+from wangge.training.evaluate_files import evaluate_routing
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 SETS = ["routing_eval_xiaoshan.csv", "routing_heldout_xiaoshan.csv"]
@@ -61,10 +62,10 @@ def main() -> None:
     evaluations = {}
     for name in SETS:
         data = load_messages(FIXTURES / name, text_columns=["title", "content"])
-        messages = routing_messages(data)
+        messages = [message.routing_fields() for message in file_messages(data)]
         all_messages += messages
         frames.append(data.frame)
-        result = evaluate_routing(data, router.route_many(messages))
+        result = evaluate_routing(data, router.route_many(messages, normalized=True))
         evaluations[name] = result
         say(
             f"| {name} | {result.messages} | {result.street_accuracy:.3f} | "
@@ -85,7 +86,7 @@ def main() -> None:
     dev = REPO_ROOT / args.data_dir / DEV_FILE if not args.data_dir.is_absolute() else None
     dev = dev if dev is not None else args.data_dir / DEV_FILE
     if dev.is_file():
-        dev_messages = routing_messages(load_messages(dev))
+        dev_messages = [m.routing_fields() for m in file_messages(load_messages(dev))]
         throughput(router, dev_messages, "Teddy Cup dev (LAC on ~all: worst case)")
     else:
         note(f"{dev} not found: Teddy Cup line skipped")

@@ -26,11 +26,11 @@ import numpy as np
 from common import DEV_FILE, TRAIN_FILE, argument_parser, data_dir_with, say
 from scipy.special import softmax
 
+from wangge.batch.files import load_messages
 from wangge.models.artifact import load_model
 from wangge.models.classifier import MessageClassifier
 from wangge.models.transformer import TRANSFORMER_DIR, TransformerScorer, transformer_text
 from wangge.training.evaluate import evaluate_predictions
-from wangge.training.loaders import load_messages
 
 VARIANTS = ("linear", "transformer", "ensemble")
 FP32_FILE = "model.fp32.onnx"

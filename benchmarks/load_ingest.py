@@ -33,9 +33,9 @@ from bench_api import HOST, free_port, milliseconds, start_server, stop, wait_he
 from common import REPO_ROOT, argument_parser, note, say
 from sqlalchemy import create_engine, text
 
+from wangge.batch.files import read_table
 from wangge.serve.auth import create_key
 from wangge.serve.storage import Store
-from wangge.training.loaders import read_table
 
 DEMO_MESSAGES = REPO_ROOT / "data" / "demo" / "messages.csv"
 

@@ -53,8 +53,7 @@ class Prediction:
     category: str
     confidence: float
     top: list[tuple[str, float]]
-    needs_review: bool
-    review_reason: str | None
+    needs_review: bool  # the confidence is below the model's review threshold
     evidence: list[str] = field(default_factory=list)
 
 
@@ -270,11 +269,6 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
                     confidence=confidence,
                     top=top,
                     needs_review=low,
-                    review_reason=(
-                        f"category confidence {confidence:.2f} below {threshold:.2f}"
-                        if low
-                        else None
-                    ),
                 )
             )
         return predictions

@@ -89,15 +89,22 @@ class MessageRouter:
         self,
         messages: Sequence[Mapping[str, Any]],
         *,
-        categories: Sequence[Mapping[str, float]] | None = None,
-        learned: Sequence[Mapping[str, float]] | None = None,
+        categories: Sequence[Mapping[str, float] | None] | None = None,
+        learned: Sequence[Mapping[str, float] | None] | None = None,
         top_k: int = 3,
+        normalized: bool = False,
     ) -> list[Route]:
-        """Routes for ``messages`` (dicts with any of :data:`ROUTING_FIELDS`), in order."""
-        normalized = [self.extractor.normalized(message) for message in messages]
-        locations = self.extractor.locate_many(normalized, normalized=True)
+        """Routes for ``messages`` (dicts with any of :data:`ROUTING_FIELDS`), in order.
+
+        ``normalized`` says their text fields are normalised already (as the triage pipeline's
+        messages are); ``categories`` and ``learned`` hold, per message, the category and
+        department models' probabilities, or ``None``.
+        """
+        if not normalized:
+            messages = [self.extractor.normalized(message) for message in messages]
+        locations = self.extractor.locate_many(messages, normalized=True)
         routes = []
-        for index, (message, location) in enumerate(zip(normalized, locations, strict=True)):
+        for index, (message, location) in enumerate(zip(messages, locations, strict=True)):
             text = message_text(
                 (message.get("title"), message.get("content"), message.get("address"))
             )

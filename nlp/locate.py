@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wangge.nlp.fields import normalized as normalized_field
 from wangge.nlp.gazetteer import FORM_STRENGTH, Gazetteer, Mention, Target
-from wangge.nlp.normalize import normalize_text
 from wangge.nlp.registry import Registry, Unit
 
 FIELD_WEIGHT = {"address": 3.0, "title": 1.5, "content": 1.0}
@@ -359,9 +359,10 @@ class LocationExtractor:
 
     @staticmethod
     def normalized(message: dict[str, Any]) -> dict[str, Any]:
-        """``message`` with its text fields normalised as the gazetteer expects."""
+        """``message`` with its text fields normalised as everywhere (:func:`~wangge.nlp.fields.
+        normalized`), for callers that do not hand over pipeline messages."""
         return message | {
-            name: normalize_text(message[name])
+            name: normalized_field(message[name])
             for name in TEXT_FIELDS
             if isinstance(message.get(name), str)
         }

@@ -11,6 +11,7 @@ import html
 import re
 import unicodedata
 from functools import lru_cache
+from pathlib import Path
 
 _EXCEL_ESCAPE = re.compile(r"_x[0-9A-Fa-f]{4}_")
 # A tag starts right after "<" or "</" with a letter: "x < y > z" is text, not a tag.
@@ -33,9 +34,39 @@ def _t2s_converter():  # type: ignore[no-untyped-def]
     return opencc.OpenCC("t2s")
 
 
+@lru_cache(maxsize=1)
+def _t2s_triggers() -> tuple[frozenset[str], frozenset[str], re.Pattern[str]]:
+    """What the t2s conversion would change: the characters it maps to another, the first
+    characters of the phrases it maps to another, and a pattern of those phrases."""
+    import opencc
+
+    folder = Path(opencc.__file__).parent / "dictionary"
+    changed = []
+    for name in ("TSCharacters.txt", "TSPhrases.txt"):  # the dictionaries of t2s.json
+        for line in (folder / name).read_text(encoding="utf-8").splitlines():
+            key, _, values = line.partition("\t")
+            if key and values and key != values.split(" ")[0]:
+                changed.append(key)
+    phrases = sorted((key for key in changed if len(key) > 1), key=len, reverse=True)
+    return (
+        frozenset(key for key in changed if len(key) == 1),
+        frozenset(phrase[0] for phrase in phrases),
+        re.compile("|".join(map(re.escape, phrases))),
+    )
+
+
+def _has_traditional(text: str) -> bool:
+    """Whether :func:`to_simplified` would change ``text``: a set look-up, where the pure
+    Python conversion costs ~0.5 ms a message (nine in ten of which it leaves unchanged)."""
+    characters, phrase_starts, phrases = _t2s_triggers()
+    if not characters.isdisjoint(text):
+        return True
+    return not phrase_starts.isdisjoint(text) and phrases.search(text) is not None
+
+
 def to_simplified(text: str) -> str:
     """Convert traditional Chinese characters to simplified ones."""
-    return str(_t2s_converter().convert(text))
+    return str(_t2s_converter().convert(text)) if _has_traditional(text) else text
 
 
 def normalize_text(text: str, *, simplify: bool = False) -> str:

@@ -4,7 +4,8 @@ Training corpora often arrive already segmented (space-separated jieba tokens wi
 removed) while live messages arrive raw. :class:`Tokenizer` treats both the same way, so that a
 model trained on one scores the other well:
 
-1. normalise the text (:func:`wangge.nlp.normalize.normalize_text`);
+1. the text comes normalised (:func:`wangge.nlp.fields.normalized`, done once by the loaders
+   and the triage pipeline);
 2. segment with jieba, for which whitespace always separates words: a token of a
    pre-segmented text comes back whole, or split the same way it would be in a raw text. The
    exception is a word jieba's HMM found from its context (车辆乱行 -> 乱行): alone, the same
@@ -30,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import rjieba
-
-from wangge.nlp.normalize import normalize_text
 
 _HAS_WORD_CHAR = re.compile(r"[0-9A-Za-z\u3400-\u9fff\uf900-\ufaff]")
 _SINGLE_LATIN = re.compile(r"^[A-Za-z]$")
@@ -73,8 +72,6 @@ class Tokenizer:
         frequency so that it wins over the built-in dictionary.
     stopwords:
         Words to drop; ``None`` means the shipped list.
-    simplify:
-        Convert traditional characters to simplified ones before segmenting.
 
     Instances are picklable (the jieba engine is rebuilt after loading) so that they can be
     saved inside a fitted scikit-learn pipeline.
@@ -85,11 +82,9 @@ class Tokenizer:
         *,
         user_words: Sequence[str] = (),
         stopwords: Iterable[str] | None = None,
-        simplify: bool = False,
     ) -> None:
         self.user_words = tuple(user_words)
         self.stopwords = frozenset(default_stopwords() if stopwords is None else stopwords)
-        self.simplify = simplify
         self._engine: rjieba.Jieba | None = None
         # token -> is_content_token(token): words repeat (Zipf), so most checks become one
         # dictionary look-up; this halves the cost of filtering.
@@ -105,12 +100,12 @@ class Tokenizer:
         return self._engine
 
     def _cut(self, text: str) -> list[str]:
-        """jieba's tokens of the normalised text, whitespace tokens included."""
-        tokens: list[str] = self.engine.cut(normalize_text(text, simplify=self.simplify))
+        """jieba's tokens of the text, whitespace tokens included."""
+        tokens: list[str] = self.engine.cut(text)
         return tokens
 
     def segment(self, text: str) -> list[str]:
-        """All tokens of ``text`` after normalisation, stop words included."""
+        """All tokens of ``text``, stop words included."""
         return [token for token in self._cut(text) if not token.isspace()]
 
     def __call__(self, text: str) -> list[str]:
@@ -132,10 +127,7 @@ class Tokenizer:
         return state
 
     def __repr__(self) -> str:
-        return (
-            f"Tokenizer(user_words=<{len(self.user_words)}>, stopwords=<{len(self.stopwords)}>, "
-            f"simplify={self.simplify})"
-        )
+        return f"Tokenizer(user_words=<{len(self.user_words)}>, stopwords=<{len(self.stopwords)}>)"
 
 
 def is_presegmented(texts: Iterable[str], *, sample: int = 200) -> bool:

@@ -19,10 +19,11 @@ from wangge.errors import ModelLoadError
 from wangge.models.artifact import ModelMeta, department_model_dir, load_model
 from wangge.models.router import MessageRouter
 from wangge.models.store import current_version, served_dir
+from wangge.pipeline.triage import Classifier
 from wangge.serve.config import Settings, get_settings
 from wangge.serve.dependencies import ApiKeyDep
 from wangge.serve.routes import classify, health, messages, model_info, review
-from wangge.serve.service import Classifier, LoadedModel
+from wangge.serve.service import LoadedModel
 
 logger = logging.getLogger(__name__)
 

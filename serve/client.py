@@ -1,14 +1,14 @@
 """Send a file of messages to a running service (``POST /v1/messages``), in batches.
 
 For intake systems that export files, and for loading a backlog: the file is read and checked
-by the same loaders as training (:mod:`wangge.training.loaders`), each row becomes a message
-with its id, title, body, time, reporter, likes and place fields, and batches are sent in
-file order. The service stores a batch before it answers, and ids make sending again safe
-(stored messages come back ``replayed``), so an interrupted run is simply run again. A
-message the service refuses stops the run with the file, row and column at fault. A row
-without text is not sent (the service refuses a message without text): it is counted in the
-summary with its file, row and column, unless ``strict``, where it stops the run before
-anything is sent.
+by the same loaders as the batch commands (:mod:`wangge.batch.files`), each row with text
+becomes a message with its id, title, body (normalised), time, reporter, likes and place
+fields, and batches are sent in file order. The service stores a batch before it answers,
+and ids make sending again safe (stored messages come back ``replayed``), so an interrupted
+run is simply run again. A message the service refuses stops the run with the file, row and
+column at fault. A row without text is not sent (the service refuses a message without text):
+it is counted in the summary with its file, row and column, unless ``strict``, where it stops
+the run before anything is sent.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 
+from wangge.batch.dedup import message_times
+from wangge.batch.files import LoadedMessages, find_column, load_messages
+from wangge.batch.messages import file_messages
 from wangge.errors import DataError, WanggeError
-from wangge.training.dedup import message_times
-from wangge.training.loaders import LoadedMessages, find_column, load_messages
-from wangge.training.routing import routing_messages
 
 DEFAULT_BATCH = 64
 COUNTS = ("likes", "dislikes")
@@ -47,23 +47,22 @@ class IngestSummary:
     empty: list[DataError] = field(default_factory=list)  # rows without text, not sent
 
 
-def ingest_messages(data: LoadedMessages) -> list[dict[str, Any]]:
-    """The ``POST /v1/messages`` body of every row (ids from the id column, else the row)."""
+def ingest_messages(data: LoadedMessages, positions: Sequence[int]) -> list[dict[str, Any]]:
+    """The ``POST /v1/messages`` body of the rows at ``positions`` (ids from the id column,
+    else the file name and row)."""
     frame = data.frame
-    messages = routing_messages(data)
-    times = message_times(data) if data.columns.time else None
-    reporter = find_column(frame, "reporter")
+    times = message_times(data, positions) if data.columns.time else None
     counts = {name: find_column(frame, name) for name in COUNTS}
-    for index, message in enumerate(messages):
-        message["id"] = (
-            str(frame[data.columns.id].iloc[index])
+    bodies = []
+    messages = file_messages(data, times=times, positions=positions)
+    for index, message in zip(positions, messages, strict=True):
+        body: dict[str, Any] = message.routing_fields() | {
+            "id": str(frame[data.columns.id].iloc[index])
             if data.columns.id
-            else f"{data.path.name}:{data.rows[index]}"  # stable, so sending again is safe
-        )
-        if times is not None:
-            message["created_at"] = times.iloc[index].isoformat()
-        if reporter and str(frame[reporter].iloc[index]).strip():
-            message["reporter"] = str(frame[reporter].iloc[index]).strip()
+            else f"{data.path.name}:{data.rows[index]}",  # stable, so sending again is safe
+            "reporter": (message.reporter or "").strip() or None,
+            "created_at": message.time.isoformat() if message.time else None,
+        }
         for name, column in counts.items():
             if column and str(frame[column].iloc[index]).strip():
                 value = str(frame[column].iloc[index]).strip()
@@ -72,8 +71,9 @@ def ingest_messages(data: LoadedMessages) -> list[dict[str, Any]]:
                         f"{name} must be a whole number, not {value!r}",
                         path=data.path, row=data.rows[index], column=column,
                     )  # fmt: skip
-                message[name] = int(value)
-    return messages
+                body[name] = int(value)
+        bodies.append(body)
+    return bodies
 
 
 def ingest_file(
@@ -93,13 +93,13 @@ def ingest_file(
         path, text_columns=text_columns, time_column=time_column, id_column=id_column,
         allow_empty=not strict,
     )  # fmt: skip
-    messages = ingest_messages(data)
     summary = IngestSummary(empty=data.empty_errors())
     empty = set(data.empty)
-    sent = [index for index in range(len(messages)) if index not in empty]
+    sent = [index for index in range(len(data.frame)) if index not in empty]
+    messages = ingest_messages(data, sent)
     for start in range(0, len(sent), batch_size):
         rows = sent[start : start + batch_size]
-        batch = [messages[index] for index in rows]
+        batch = messages[start : start + batch_size]
         body = {"messages": [{k: v for k, v in m.items() if v is not None} for m in batch]}
         try:
             response = client.post("/v1/messages", json=body)

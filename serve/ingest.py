@@ -19,10 +19,11 @@ from sqlalchemy import select
 
 from wangge.models.dedup import DuplicateDetector
 from wangge.models.router import MessageRouter
+from wangge.pipeline.triage import load_encoder
 from wangge.serve.config import Settings
 from wangge.serve.review import enqueue, priority, review_reasons
 from wangge.serve.schemas import IngestMessage, IngestResult
-from wangge.serve.service import LoadedModel, classify_messages
+from wangge.serve.service import LoadedModel, triage_messages
 from wangge.serve.storage import (
     CaseRow,
     MessageRow,
@@ -31,7 +32,6 @@ from wangge.serve.storage import (
     load_detector,
     stored_features,
 )
-from wangge.training.dedup import load_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Ingestor:
         top_k: int,
     ) -> list[IngestResult]:
         with self._lock:
-            predictions = classify_messages(loaded, messages, top_k=top_k, router=router)
+            predictions = triage_messages(loaded, messages, top_k=top_k, router=router)
             return [
                 self._ingest_one(message, prediction.model_dump())
                 for message, prediction in zip(messages, predictions, strict=True)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
 from wangge.models.dedup import Decision
+from wangge.pipeline import ReviewReason
 from wangge.serve.storage import AuditRow, CaseRow, MessageRow, ReviewTaskRow, window_counts
 
 if TYPE_CHECKING:
@@ -118,12 +119,12 @@ class Choices:
 
 
 def review_reasons(prediction: dict[str, Any], decision: Decision, threshold: float) -> list[str]:
-    """Why a person should check this message: ``category``, ``location``, ``duplicate``."""
-    # A prediction's reasons begin with their kind: "category confidence 0.52 below 0.70".
-    reasons = [reason.split(" ", 1)[0] for reason in prediction.get("review_reasons") or []]
+    """Why a person should check this message: the pipeline's reason codes
+    (:class:`~wangge.pipeline.ReviewReason`), plus ``duplicate`` for a borderline match."""
+    reasons = list(prediction.get("review_reasons") or [])
     joined = decision.duplicate_of is not None
     if joined and decision.score < min(1.0, threshold + BORDERLINE_DUPLICATE):
-        reasons.append("duplicate")
+        reasons.append(ReviewReason.DUPLICATE.value)
     return reasons
 
 

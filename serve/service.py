@@ -1,22 +1,21 @@
-"""From validated messages to results: what the classify route does, minus HTTP."""
+"""The service's side of the triage pipeline: request messages in, response records out.
+
+:func:`triage_messages` is what ``POST /v1/classify`` and ``POST /v1/messages`` run; the work
+is :class:`~wangge.pipeline.Triage`'s, this module only translates between HTTP bodies and
+pipeline records.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from wangge.models.artifact import ModelMeta
-from wangge.models.classifier import Prediction
-from wangge.models.router import ROUTING_FIELDS, MessageRouter
-from wangge.nlp.fields import message_text
-from wangge.serve.schemas import CategoryScore, MessageIn, MessageResult
-
-
-class Classifier(Protocol):
-    """What the service needs of a model (:class:`~wangge.models.classifier.MessageClassifier`)."""
-
-    def predict_explained(self, texts: Sequence[str], *, top_k: int = 3) -> list[Prediction]: ...
+from wangge.models.dedup import DuplicateDetector
+from wangge.models.router import MessageRouter
+from wangge.pipeline import Message, Triage, TriageResult
+from wangge.pipeline.triage import Classifier
+from wangge.serve.schemas import IngestMessage, MessageIn, MessageResult
 
 
 @dataclass(frozen=True)
@@ -32,13 +31,40 @@ class LoadedModel:
     department_model: Classifier | None = None
     store_version: str | None = None
 
+    def triage(
+        self,
+        router: MessageRouter | None,
+        *,
+        top_k: int,
+        detector: DuplicateDetector | None = None,
+    ) -> Triage:
+        """The pipeline of this model with the service's router (and duplicate detector)."""
+        return Triage(self.model, self.department_model, router, detector, top_k)
 
-def texts_of(messages: Sequence[MessageIn]) -> list[str]:
-    """The texts the model scores, built exactly as training builds them from a file."""
-    return [message_text((message.title, message.content)) for message in messages]
+
+def pipeline_message(message: MessageIn) -> Message:
+    """A request's message as the pipeline reads it."""
+    fields = message.model_dump(
+        include={"id", "title", "content", "address", "latitude", "longitude", "grid_id"}
+    )
+    if isinstance(message, IngestMessage):
+        fields |= {"time": message.created_at, "reporter": message.reporter}
+    return Message.of(**fields)
 
 
-def classify_messages(
+def message_result(message: MessageIn, result: TriageResult) -> MessageResult:
+    """What the API answers for one message."""
+    return MessageResult(
+        id=message.id,
+        **result.category_columns(top_k=len(result.prediction.top) if result.prediction else 0),
+        needs_review=result.needs_review,
+        review_reasons=list(result.reasons),
+        metadata=message.metadata,
+        **(result.route.as_columns() if result.route is not None else {}),
+    )
+
+
+def triage_messages(
     loaded: LoadedModel,
     messages: Sequence[MessageIn],
     *,
@@ -46,41 +72,5 @@ def classify_messages(
     router: MessageRouter | None = None,
 ) -> list[MessageResult]:
     """Score (and route, with a ``router``) ``messages``; results follow the input order."""
-    texts = texts_of(messages)
-    predictions = loaded.model.predict_explained(texts, top_k=top_k)
-    routing: list[dict[str, Any]] = [{} for _ in messages]
-    route_review = [False] * len(messages)
-    if router is not None:
-        learned = (
-            [dict(p.top) for p in loaded.department_model.predict_explained(texts, top_k=3)]
-            if loaded.department_model is not None
-            else None
-        )
-        routes = router.route_many(
-            [message.model_dump(include=set(ROUTING_FIELDS)) for message in messages],
-            categories=[dict(p.top) for p in predictions],
-            learned=learned,
-        )
-        routing = [route.as_columns() for route in routes]
-        route_review = [route.needs_review for route in routes]
-    results = []
-    for message, prediction, columns, location_review in zip(
-        messages, predictions, routing, route_review, strict=True
-    ):
-        reasons = [prediction.review_reason] if prediction.review_reason else []
-        if location_review:
-            reasons.append("location")
-        results.append(
-            MessageResult(
-                id=message.id,
-                category=prediction.category,
-                probability=prediction.confidence,
-                top_k=[CategoryScore(category=c, probability=p) for c, p in prediction.top],
-                needs_review=bool(reasons),
-                review_reasons=reasons,
-                evidence=prediction.evidence,
-                metadata=message.metadata,
-                **columns,
-            )
-        )
-    return results
+    results = loaded.triage(router, top_k=top_k)([pipeline_message(m) for m in messages])
+    return [message_result(m, r) for m, r in zip(messages, results, strict=True)]

@@ -190,7 +190,7 @@ def dedup_message(row: MessageRow) -> DedupMessage:
         reporter=row.reporter,
         place=result.get("community_code") or result.get("street_code") or None,
         category=result.get("category"),
-        category_confident=bool(result) and not result.get("needs_review", True),
+        category_confident=bool(result) and "category" not in (result.get("review_reasons") or ()),
     )
 
 

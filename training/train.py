@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from wangge.batch.files import LoadedMessages, load_messages
 from wangge.errors import DataError, TrainingError
 from wangge.models.artifact import META_FILE, ModelMeta, department_model_dir, save_model
 from wangge.models.classifier import MessageClassifier
@@ -35,7 +36,6 @@ from wangge.training.evaluate import (
     save_confusion_png,
 )
 from wangge.training.finetune import FineTuneConfig, add_transformer, require_transformer_extra
-from wangge.training.loaders import LoadedMessages, load_messages
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,6 @@ class TrainConfig:
     seed: int = 42
     review_accuracy: float = 0.95
     refit_on_all: bool = True
-    simplify: bool = False
     user_dict: Path | None = None
     stopwords: Path | None = None
     department_column: str | None = None
@@ -87,7 +86,6 @@ class TrainConfig:
         return Tokenizer(
             user_words=load_word_list(self.user_dict) if self.user_dict else (),
             stopwords=load_word_list(self.stopwords) if self.stopwords else None,
-            simplify=self.simplify,
         )
 
 

@@ -127,9 +127,6 @@ def train(
     no_refit: Annotated[
         bool, typer.Option("--no-refit", help="Keep the model fitted without the hold-out rows.")
     ] = False,
-    simplify: Annotated[
-        bool, typer.Option(help="Convert traditional to simplified characters.")
-    ] = False,
     user_dict: Annotated[
         Path | None,
         typer.Option(
@@ -214,7 +211,6 @@ def train(
         seed=seed,
         review_accuracy=review_accuracy,
         refit_on_all=not no_refit,
-        simplify=simplify,
         user_dict=user_dict,
         stopwords=stopwords,
         department_column=department_column,
@@ -254,7 +250,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Print the evaluation report of a model on a labelled file."""
-    from wangge.training.scoring import evaluate_file
+    from wangge.training.evaluate_files import evaluate_file
 
     try:
         report = evaluate_file(
@@ -330,8 +326,9 @@ def classify(
     Keeps every input column and adds category, confidence, top3, needs_review, review_reason,
     evidence and the routing columns (place, grid, departments). A row without text gets no
     category and needs_review with the reason 'empty'."""
+    from wangge.batch.classify import classify_file
+    from wangge.pipeline.triage import default_jobs
     from wangge.progress import ProgressReporter
-    from wangge.training.scoring import classify_file, default_jobs
 
     try:
         router = _router(district, grids, ner=ner) if route else None
@@ -366,8 +363,8 @@ def route_command(
 
     Adds street, community, grid, out_of_area, the departments, needs_review and
     review_reason ('location' when the place is doubtful, 'empty' for a row without text)."""
+    from wangge.batch.route import route_file
     from wangge.progress import ProgressReporter
-    from wangge.training.routing import route_file
 
     try:
         router = _router(district, grids, ner=ner)
@@ -423,9 +420,10 @@ def dedup(
 
     Adds case_id (the id of the case's first message), duplicate_of, dup_score and
     dup_evidence. A row without text joins no case."""
+    from wangge.batch.dedup import dedup_file
     from wangge.models.dedup import DuplicateDetector
+    from wangge.pipeline.triage import load_encoder
     from wangge.progress import ProgressReporter
-    from wangge.training.dedup import dedup_file, load_encoder
 
     if encoder is None and default_encoder_dir().is_dir():
         encoder = default_encoder_dir()
@@ -588,12 +586,12 @@ def adapt(
     Continues the masked-language-model training of --base-model on them (domain adaptation),
     to fine-tune afterwards with `wangge train --backend transformer --base-model OUTPUT`
     (needs the transformer extra)."""
+    from wangge.batch.files import load_messages
     from wangge.models.classifier import MessageClassifier
     from wangge.models.transformer import transformer_text
     from wangge.progress import ProgressReporter
     from wangge.training.adapt import AdaptConfig, adapt_encoder
     from wangge.training.finetune import require_transformer_extra
-    from wangge.training.loaders import load_messages
 
     config = AdaptConfig(
         base_model=base_model or default_encoder_dir(), epochs=epochs, batch_size=batch_size,
@@ -820,8 +818,8 @@ def export_reviews(
     masked; `wangge train --include-reviews` reads it."""
     import pandas as pd
 
+    from wangge.batch.files import write_table
     from wangge.serve.review import reviewed_examples
-    from wangge.training.loaders import write_table
 
     store = _store(database_url)
     with store.session() as session:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException
 
 from wangge.serve.dependencies import CheckedMessages, LoadedModelDep, RouterDep, SettingsDep
 from wangge.serve.schemas import ClassifyResponse, ErrorResponse
-from wangge.serve.service import classify_messages
+from wangge.serve.service import triage_messages
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def classify(
     messages: CheckedMessages, loaded: LoadedModelDep, settings: SettingsDep, router: RouterDep
 ) -> ClassifyResponse:
     try:
-        results = classify_messages(loaded, messages, top_k=settings.top_k, router=router)
+        results = triage_messages(loaded, messages, top_k=settings.top_k, router=router)
     except Exception:
         # The input was validated, so whatever fails here is a bug in the model or the service.
         logger.exception(

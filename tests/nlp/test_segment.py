@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import rjieba
 
+from wangge.nlp.fields import normalized
 from wangge.nlp.segment import (
     Tokenizer,
     default_stopwords,
@@ -86,7 +87,7 @@ def test_is_content_token_rejects_punctuation_and_blanks(token: str) -> None:
 
 def test_tokenizer_segment_keeps_stopwords(tokenizer: Tokenizer) -> None:
     # segment() is the unfiltered view; only whitespace tokens are dropped there.
-    assert tokenizer.segment(RAW) == ALL_TOKENS
+    assert tokenizer.segment(normalized(RAW)) == ALL_TOKENS
 
 
 def test_tokenizer_drops_single_latin_letters(tokenizer: Tokenizer) -> None:
@@ -106,8 +107,8 @@ def test_tokenizer_keeps_numbers_and_multi_letter_words(tokenizer: Tokenizer) ->
     assert "ETC" in tokens and "12" in tokens
 
 
-def test_tokenizer_normalises_fullwidth_before_segmenting(tokenizer: Tokenizer) -> None:
-    assert tokenizer("ＫＴＶ噪音") == tokenizer("KTV噪音")
+def test_normalised_fullwidth_segments_like_halfwidth(tokenizer: Tokenizer) -> None:
+    assert tokenizer(normalized("ＫＴＶ噪音")) == tokenizer("KTV噪音") == ["KTV", "噪音"]
 
 
 def test_tokenizer_user_words_keep_compound_whole() -> None:
@@ -126,8 +127,8 @@ def test_tokenizer_user_words_do_not_leak_to_other_instances() -> None:
 
 
 def test_tokenizer_pickle_round_trip(tokenizer: Tokenizer) -> None:
-    original = Tokenizer(user_words=[COMPOUND], stopwords=["小区", "的"], simplify=True)
-    texts = [RAW, f"{COMPOUND}小區門口路燈壞了", SEGMENTED]
+    original = Tokenizer(user_words=[COMPOUND], stopwords=["小区", "的"])
+    texts = [RAW, f"{COMPOUND}小区门口路灯坏了", SEGMENTED]
     before = [original(text) for text in texts]
     assert original._engine is not None  # built by the calls above
 
@@ -136,7 +137,6 @@ def test_tokenizer_pickle_round_trip(tokenizer: Tokenizer) -> None:
     assert restored._keep == {}  # ...nor the filter cache
     assert restored.user_words == original.user_words
     assert restored.stopwords == original.stopwords
-    assert restored.simplify is True
     assert [restored(text) for text in texts] == before  # ...and is rebuilt with the user words
     assert COMPOUND in before[1]
 
@@ -177,9 +177,8 @@ def test_default_stopwords_shipped() -> None:
     assert Tokenizer().stopwords == stopwords
 
 
-def test_tokenizer_simplify() -> None:
-    assert Tokenizer(simplify=True)("小區門口的路燈壞了") == ["小区", "门口", "路灯", "坏"]
-    assert "路燈" in "".join(Tokenizer()("小區門口的路燈壞了"))
+def test_tokenizer_reads_normalised_text() -> None:
+    assert Tokenizer()(normalized("小區門口的路燈壞了")) == ["小区", "门口", "路灯", "坏"]
 
 
 @pytest.mark.parametrize("text", ["", "   ", "，。！", "的了吗"])

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from conftest import DEMO_LABELS
 
+from wangge.batch.classify import classify_file
+from wangge.batch.files import load_messages
 from wangge.errors import DataError, TrainingError
 from wangge.models.artifact import file_sha256, load_model
 from wangge.models.router import MessageRouter
-from wangge.training.loaders import load_messages
-from wangge.training.scoring import classify_file
 from wangge.training.train import (
     CONFUSION_PNG,
     REPORT_JSON,

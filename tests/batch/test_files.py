@@ -1,4 +1,4 @@
-"""Tests for wangge.training.loaders: formats, encodings, column detection, row checks, writing."""
+"""Tests for wangge.batch.files: formats, encodings, column detection, row checks, writing."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from wangge.errors import DataError
-from wangge.training.loaders import (
+from wangge.batch.files import (
     ColumnSpec,
     load_messages,
     read_table,
     resolve_columns,
     write_table,
 )
+from wangge.errors import DataError
+from wangge.nlp.fields import model_text
 
 HEADER = ["留言编号", "留言主题", "留言详情", "一级标签"]
 ROWS = [
@@ -427,7 +428,7 @@ def test_optional_label_column_may_be_absent() -> None:
 def test_load_messages_joins_text_columns_and_keeps_the_frame(tmp_path: Path) -> None:
     content = _delimited([HEADER + ["备注"], ["1", "路灯不亮", "", " 城建 ", "x"], ROWS[1] + [""]])
     loaded = load_messages(_write(tmp_path / "m.csv", content), require_label=True)
-    assert loaded.texts == ["路灯不亮", f"{ROWS[1][1]}\n{ROWS[1][2]}"]
+    assert loaded.texts == ["路灯不亮", model_text(ROWS[1][1:3])]  # normalised, joined
     assert loaded.labels == ["城建", "环境保护"]
     assert loaded.rows == [2, 3]
     assert list(loaded.frame.columns) == HEADER + ["备注"]

@@ -42,7 +42,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils.exceptions import InvalidFileException
 
 from wangge.errors import DataError
-from wangge.nlp.fields import message_text
+from wangge.nlp.fields import message_text, model_text
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ COLUMN_NAMES: dict[str, tuple[str, ...]] = {
     "label": ("一级标签", "一级分类", "标签", "category", "label"),
     "time": ("留言时间", "时间", "created_at"),
     "id": ("留言编号", "编号", "id", "message_id"),
-    # Structured location fields, read by routing (wangge.training.routing).
+    # Structured location fields, read by routing (wangge.batch.messages).
     "address": ("地址", "详细地址", "事发地址", "address"),
     "latitude": ("纬度", "latitude", "lat"),
     "longitude": ("经度", "longitude", "lon", "lng"),
@@ -164,8 +164,9 @@ def _empty_text(data: LoadedMessages, index: int) -> DataError:
 
 
 def titles_and_bodies(data: LoadedMessages) -> list[tuple[str, str]]:
-    """Each row's title and body: with two or more text columns the first is the title and the
-    rest, joined like :func:`~wangge.nlp.fields.message_text`, the body; with one, all is body."""
+    """Each row's raw title and body: with two or more text columns the first is the title and
+    the rest, joined like :func:`~wangge.nlp.fields.message_text`, the body; with one, all is
+    body."""
     text = list(data.columns.text)
     title_column, body_columns = (text[0], text[1:]) if len(text) > 1 else (None, text)
     titles = data.frame[title_column] if title_column else [""] * len(data.frame)
@@ -316,7 +317,8 @@ def load_messages(
 ) -> LoadedMessages:
     """Read a table (:func:`read_table`), find its columns (:func:`resolve_columns`), check rows.
 
-    The text of a row is its non-blank text columns joined with ``"\\n"``; labels are stripped
+    The text of a row is its non-blank text columns, each normalised, joined with ``"\\n"``
+    (:func:`~wangge.nlp.fields.model_text`, as the pipeline prepares it); labels are stripped
     of surrounding whitespace. A row whose text columns are all blank (unless ``allow_empty``:
     it is then kept with the text ``""`` and listed in ``empty``), or (with ``require_label``)
     whose label is blank, raises :class:`~wangge.errors.DataError` naming the row as the user
@@ -336,8 +338,7 @@ def load_messages(
         require_label=require_label,
     )
     texts = [
-        message_text(parts)
-        for parts in frame[list(columns.text)].itertuples(index=False, name=None)
+        model_text(parts) for parts in frame[list(columns.text)].itertuples(index=False, name=None)
     ]
     labels = None if columns.label is None else [label.strip() for label in frame[columns.label]]
     loaded = LoadedMessages(frame, columns, path, texts, labels, rows)

@@ -10,7 +10,7 @@ same-case probability) and ``dup_evidence``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,23 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from wangge.batch.files import FileSummary, LoadedMessages, load_messages, write_table
+from wangge.batch.messages import add_columns, file_messages
 from wangge.errors import DataError
-from wangge.models.dedup import Decision, DedupMessage, DuplicateDetector, Encoder, MessageFeatures
-from wangge.training.loaders import (
-    EMPTY_REASON,
-    FileSummary,
-    LoadedMessages,
-    find_column,
-    load_messages,
-    titles_and_bodies,
-    write_table,
-)
-from wangge.training.routing import add_columns
+from wangge.models.dedup import Decision, DuplicateDetector
+from wangge.pipeline import Message, ReviewReason, Triage
 
 logger = logging.getLogger(__name__)
-
-DEDUP_MAX_TOKENS = 32  # titles: longer ones are cut, which costs little for duplicate search
-FEATURE_BATCH = 1024  # messages encoded between two progress reports
 
 
 @dataclass(frozen=True)
@@ -44,18 +34,19 @@ class DedupSummary(FileSummary):
     cases: int = 0
 
 
-def message_times(data: LoadedMessages) -> pd.Series:
-    """The time of every row, parsed; a row whose time cannot be read is an error."""
+def message_times(data: LoadedMessages, positions: Sequence[int]) -> pd.Series:
+    """The time of the rows at ``positions``, parsed; a time that cannot be read is an error."""
     column = data.columns.time
     if column is None:
         raise DataError(
             "no time column found (留言时间, 时间 or created_at); name it with --time-column",
             path=data.path,
         )
-    times = pd.to_datetime(data.frame[column], errors="coerce", format="mixed")
+    values = data.frame[column].iloc[list(positions)]
+    times = pd.to_datetime(values, errors="coerce", format="mixed")
     bad = times.isna()
     if bad.any():
-        index = int(bad.to_numpy().nonzero()[0][0])
+        index = positions[int(bad.to_numpy().nonzero()[0][0])]
         raise DataError(
             f"not a date and time: {data.frame[column].iloc[index]!r}",
             path=data.path,
@@ -65,34 +56,36 @@ def message_times(data: LoadedMessages) -> pd.Series:
     return times
 
 
-def dedup_messages(data: LoadedMessages, times: pd.Series) -> list[DedupMessage]:
-    frame = data.frame
+def message_ids(data: LoadedMessages, positions: Sequence[int]) -> pd.Series:
+    """The id of the rows at ``positions`` (their id column, else their row number); a
+    repeated id is an error."""
+    frame = data.frame.iloc[list(positions)]
     ids = (
         frame[data.columns.id]
         if data.columns.id
-        else pd.Series([str(row) for row in data.rows], index=frame.index)
+        else pd.Series([str(data.rows[i]) for i in positions], index=frame.index)
     )
     duplicated = ids[ids.duplicated()]
     if len(duplicated):
-        index = int(ids.duplicated().to_numpy().nonzero()[0][0])
+        index = positions[int(ids.duplicated().to_numpy().nonzero()[0][0])]
         raise DataError(
             f"duplicate message id {duplicated.iloc[0]!r}: ids must be unique",
             path=data.path,
             row=data.rows[index],
             column=data.columns.id,
         )
-    reporter = find_column(frame, "reporter")
-    texts = titles_and_bodies(data)
-    return [
-        DedupMessage(
-            id=str(ids.iloc[i]),
-            title=texts[i][0],
-            content=texts[i][1],
-            time=times.iloc[i].to_pydatetime(),
-            reporter=(str(frame[reporter].iloc[i]) or None) if reporter else None,
-        )
-        for i in range(len(frame))
-    ]
+    return ids
+
+
+def messages_in_time_order(data: LoadedMessages) -> tuple[list[int], list[Message]]:
+    """The rows with text as pipeline messages in time order (the file's order among equal
+    times), with their positions in the file; a row without text has no time nor id to read."""
+    empty = set(data.empty)
+    texted = [i for i in range(len(data.frame)) if i not in empty]
+    times, ids = message_times(data, texted), message_ids(data, texted)
+    messages = file_messages(data, times=times, ids=ids, locations=False, positions=texted)
+    order = sorted(range(len(messages)), key=lambda k: (messages[k].time, k))
+    return [texted[k] for k in order], [messages[k] for k in order]
 
 
 def dedup_columns(decisions: list[Decision | None]) -> dict[str, list[Any]]:
@@ -101,7 +94,9 @@ def dedup_columns(decisions: list[Decision | None]) -> dict[str, list[Any]]:
         "case_id": [d.case_id if d else "" for d in decisions],
         "duplicate_of": [d.duplicate_of or "" if d else "" for d in decisions],
         "dup_score": [d.score if d else None for d in decisions],
-        "dup_evidence": [d.evidence if d else {"skipped": EMPTY_REASON} for d in decisions],
+        "dup_evidence": [
+            d.evidence if d else {"skipped": ReviewReason.EMPTY.value} for d in decisions
+        ],
     }
 
 
@@ -126,40 +121,20 @@ def dedup_file(
         input_path, text_columns=text_columns, time_column=time_column, id_column=id_column,
         allow_empty=not strict,
     )  # fmt: skip
-    times = message_times(data)
-    messages = dedup_messages(data, times)
-    empty = set(data.empty)
-    order = sorted(
-        (i for i in range(len(messages)) if i not in empty), key=lambda i: (messages[i].time, i)
+    positions, ordered = messages_in_time_order(data)
+    results = Triage(detector=detector).pipe(
+        ordered, progress=None if progress is None else partial(progress, "preparing")
     )
-    ordered = [messages[i] for i in order]
-    features: list[MessageFeatures] = []
-    for start in range(0, len(ordered), FEATURE_BATCH):
-        features += detector.features(ordered[start : start + FEATURE_BATCH])
-        if progress is not None:
-            progress("preparing", len(features), len(ordered))
+    dedups = [result.dedup for result in results]
     decided = detector.add_many(
-        ordered, features, progress=None if progress is None else partial(progress, "deduplicating")
+        [d for d in dedups if d is not None],
+        [result.features for result in results if result.features is not None],
+        progress=None if progress is None else partial(progress, "deduplicating"),
     )
-    decisions: list[Decision | None] = [None] * len(messages)
-    for position, index in enumerate(order):
-        decisions[index] = decided[position]
+    decisions: list[Decision | None] = [None] * len(data.frame)
+    for position, decision in zip(positions, decided, strict=True):
+        decisions[position] = decision
     add_columns(data.frame, dedup_columns(decisions))
     write_table(data.frame, output_path)
     cases = len({d.case_id for d in decisions if d is not None})
     return DedupSummary(len(data.frame), data.columns.text, data.empty_errors(), cases)
-
-
-def load_encoder(model_dir: str | Path | None) -> Encoder | None:
-    """The sentence encoder of a local model directory, or ``None`` without one."""
-    if model_dir is None:
-        return None
-    from wangge.nlp.embeddings import ENCODER_FILE, SentenceEncoder
-
-    if not (Path(model_dir) / ENCODER_FILE).is_file():
-        raise DataError(
-            f"no {ENCODER_FILE} in this encoder directory (run `wangge models fetch-e5`, or "
-            "`wangge models export-encoder DIR` for another Hugging Face encoder)",
-            path=model_dir,
-        )
-    return SentenceEncoder(model_dir, max_length=DEDUP_MAX_TOKENS)

@@ -9,11 +9,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from wangge.batch.files import load_messages
+from wangge.batch.messages import file_messages
+from wangge.batch.route import route_file
 from wangge.cli import app
 from wangge.errors import DataError
 from wangge.models.router import MessageRouter
-from wangge.training.loaders import load_messages
-from wangge.training.routing import evaluate_routing, route_file, routing_messages
+from wangge.pipeline import Triage
+from wangge.training.evaluate_files import evaluate_routing
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EVALUATION_SETS = ["routing_eval_xiaoshan.csv", "routing_heldout_xiaoshan.csv"]
@@ -34,7 +37,8 @@ def test_location_accuracy_on_the_evaluation_sets(router: MessageRouter, name: s
     assert len(data.texts) >= 150
     kinds = set(data.frame["kind"])
     assert {"full", "community_only", "street_only", "out_of_area", "no_location"} <= kinds
-    result = evaluate_routing(data, router.route_many(routing_messages(data)))
+    routes = [result.route for result in Triage(router=router).pipe(file_messages(data))]
+    result = evaluate_routing(data, [route for route in routes if route is not None])
     assert result.street_accuracy >= 0.97, result.errors
     assert result.community_accuracy >= 0.93, result.errors
     assert result.leaks == 0, result.errors
