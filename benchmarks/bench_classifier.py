@@ -33,10 +33,11 @@ from sklearn.model_selection import StratifiedKFold
 
 from wangge.models.artifact import load_model
 from wangge.models.classifier import MessageClassifier
+from wangge.training.config import TrainConfig
 from wangge.training.evaluate import evaluate_predictions
 from wangge.training.loaders import LoadedMessages, load_messages
 from wangge.training.scoring import BATCH_SIZE, predict_in_batches
-from wangge.training.train import TrainConfig, train
+from wangge.training.train import train
 
 LABEL_COLUMN = "一级标签"
 CV_FOLDS = 5

@@ -31,9 +31,10 @@ from common import TRAIN_FILE, argument_parser, data_dir_with, note, say
 from wangge.models.artifact import load_model
 from wangge.models.departments import STREET_PLACEHOLDER, UNKNOWN_STREET, RoutingTable
 from wangge.models.router import MessageRouter
+from wangge.training.config import TrainConfig
 from wangge.training.loaders import load_messages
 from wangge.training.scoring import predict_in_batches
-from wangge.training.train import TrainConfig, train
+from wangge.training.train import train
 
 REPLIES_FILE = "unlabeled_messages_with_replies.csv"
 
