@@ -254,7 +254,11 @@ def train(
     from wangge.training.config import load_train_config, to_toml
     from wangge.training.train import train as run_training
 
-    given = {key: ctx.params[name] for name, key in TRAIN_OPTION_KEYS.items()}
+    given = {  # a list option not given is (), not None: ask click what was given
+        key: ctx.params[name]
+        for name, key in TRAIN_OPTION_KEYS.items()
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    }
     try:
         config = load_train_config(config_file, overrides or (), given)
         if print_config:

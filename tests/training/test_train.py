@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from wangge.errors import DataError, TrainingError
 from wangge.models.artifact import file_sha256, load_model
 from wangge.models.router import MessageRouter
+from wangge.training.config import TrainConfig
 from wangge.training.loaders import load_messages
-from wangge.training.config import CONFIG_TOML, TrainConfig, read_toml
 from wangge.training.scoring import classify_file
 from wangge.training.train import (
     CONFUSION_PNG,
