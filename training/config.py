@@ -258,16 +258,20 @@ def _section_model(model: type[BaseModel], path: list[str]) -> type[BaseModel]:
 
 
 def to_toml(config: BaseModel) -> str:
-    """``config`` as TOML: top-level values first, then one table per section; values that
-    are None (the default of every optional key) are left out, as TOML has no null."""
-    values = config.model_dump(mode="json", exclude_none=True)
+    """``config`` as TOML: top-level values first, then one table per section. A value that
+    is None (the default of every optional key) is a comment, as TOML has no null."""
+    values = config.model_dump(mode="json")
     scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
-    lines = [f"{key} = {_toml_value(value)}" for key, value in scalars.items()]
+    lines = [_toml_line(key, value) for key, value in scalars.items()]
     for section, table in values.items():
         if isinstance(table, dict):
             lines += ["", f"[{section}]"]
-            lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+            lines += [_toml_line(key, value) for key, value in table.items()]
     return "\n".join(lines) + "\n"
+
+
+def _toml_line(key: str, value: Any) -> str:
+    return f"# {key} is not set" if value is None else f"{key} = {_toml_value(value)}"
 
 
 def _toml_value(value: Any) -> str:

@@ -122,7 +122,7 @@ def test_to_toml_reads_back_to_the_same_configuration(tmp_path: Path) -> None:
     )
     text = to_toml(config)
     assert TrainConfig.model_validate(tomllib.loads(text)) == config
-    assert "stopwords" not in text  # None is left out: TOML has no null
+    assert "\n# stopwords is not set\n" in text  # TOML has no null
 
 
 def test_fine_tuning_follows_the_run_seed_unless_set() -> None:
