@@ -37,8 +37,9 @@ from wangge.models.artifact import load_model
 from wangge.models.classifier import MessageClassifier
 from wangge.pipeline import Message, Triage
 from wangge.pipeline.triage import BATCH_SIZE
+from wangge.training.config import TrainConfig
 from wangge.training.evaluate import evaluate_predictions
-from wangge.training.train import TrainConfig, train
+from wangge.training.train import train
 
 LABEL_COLUMN = "一级标签"
 CV_FOLDS = 5

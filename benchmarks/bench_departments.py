@@ -33,7 +33,8 @@ from wangge.models.artifact import load_model
 from wangge.models.departments import STREET_PLACEHOLDER, UNKNOWN_STREET, RoutingTable
 from wangge.models.router import MessageRouter
 from wangge.pipeline import Message, Triage
-from wangge.training.train import TrainConfig, train
+from wangge.training.config import TrainConfig
+from wangge.training.train import train
 
 REPLIES_FILE = "unlabeled_messages_with_replies.csv"
 

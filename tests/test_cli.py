@@ -536,3 +536,20 @@ def test_serve_refuses_a_bad_port_from_the_environment(
     result = runner.invoke(app, ["serve", "--model-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "port" in result.output
+
+
+def test_cli_train_force_keeps_the_old_department_model_when_validation_fails(
+    runner: CliRunner, model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    target = tmp_path / "model"
+    shutil.copytree(model_dir, target)
+    shutil.copytree(target, tmp_path / "department")
+    shutil.move(tmp_path / "department", target / "department")
+    before = {path: path.read_bytes() for path in target.rglob("*") if path.is_file()}
+    bad = write_rows(tmp_path / "one.csv", [["留言详情", "一级标签"], ["路灯坏了", "城乡建设"]])
+    for args in (["--data", str(bad)], ["--data", str(tmp_path / "nope.csv")],
+                 ["--data", str(bad), "--set", "classifier.C=2"]):  # fmt: skip
+        invoke_error(runner, ["train", "--model-dir", str(target), "--force", *args])
+    assert {path: path.read_bytes() for path in target.rglob("*") if path.is_file()} == before

@@ -20,13 +20,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wangge.errors import TrainingError
+from wangge.training.config import AdaptConfig
 from wangge.training.finetune import (
-    FineTuneConfig,
     freeze_lower,
     require_checkpoint,
     trainer_with_loss,
@@ -34,22 +33,6 @@ from wangge.training.finetune import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class AdaptConfig:
-    """How to adapt; layers and length default to fine-tuning's
-    (:class:`~wangge.training.finetune.FineTuneConfig`) so that the adapted encoder is the one
-    fine-tuning uses."""
-
-    base_model: Path
-    layers: int | None = FineTuneConfig.layers
-    max_length: int = FineTuneConfig.max_length
-    epochs: float = 1.0
-    batch_size: int = 16
-    learning_rate: float = 5e-5
-    mask_share: float = 0.15
-    seed: int = 42
 
 
 def adapt_encoder(
@@ -70,13 +53,12 @@ def adapt_encoder(
         AutoModelForMaskedLM,
         AutoTokenizer,
         DataCollatorForLanguageModeling,
-        TrainingArguments,
         set_seed,
     )
     from transformers.trainer_utils import get_last_checkpoint
 
     started = time.perf_counter()
-    base, output = Path(config.base_model), Path(output)
+    base, output = config.base(), Path(output)
     require_checkpoint(base)
     texts = [text for text in texts if text.strip()]
     if not texts:
@@ -84,7 +66,7 @@ def adapt_encoder(
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
     model = AutoModelForMaskedLM.from_pretrained(str(base), local_files_only=True)
-    if config.layers is not None:
+    if config.layers:
         truncate_layers(model, config.layers)
     # The embeddings (for e5-small 96M of its 118M weights, tied to the prediction head) stay
     # as they are, as in fine-tuning: the encoder layers adapt, in a fraction of the time.
@@ -95,42 +77,14 @@ def adapt_encoder(
         f"adapting {base.name} ({len(model.base_model.encoder.layer)} layers) on "
         f"{len(texts)} messages, {config.epochs:g} epochs"
     )
-    checkpoints = output / "checkpoints"
-    arguments = TrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=max(1, len(dataset) // config.batch_size // 10),
-        weight_decay=0.01,
-        save_strategy="epoch",
-        save_total_limit=1,
-        logging_steps=50,
-        train_sampling_strategy="group_by_length",
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to=[],
-        dataloader_num_workers=0,
-    )
     vocabulary = sorted({piece for ids in encoded["input_ids"] for piece in ids})
     progress(f"predicting over the {len(vocabulary)} sub-words the messages use")
     full_head = model.get_output_embeddings()
     model.set_output_embeddings(_head_over(full_head, vocabulary))
-    position = torch.full((full_head.out_features,), -100, dtype=torch.long)
-    position[torch.tensor(vocabulary)] = torch.arange(len(vocabulary))
-
-    def cut_vocabulary_loss(logits: Any, labels: Any) -> Any:
-        """Cross-entropy at the masked positions, their pieces' ids turned into positions in
-        ``vocabulary`` (the cut output layer's rows)."""
-        where = position.to(labels.device)
-        target = torch.where(labels == -100, labels, where[labels.clamp(min=0)])
-        return torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100
-        )
-
-    trainer = trainer_with_loss(cut_vocabulary_loss)(
+    checkpoints = output / "checkpoints"
+    trainer = trainer_with_loss(_cut_vocabulary_loss(vocabulary, full_head.out_features))(
         model=model,
-        args=arguments,
+        args=_training_arguments(config, checkpoints, len(dataset)),
         train_dataset=dataset,
         processing_class=tokenizer,
         data_collator=DataCollatorForLanguageModeling(
@@ -151,6 +105,46 @@ def adapt_encoder(
     tokenizer.save_pretrained(str(output))
     shutil.rmtree(checkpoints, ignore_errors=True)
     return time.perf_counter() - started
+
+
+def _training_arguments(config: AdaptConfig, checkpoints: Path, rows: int) -> Any:
+    """transformers' arguments: a checkpoint each epoch, only the last one kept."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=max(1, rows // config.batch_size // 10),
+        weight_decay=0.01,
+        save_strategy="epoch",
+        save_total_limit=1,
+        logging_steps=50,
+        train_sampling_strategy="group_by_length",
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=[],
+        dataloader_num_workers=0,
+    )
+
+
+def _cut_vocabulary_loss(vocabulary: list[int], pieces: int) -> Callable[[Any, Any], Any]:
+    """Cross-entropy at the masked positions, their pieces' ids (of ``pieces``) turned into
+    positions in ``vocabulary`` (the cut output layer's rows)."""
+    import torch
+
+    position = torch.full((pieces,), -100, dtype=torch.long)
+    position[torch.tensor(vocabulary)] = torch.arange(len(vocabulary))
+
+    def loss(logits: Any, labels: Any) -> Any:
+        where = position.to(labels.device)
+        target = torch.where(labels == -100, labels, where[labels.clamp(min=0)])
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100
+        )
+
+    return loss
 
 
 def _head_over(head: Any, vocabulary: list[int]) -> Any:

@@ -20,7 +20,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from wangge.models.transformer import (
     transformer_text,
 )
 from wangge.nlp.embeddings import CONFIG_FILE, TOKENIZER_FILE
+from wangge.training.config import FineTuneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -46,31 +47,6 @@ CALIBRATION_TEXTS = 256  # training texts whose activations set the int8 smoothi
 # agree most with the float model on the validation rows is kept. For a 6-layer model on dev,
 # 0.7-0.9 gave 99.3-99.6 % agreement, 0.5 97.3 % and 1.0 98.7 % (nlp/onnx_export.py).
 SMOOTHING_ALPHAS = (0.7, 0.8, 0.9)
-
-
-@dataclass
-class FineTuneConfig:
-    """How to fine-tune. The defaults were chosen by measurement on 2 cores (docs/benchmarks.md):
-    multilingual-e5-small cut to its lower 5 layers, 64 sub-words, the embeddings and 2
-    layers frozen, 2 epochs, trained in 11 minutes on the 7.8k Teddy Cup messages and scores
-    about 130 messages/s in int8, against 37 minutes and 24 messages/s for all 12 layers at
-    128 sub-words with 6 frozen, for a hold-out macro-F1 of 0.867 against 0.891 (6 layers:
-    0.881, about 100 messages/s)."""
-
-    base_model: Path
-    max_length: int = 64
-    epochs: float = 2.0
-    batch_size: int = 16
-    learning_rate: float = 1e-4
-    freeze_layers: int = 2
-    layers: int | None = 5  # keep only the lower N encoder layers (None: all)
-    patience: int = 1
-    evaluations_per_epoch: int = 2
-    seed: int = 42
-    class_weight: str | None = "balanced"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"base_model": str(self.base_model)}
 
 
 @dataclass
@@ -141,38 +117,14 @@ def fine_tune(
 
     import torch
     from datasets import Dataset
-    from sklearn.metrics import f1_score
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        EarlyStoppingCallback,
-        TrainingArguments,
-        set_seed,
-    )
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     started = time.perf_counter()
     work_dir = Path(work_dir)
-    base = Path(config.base_model)
-    require_checkpoint(base)
     set_seed(config.seed)
     label_ids = {label: index for index, label in enumerate(classes)}
-    tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(base),
-        local_files_only=True,
-        num_labels=len(classes),
-        id2label=dict(enumerate(classes)),
-        label2id=label_ids,
-    )
-    if config.layers is not None:
-        truncate_layers(model, config.layers)
-    frozen = freeze_lower(model, config.freeze_layers)
-    progress(
-        f"fine-tuning {base.name} ({len(model.base_model.encoder.layer)} layers): {frozen} "
-        "lower layers and the embeddings frozen"
-    )
+    tokenizer, model = _classification_model(config, classes, progress)
 
     def dataset(texts: Sequence[str], labels: Sequence[str]) -> Dataset:
         encoded = tokenizer(list(texts), truncation=True, max_length=config.max_length)
@@ -184,10 +136,79 @@ def fine_tune(
         if config.class_weight == "balanced"
         else None
     )
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+
+    def weighted_cross_entropy(logits: Any, labels: Any) -> Any:
+        weight = None if weights is None else weights.to(labels.device)
+        return torch.nn.functional.cross_entropy(logits, labels, weight=weight)
+
+    checkpoints = work_dir / "checkpoints"
+    trainer = trainer_with_loss(weighted_cross_entropy)(
+        model=model,
+        args=_training_arguments(config, checkpoints, len(train_set)),
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_macro_f1,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience)],
+    )
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if last:
+        progress(f"resuming from {last}")
+    trainer.train(resume_from_checkpoint=last)
+    checkpoint = work_dir / HF_DIR
+    trainer.save_model(str(checkpoint))
+    kept = ("epoch", "step", "eval_loss", "eval_macro_f1")  # not timings: runs compare equal
+    history = [
+        {key: float(entry[key]) for key in kept if key in entry}
+        for entry in trainer.state.log_history
+        if "eval_macro_f1" in entry
+    ]
+    return FineTuneResult(
+        checkpoint=checkpoint,
+        best_macro_f1=max((h["eval_macro_f1"] for h in history), default=float("nan")),
+        epochs_run=float(trainer.state.epoch or 0.0),
+        seconds=time.perf_counter() - started,
+        history=history,
+    )
+
+
+def _classification_model(
+    config: FineTuneConfig, classes: Sequence[str], progress: Callable[[str], None]
+) -> tuple[Any, Any]:
+    """The tokenizer and the sequence classifier of ``config``'s base model, cut to
+    ``config.layers`` layers with the lower ``config.freeze_layers`` frozen."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base = config.base()
+    require_checkpoint(base)
+    tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(base),
+        local_files_only=True,
+        num_labels=len(classes),
+        id2label=dict(enumerate(classes)),
+        label2id={label: index for index, label in enumerate(classes)},
+    )
+    if config.layers:
+        truncate_layers(model, config.layers)
+    frozen = freeze_lower(model, config.freeze_layers)
+    progress(
+        f"fine-tuning {base.name} ({len(model.base_model.encoder.layer)} layers): {frozen} "
+        "lower layers and the embeddings frozen"
+    )
+    return tokenizer, model
+
+
+def _training_arguments(config: FineTuneConfig, checkpoints: Path, rows: int) -> Any:
+    """transformers' arguments: evaluate (and checkpoint) ``evaluations_per_epoch`` times an
+    epoch, keep the best model by validation macro-F1."""
+    from transformers import TrainingArguments
+
+    steps_per_epoch = math.ceil(rows / config.batch_size)
     eval_steps = max(1, steps_per_epoch // max(1, config.evaluations_per_epoch))
-    arguments = TrainingArguments(
-        output_dir=str(work_dir / "checkpoints"),
+    return TrainingArguments(
+        output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size * 2,
@@ -210,46 +231,12 @@ def fine_tune(
         dataloader_num_workers=0,
     )
 
-    def metrics(prediction: Any) -> dict[str, float]:
-        predicted = np.asarray(prediction.predictions).argmax(axis=1)
-        gold = prediction.label_ids
-        return {"macro_f1": float(f1_score(gold, predicted, average="macro"))}
 
-    def weighted_cross_entropy(logits: Any, labels: Any) -> Any:
-        weight = None if weights is None else weights.to(labels.device)
-        return torch.nn.functional.cross_entropy(logits, labels, weight=weight)
+def _macro_f1(prediction: Any) -> dict[str, float]:
+    from sklearn.metrics import f1_score
 
-    trainer = trainer_with_loss(weighted_cross_entropy)(
-        model=model,
-        args=arguments,
-        train_dataset=train_set,
-        eval_dataset=val_set,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience)],
-    )
-    checkpoints = work_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if last:
-        progress(f"resuming from {last}")
-    trainer.train(resume_from_checkpoint=last)
-    checkpoint = work_dir / HF_DIR
-    trainer.save_model(str(checkpoint))
-    kept = ("epoch", "step", "eval_loss", "eval_macro_f1")  # not timings: runs compare equal
-    history = [
-        {key: float(entry[key]) for key in kept if key in entry}
-        for entry in trainer.state.log_history
-        if "eval_macro_f1" in entry
-    ]
-    best = max((h["eval_macro_f1"] for h in history), default=float("nan"))
-    return FineTuneResult(
-        checkpoint=checkpoint,
-        best_macro_f1=best,
-        epochs_run=float(trainer.state.epoch or 0.0),
-        seconds=time.perf_counter() - started,
-        history=history,
-    )
+    predicted = np.asarray(prediction.predictions).argmax(axis=1)
+    return {"macro_f1": float(f1_score(prediction.label_ids, predicted, average="macro"))}
 
 
 def truncate_layers(model: Any, layers: int) -> None:
@@ -306,20 +293,15 @@ def add_transformer(
     model_dir: Path,
     progress: Callable[[str], None],
 ) -> tuple[EnsembleClassifier, np.ndarray, dict[str, Any], tuple[str, ...]]:
-    """Fine-tune on the ``fit`` rows (stopping on ``val``), export to ONNX and quantise into
-    ``model_dir/transformer`` (smoothed; the alpha whose int8 predictions agree most with the
-    float graph on ``val`` is kept; the float graph is kept as ``model.fp32.onnx``, which
-    serving does not read), check the int8 graph against the float one on the hold-out
-    (``test``), and mix with ``linear`` (fitted on the same ``fit`` rows; ``linear_test`` are
-    its hold-out probabilities): temperature and
+    """Fine-tune on the ``fit`` rows (stopping on ``val``), export to int8 ONNX in
+    ``model_dir/transformer`` (:func:`_export_int8`), and mix with ``linear`` (fitted on the
+    same ``fit`` rows; ``linear_test`` are its hold-out probabilities): temperature and
     weight fitted on ``val``. Returns the ensemble, its hold-out probabilities, metrics
     (hold-out macro-F1 of each part and of the mixture, int8 agreement …) and the files it
     reads."""
     import shutil
 
     from sklearn.metrics import f1_score
-
-    from wangge.nlp.onnx_export import export_classifier
 
     fit_idx, val_idx, test_idx = splits
     classes = [str(c) for c in linear.classes_]
@@ -331,13 +313,79 @@ def add_transformer(
     )  # fmt: skip
     progress(f"fine-tuned in {result.seconds:.0f}s ({result.epochs_run:.2f} epochs), best "
              f"validation macro-F1 {result.best_macro_f1:.4f}; exporting to ONNX")  # fmt: skip
+    exported = _export_int8(result.checkpoint, texts, splits, config, model_dir, progress)
+    gold_val = np.searchsorted(linear.classes_, labels[val_idx])
+    temperature = fit_temperature(exported.val_logits, gold_val)
+    linear_val = linear.predict_proba_tokens([tokens[i] for i in val_idx])
+    weight = _mixture_weight(
+        softmax(exported.val_logits / temperature, axis=1), linear_val, gold_val
+    )
+    transformer_test = softmax(exported.test_logits / temperature, axis=1)
+    mixed = weight * transformer_test + (1 - weight) * linear_test
+
+    def macro_f1(probabilities: np.ndarray) -> float:
+        predicted = linear.classes_[probabilities.argmax(axis=1)]
+        return round(float(f1_score(labels[test_idx], predicted, average="macro")), 4)
+
+    facts = {
+        "holdout_macro_f1": {
+            "linear": macro_f1(linear_test),
+            "transformer": macro_f1(transformer_test),
+            "ensemble": macro_f1(mixed),
+        },  # fmt: skip
+        "weight": weight,
+        "temperature": round(temperature, 4),
+        "int8_agreement": round(exported.test_agreement, 4),
+        "smoothing_alpha": exported.alpha,
+        "int8_validation_agreement": exported.val_agreements,
+        "validation_macro_f1": round(result.best_macro_f1, 4),
+        "epochs": round(result.epochs_run, 2),
+        "fine_tune_seconds": round(result.seconds, 1),
+        "history": result.history,
+    }
+    progress(f"hold-out macro-F1: {facts['holdout_macro_f1']}; weight of the transformer "
+             f"{weight:.2f}")  # fmt: skip
+    shutil.rmtree(work_dir)  # checkpoints only matter to resume an interrupted run
+    ensemble = EnsembleClassifier(
+        linear, transformer_weight=weight, temperature=temperature, max_length=config.max_length
+    )
+    ensemble.attach(model_dir)
+    files = tuple(f"{TRANSFORMER_DIR}/{name}" for name in (ONNX_FILE, TOKENIZER_FILE, CONFIG_FILE))
+    return ensemble, mixed, {"transformer": facts}, files
+
+
+@dataclass
+class _Int8Export:
+    alpha: float  # the smoothing alpha kept
+    val_agreements: dict[str, float]  # of each alpha tried, with the float graph
+    val_logits: np.ndarray
+    test_logits: np.ndarray
+    test_agreement: float
+
+
+def _export_int8(
+    checkpoint: Path,
+    texts: list[str],
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    config: FineTuneConfig,
+    model_dir: Path,
+    progress: Callable[[str], None],
+) -> _Int8Export:
+    """Export ``checkpoint`` to ONNX and quantise it into ``model_dir/transformer``
+    (smoothed; the alpha whose int8 predictions agree most with the float graph on ``val``
+    is kept; the float graph is kept as ``model.fp32.onnx``, which serving does not read),
+    and check the int8 graph against the float one on the hold-out (``test``)."""
+    import shutil
+
+    from wangge.nlp.onnx_export import export_classifier
+
+    fit_idx, val_idx, test_idx = splits
     out = model_dir / TRANSFORMER_DIR
     out.mkdir(parents=True, exist_ok=True)
     fp32_path = out / "model.fp32.onnx"
-    export_classifier(result.checkpoint, fp32_path)
+    export_classifier(checkpoint, fp32_path)
     for name in (TOKENIZER_FILE, CONFIG_FILE):
-        shutil.copyfile(result.checkpoint / name, out / name)
-
+        shutil.copyfile(checkpoint / name, out / name)
     fp32 = TransformerScorer(out, max_length=config.max_length, onnx_file=fp32_path.name)
     sample = np.random.default_rng(config.seed).choice(
         fit_idx, size=min(CALIBRATION_TEXTS, len(fit_idx)), replace=False
@@ -350,51 +398,10 @@ def add_transformer(
     alpha, val_agreements, val_logits = _quantize_most_faithful(
         fp32_path, out / ONNX_FILE, calibration, val_texts, val_float, config.max_length, progress
     )
-    int8 = TransformerScorer(out, max_length=config.max_length)
-    test_logits = int8.logits(test_texts)
+    test_logits = TransformerScorer(out, max_length=config.max_length).logits(test_texts)
     agreement = float((test_logits.argmax(axis=1) == test_float).mean())
     progress(f"int8 and float predictions agree on {agreement:.1%} of the hold-out")
-
-    gold_val = np.searchsorted(linear.classes_, labels[val_idx])
-    temperature = fit_temperature(val_logits, gold_val)
-    linear_val = linear.predict_proba_tokens([tokens[i] for i in val_idx])
-    weight = _mixture_weight(softmax(val_logits / temperature, axis=1), linear_val, gold_val)
-
-    transformer_test = softmax(test_logits / temperature, axis=1)
-    mixed = weight * transformer_test + (1 - weight) * linear_test
-    gold_test = labels[test_idx]
-
-    def macro_f1(probabilities: np.ndarray) -> float:
-        predicted = linear.classes_[probabilities.argmax(axis=1)]
-        return round(float(f1_score(gold_test, predicted, average="macro")), 4)
-
-    metrics = {
-        "transformer": {
-            "holdout_macro_f1": {
-                "linear": macro_f1(linear_test),
-                "transformer": macro_f1(transformer_test),
-                "ensemble": macro_f1(mixed),
-            },  # fmt: skip
-            "weight": weight,
-            "temperature": round(temperature, 4),
-            "int8_agreement": round(agreement, 4),
-            "smoothing_alpha": alpha,
-            "int8_validation_agreement": val_agreements,
-            "validation_macro_f1": round(result.best_macro_f1, 4),
-            "epochs": round(result.epochs_run, 2),
-            "fine_tune_seconds": round(result.seconds, 1),
-            "history": result.history,
-        }
-    }
-    progress(f"hold-out macro-F1: {metrics['transformer']['holdout_macro_f1']}; weight of the "
-             f"transformer {weight:.2f}")  # fmt: skip
-    shutil.rmtree(work_dir)  # checkpoints only matter to resume an interrupted run
-    ensemble = EnsembleClassifier(
-        linear, transformer_weight=weight, temperature=temperature, max_length=config.max_length
-    )
-    ensemble.attach(model_dir)
-    files = tuple(f"{TRANSFORMER_DIR}/{name}" for name in (ONNX_FILE, TOKENIZER_FILE, CONFIG_FILE))
-    return ensemble, mixed, metrics, files
+    return _Int8Export(alpha, val_agreements, val_logits, test_logits, agreement)
 
 
 def _quantize_most_faithful(

@@ -1,7 +1,8 @@
 """The category training pipeline: load, split, fit, evaluate, choose the review threshold, save.
 
-``train(TrainConfig(...))`` is what ``wangge train`` runs; it is a plain function so notebooks and
-benchmarks can call it too. The model is evaluated on a stratified hold-out split, then (by
+``train(TrainConfig(...))`` is what ``wangge train`` runs (the configuration is
+:mod:`wangge.training.config`); it is a plain function so notebooks and benchmarks can call it
+too. The model is evaluated on a stratified hold-out split, then (by
 default) refitted on all rows so that the saved model has seen every example; the report and
 the review threshold come from the hold-out, which the refitted model is not tested on.
 """
@@ -15,7 +16,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,69 +25,27 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from wangge.batch.files import LoadedMessages, load_messages
-from wangge.errors import DataError, TrainingError
+from wangge.errors import TrainingError
 from wangge.models.artifact import META_FILE, ModelMeta, department_model_dir, save_model
 from wangge.models.classifier import MessageClassifier
-from wangge.models.store import CURRENT_FILE, HISTORY_FILE
-from wangge.nlp.segment import Tokenizer, is_presegmented, load_word_list
+from wangge.models.store import CURRENT_FILE, HISTORY_FILE, versions
+from wangge.nlp.segment import is_presegmented
+from wangge.training.config import CONFIG_TOML, TrainConfig, to_toml
 from wangge.training.evaluate import (
     EvaluationReport,
     choose_review_threshold,
     evaluate_predictions,
     save_confusion_png,
 )
-from wangge.training.finetune import FineTuneConfig, add_transformer, require_transformer_extra
+from wangge.training.finetune import add_transformer, require_transformer_extra
 
 logger = logging.getLogger(__name__)
 
 PLURALS = {"category": "categories", "department": "departments"}
-BACKENDS = ("linear", "transformer")
 VALIDATION_SHARE = 0.1  # of the training rows, to stop fine-tuning and fit the mixture
 REPORT_MARKDOWN = "report.md"
 REPORT_JSON = "report.json"
 CONFUSION_PNG = "confusion_matrix.png"
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on; saved into the model's ``meta.json``."""
-
-    data: Path
-    model_dir: Path
-    text_columns: Sequence[str] | None = None
-    label_column: str | None = None
-    holdout: float = 0.15
-    seed: int = 42
-    review_accuracy: float = 0.95
-    refit_on_all: bool = True
-    user_dict: Path | None = None
-    stopwords: Path | None = None
-    department_column: str | None = None
-    reviews: Path | None = None  # a file of `wangge export-reviews`, added to the data
-    classifier: dict[str, Any] = field(default_factory=dict)
-    # "linear", or "transformer": the linear model plus a fine-tuned encoder, mixed
-    backend: str = "linear"
-    fine_tune: FineTuneConfig | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["fine_tune"] = self.fine_tune.to_dict() if self.fine_tune else None
-        values["data"] = str(self.data)
-        values["model_dir"] = str(self.model_dir)
-        values["text_columns"] = list(self.text_columns) if self.text_columns else None
-        for name in ("user_dict", "stopwords", "reviews"):
-            values[name] = str(values[name]) if values[name] is not None else None
-        return values
-
-    def tokenizer(self) -> Tokenizer:
-        """The tokenizer these settings describe (word lists read from their files)."""
-        for path in (self.user_dict, self.stopwords):
-            if path is not None and not Path(path).is_file():
-                raise DataError("word list not found", path=path)
-        return Tokenizer(
-            user_words=load_word_list(self.user_dict) if self.user_dict else (),
-            stopwords=load_word_list(self.stopwords) if self.stopwords else None,
-        )
 
 
 @dataclass(frozen=True)
@@ -135,22 +94,18 @@ def _split(
 def check_model_dir(model_dir: Path, *, overwrite: bool) -> None:
     """Refuse to train into a model store, or into a non-empty directory unless ``overwrite``.
 
-    Overwriting a model directory removes its department classifier first: classify would
-    otherwise pair the new category model with the old department one.
+    Only checks: nothing is removed here (an old department model is removed by :func:`train`
+    once the new category model is saved).
     """
     if model_dir.exists() and not model_dir.is_dir():
         raise TrainingError(f"--model-dir {model_dir} is a file, not a directory")
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
         return
     is_model = (model_dir / META_FILE).is_file()  # its department model is a subdirectory
-    versions = (
-        []
-        if is_model
-        else sorted(child.name for child in model_dir.iterdir() if (child / META_FILE).is_file())
-    )
-    if versions or (model_dir / CURRENT_FILE).is_file() or (model_dir / HISTORY_FILE).is_file():
+    stored = [] if is_model else [version.name for version in versions(model_dir)]
+    if stored or (model_dir / CURRENT_FILE).is_file() or (model_dir / HISTORY_FILE).is_file():
         raise TrainingError(
-            f"{model_dir} is a model store (versions: {', '.join(versions) or 'none'}): train a "
+            f"{model_dir} is a model store (versions: {', '.join(stored) or 'none'}): train a "
             f"new version into a directory of its own, e.g. --model-dir {model_dir / 'NEW'}, "
             f"then serve it with `wangge models promote NEW --store {model_dir}` (a service "
             f"started with --model-store {model_dir} swaps to it)"
@@ -161,9 +116,6 @@ def check_model_dir(model_dir: Path, *, overwrite: bool) -> None:
             f"{model_dir} is not empty (it holds {what}): pass --force to overwrite it, or give "
             "a new directory"
         )
-    department = department_model_dir(model_dir)
-    if (department / META_FILE).is_file():
-        shutil.rmtree(department)
 
 
 def train(
@@ -173,43 +125,36 @@ def train(
 
     With ``config.department_column``, a department classifier is trained the same way on the
     rows that name a department and saved in ``<model_dir>/department``; the router adds its
-    probabilities to the routing table's rules. ``progress`` receives one line per step,
-    prefixed with the seconds elapsed. The model directory must be new or empty unless
-    ``overwrite`` (:func:`check_model_dir`).
+    probabilities to the routing table's rules. A department model left from an earlier run
+    is removed once the new category model is saved (classify would otherwise pair the two).
+    The resolved configuration is written as ``config.toml`` beside ``meta.json``.
+    ``progress`` receives one line per step, prefixed with the seconds elapsed. The model
+    directory must be new or empty unless ``overwrite`` (:func:`check_model_dir`).
     """
-    check_model_dir(Path(config.model_dir), overwrite=overwrite)
+    model_dir = Path(config.model_dir)
+    check_model_dir(model_dir, overwrite=overwrite)
+    if config.backend == "transformer":
+        require_transformer_extra()
+        base = config.fine_tune.base()  # the encoder's directory, recorded as resolved
+        config = config.model_copy(
+            update={"fine_tune": config.fine_tune.model_copy(update={"base_model": base})}
+        )
     started = time.perf_counter()
 
     def step(message: str) -> None:
         progress(f"[{time.perf_counter() - started:5.1f}s] {message}")
 
-    step(f"loading {config.data}")
-    data = load_messages(
-        config.data,
-        text_columns=config.text_columns,
-        label_column=config.label_column,
-        require_label=True,
-    )
-    assert data.labels is not None  # require_label=True guarantees it
-    if not 0 < config.holdout < 1:
-        raise TrainingError(f"holdout must be between 0 and 1, got {config.holdout}")
-    if config.backend not in BACKENDS:
-        raise TrainingError(f"backend must be one of {', '.join(BACKENDS)}, not {config.backend!r}")
-    if config.backend == "transformer":
-        require_transformer_extra()
-        if config.fine_tune is None:
-            raise TrainingError("the transformer backend needs a base model (--base-model DIR)")
-    texts, labels = data.texts, data.labels
-    if config.reviews is not None:
-        reviewed = load_messages(config.reviews, require_label=True)
-        assert reviewed.labels is not None
-        step(f"adding {len(reviewed.texts)} reviewed messages from {config.reviews}")
-        texts, labels = texts + reviewed.texts, labels + reviewed.labels
-    result = _train_target("category", texts, labels, data, config, config.model_dir, step, started)
-    if config.department_column:
+    data, texts, labels = _load_labelled(config, step)
+    departments = None
+    if config.department_column:  # read before anything is written: a bad column stops here
         departments = load_messages(
             config.data, text_columns=config.text_columns, label_column=config.department_column
         )
+    result = _train_target("category", texts, labels, data, config, model_dir, step, started)
+    (model_dir / CONFIG_TOML).write_text(to_toml(config), encoding="utf-8")
+    if (department_model_dir(model_dir) / META_FILE).is_file():
+        shutil.rmtree(department_model_dir(model_dir))
+    if departments is not None:
         assert departments.labels is not None  # the column was named, so it exists
         named = [i for i, label in enumerate(departments.labels) if label]
         step(f"department classifier: {len(named)} of {len(data.texts)} messages name one")
@@ -219,11 +164,42 @@ def train(
             [departments.labels[i] for i in named],
             departments,
             config,
-            department_model_dir(config.model_dir),
+            department_model_dir(model_dir),
             step,
             started,
         )
     return result
+
+
+def _load_labelled(
+    config: TrainConfig, step: Callable[[str], None]
+) -> tuple[LoadedMessages, list[str], list[str]]:
+    """The labelled data file, and its texts and labels with the reviewed messages added."""
+    step(f"loading {config.data}")
+    data = load_messages(
+        config.data,
+        text_columns=config.text_columns,
+        label_column=config.label_column,
+        require_label=True,
+    )
+    assert data.labels is not None  # require_label=True guarantees it
+    texts, labels = data.texts, data.labels
+    if config.reviews is not None:
+        reviewed = load_messages(config.reviews, require_label=True)
+        assert reviewed.labels is not None
+        step(f"adding {len(reviewed.texts)} reviewed messages from {config.reviews}")
+        texts, labels = texts + reviewed.texts, labels + reviewed.labels
+    return data, texts, labels
+
+
+@dataclass
+class _Fitted:
+    """A classifier fitted without the hold-out, and its hold-out probabilities."""
+
+    model: Any  # the linear classifier, or the ensemble holding it
+    probabilities: np.ndarray
+    metrics: dict[str, Any]
+    files: tuple[str, ...]
 
 
 def _train_target(
@@ -243,74 +219,95 @@ def _train_target(
         + ("; text is pre-segmented" if is_presegmented(texts) else "")
     )
     train_idx, test_idx = _split(len(texts), labels, holdout=config.holdout, seed=config.seed)
-
-    classifier = MessageClassifier(tokenizer=config.tokenizer(), **config.classifier)
+    classifier = MessageClassifier(tokenizer=config.tokenizer(), **config.classifier.parameters())
     step("segmenting")
     tokens = classifier.tokenize(texts)
     label_array = np.asarray(labels, dtype=object)
-
-    fit_idx, val_idx = train_idx, np.empty(0, dtype=int)
-    if config.backend == "transformer":
-        fit_idx, val_idx = _split_indices(train_idx, label_array, VALIDATION_SHARE, config.seed)
-    step(f"fitting on {len(fit_idx)} messages, evaluating on {len(test_idx)}")
-    classifier.fit_tokens([tokens[i] for i in fit_idx], label_array[fit_idx])
-    probabilities = classifier.predict_proba_tokens([tokens[i] for i in test_idx])
-    model: Any = classifier
-    extra_metrics: dict[str, Any] = {}
-    files: tuple[str, ...] = ()
-    if config.backend == "transformer":
-        assert config.fine_tune is not None
-        model, probabilities, extra_metrics, files = add_transformer(
-            classifier, tokens, label_array, (fit_idx, val_idx, test_idx), probabilities,
-            config.fine_tune, model_dir, step,
-        )  # fmt: skip
-    predicted = classifier.classes_[probabilities.argmax(axis=1)]
+    fitted = _fit_without_holdout(
+        classifier, tokens, label_array, (train_idx, test_idx), config, model_dir, step
+    )
+    predicted = classifier.classes_[fitted.probabilities.argmax(axis=1)]
     gold = label_array[test_idx]
     report = evaluate_predictions(list(gold), list(predicted), labels=list(classifier.classes_))
+    accuracy = config.review.accuracy
     threshold, coverage = choose_review_threshold(
-        probabilities.max(axis=1), predicted == gold, target_accuracy=config.review_accuracy
+        fitted.probabilities.max(axis=1), predicted == gold, target_accuracy=accuracy
     )
     step(
         f"hold-out macro-F1 {report.macro_f1:.4f}, accuracy {report.accuracy:.4f}; review "
-        f"threshold {threshold:.3f} lets {coverage:.0%} through at >= "
-        f"{config.review_accuracy:.0%} accuracy"
+        f"threshold {threshold:.3f} lets {coverage:.0%} through at >= {accuracy:.0%} accuracy"
     )
-
-    if config.refit_on_all:  # the linear part; a fine-tuned transformer is not refitted
+    if config.refit:  # the linear part; a fine-tuned transformer is not refitted
         step(f"refitting on all {len(texts)} messages")
         classifier.fit_tokens(tokens, label_array)
-    model.review_threshold = threshold
-    seconds = time.perf_counter() - started
+    fitted.model.review_threshold = threshold
     metrics = {
         "holdout": report.summary(),
         "review_threshold": threshold,
         "review_coverage": coverage,
-        "review_target_accuracy": config.review_accuracy,
-        "train_seconds": round(seconds, 2),
-        **extra_metrics,
+        "review_target_accuracy": accuracy,
+        "train_seconds": round(time.perf_counter() - started, 2),
+        **fitted.metrics,
     }
     meta = save_model(
-        model,
+        fitted.model,
         model_dir,
         name=name,
         labels=[str(c) for c in classifier.classes_],
-        training_data={
-            "file": str(config.data),
-            "rows": len(texts),
-            "sha256": fingerprint(texts, labels),
-            "label_counts": dict(Counter(labels)),
-            "text_columns": list(data.columns.text),
-            "label_column": data.columns.label,
-            "data_files": data_file_hashes(classifier),
-        },
-        config=config.to_dict() | {"classifier_params": _params(classifier)},
+        training_data=_training_data(config, texts, labels, data, classifier),
+        config=config.model_dump(mode="json") | {"classifier_params": _params(classifier)},
         metrics=metrics,
-        files=files,
+        files=fitted.files,
     )
     write_report(report, model_dir, extra=metrics)
-    seconds = time.perf_counter() - started
     step(f"saved {name} model {meta.version} to {model_dir}")
-    return TrainResult(meta, report, threshold, coverage, seconds)
+    return TrainResult(meta, report, threshold, coverage, time.perf_counter() - started)
+
+
+def _fit_without_holdout(
+    classifier: MessageClassifier,
+    tokens: list[list[str]],
+    labels: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray],
+    config: TrainConfig,
+    model_dir: Path,
+    step: Callable[[str], None],
+) -> _Fitted:
+    """Fit on the training rows of ``split`` (for the transformer backend, less a validation
+    share that stops fine-tuning and fits the mixture) and predict the hold-out rows."""
+    train_idx, test_idx = split
+    fit_idx, val_idx = train_idx, np.empty(0, dtype=int)
+    if config.backend == "transformer":
+        fit_idx, val_idx = _split_indices(train_idx, labels, VALIDATION_SHARE, config.seed)
+    step(f"fitting on {len(fit_idx)} messages, evaluating on {len(test_idx)}")
+    classifier.fit_tokens([tokens[i] for i in fit_idx], labels[fit_idx])
+    probabilities = classifier.predict_proba_tokens([tokens[i] for i in test_idx])
+    if config.backend != "transformer":
+        return _Fitted(classifier, probabilities, {}, ())
+    ensemble, mixed, metrics, files = add_transformer(
+        classifier, tokens, labels, (fit_idx, val_idx, test_idx), probabilities,
+        config.fine_tune, model_dir, step,
+    )  # fmt: skip
+    return _Fitted(ensemble, mixed, metrics, files)
+
+
+def _training_data(
+    config: TrainConfig,
+    texts: list[str],
+    labels: list[str],
+    data: LoadedMessages,
+    classifier: MessageClassifier,
+) -> dict[str, Any]:
+    """What ``meta.json`` records of the data a model was trained on."""
+    return {
+        "file": str(config.data),
+        "rows": len(texts),
+        "sha256": fingerprint(texts, labels),
+        "label_counts": dict(Counter(labels)),
+        "text_columns": list(data.columns.text),
+        "label_column": data.columns.label,
+        "data_files": data_file_hashes(classifier),
+    }
 
 
 def _split_indices(

@@ -17,6 +17,7 @@ from wangge.models.dedup import DEFAULT_WINDOW_DAYS, ENCODER_THRESHOLD, LEXICAL_
 if TYPE_CHECKING:
     from wangge.models.router import MessageRouter
     from wangge.serve.storage import Store
+    from wangge.training.train import TrainResult
 
 app = typer.Typer(
     name="wangge",
@@ -109,120 +110,163 @@ def main(
         handler.addFilter(PiiMaskingFilter())
 
 
+#: The options of `wangge train` that set a key of the training configuration
+#: (:class:`~wangge.training.config.TrainConfig`), and that key; an option not given (None)
+#: leaves the key to --config/--set or to its default.
+TRAIN_OPTION_KEYS = {
+    "data": "data",
+    "model_dir": "model_dir",
+    "text_column": "text_columns",
+    "label_column": "label_column",
+    "department_column": "department_column",
+    "holdout": "holdout",
+    "seed": "seed",
+    "refit": "refit",
+    "user_dict": "user_dict",
+    "stopwords": "stopwords",
+    "include_reviews": "reviews",
+    "backend": "backend",
+    "review_accuracy": "review.accuracy",
+    "base_model": "fine_tune.base_model",
+    "max_length": "fine_tune.max_length",
+    "epochs": "fine_tune.epochs",
+    "freeze_layers": "fine_tune.freeze_layers",
+    "layers": "fine_tune.layers",
+    "batch_size": "fine_tune.batch_size",
+    "learning_rate": "fine_tune.learning_rate",
+}
+ConfigFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="Training configuration (TOML): the options below and the [classifier], "
+        "[fine_tune], [dedup] and [review] tables (docs/train.example.toml). Options given "
+        "on the command line override it.",
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Set a configuration key, e.g. classifier.alpha=2.0 or review.accuracy=0.9 (the "
+        "value is read as TOML); repeat for several.",
+    ),
+]
+PrintConfigOption = Annotated[
+    bool,
+    typer.Option(
+        "--print-config",
+        help="Print the configuration (file, --set and options resolved, every default "
+        "filled in) as TOML, and stop.",
+    ),
+]
+DepartmentColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Also train a department classifier on this column (rows naming a department), "
+        "saved in MODEL_DIR/department; routing adds its probabilities to the rules."
+    ),
+]
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        help="linear (TF-IDF + ridge), or transformer: also fine-tune --base-model and mix "
+        "the two (needs the transformer extra)."
+    ),
+]
+BaseModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Hugging Face model directory to fine-tune. Default: $WANGGE_HOME/e5-small "
+        "(`wangge models fetch-e5 --checkpoint`)."
+    ),
+]
+ReviewAccuracyOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Accuracy the predictions that skip review must reach on the hold-out; sets the "
+        "needs_review threshold (review.accuracy)."
+    ),
+]
+
+
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option("--data", help="Labelled CSV/XLSX/JSONL or saved dataset.")],
-    model_dir: ModelDirOption,
+    ctx: typer.Context,
+    config_file: ConfigFileOption = None,
+    overrides: SetOption = None,
+    print_config: PrintConfigOption = False,
+    data: Annotated[
+        Path | None, typer.Option(help="Labelled CSV/XLSX/JSONL or saved dataset.")
+    ] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="Directory to write the model into.")
+    ] = None,
     text_column: TextColumnOption = None,
     label_column: LabelColumnOption = None,
-    holdout: Annotated[float, typer.Option(help="Share of rows held out for evaluation.")] = 0.15,
-    seed: Annotated[int, typer.Option(help="Random seed of the split.")] = 42,
-    review_accuracy: Annotated[
-        float,
-        typer.Option(
-            help="Accuracy the predictions that skip review must reach on the hold-out; "
-            "sets the needs_review threshold."
-        ),
-    ] = 0.95,
-    no_refit: Annotated[
-        bool, typer.Option("--no-refit", help="Keep the model fitted without the hold-out rows.")
-    ] = False,
+    department_column: DepartmentColumnOption = None,
+    holdout: Annotated[float | None, typer.Option(help="Share held out for evaluation.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed of the split.")] = None,
+    review_accuracy: ReviewAccuracyOption = None,
+    refit: Annotated[
+        bool | None,
+        typer.Option("--refit/--no-refit", help="Refit on all rows after the evaluation."),
+    ] = None,
     user_dict: Annotated[
         Path | None,
-        typer.Option(
-            help="Words the segmenter must keep whole, one per line (place names, terms)."
-        ),
+        typer.Option(help="Words the segmenter keeps whole, one per line (place names)."),
     ] = None,
     stopwords: Annotated[
         Path | None,
         typer.Option(help="Stop-word list, one per line, replacing data/stopwords_zh.txt."),
     ] = None,
-    department_column: Annotated[
-        str | None,
-        typer.Option(
-            help="Also train a department classifier on this column (rows naming a department), "
-            "saved in MODEL_DIR/department; routing adds its probabilities to the rules."
-        ),
-    ] = None,
     include_reviews: Annotated[
         Path | None,
-        typer.Option(
-            help="Also train on the reviewed messages of this `wangge export-reviews` file."
-        ),
+        typer.Option(help="Also train on the messages of this `wangge export-reviews` file."),
     ] = None,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="linear (TF-IDF + ridge), or transformer: also fine-tune --base-model and mix "
-            "the two (needs the transformer extra)."
-        ),
-    ] = "linear",
-    base_model: Annotated[
-        Path | None,
-        typer.Option(
-            help="Hugging Face model directory to fine-tune. Default: $WANGGE_HOME/e5-small "
-            "(`wangge models fetch-e5 --checkpoint`)."
-        ),
-    ] = None,
-    max_length: Annotated[int, typer.Option(min=8, help="Transformer: sub-words per text.")] = 64,
-    epochs: Annotated[float, typer.Option(min=0.1, help="Transformer: most epochs.")] = 2.0,
-    freeze_layers: Annotated[
-        int, typer.Option(min=0, help="Transformer: lower encoder layers kept frozen.")
-    ] = 2,
-    layers: Annotated[
-        int,
-        typer.Option(
-            min=0, help="Transformer: keep only the lower N encoder layers (0: all of them)."
-        ),
-    ] = 5,
-    batch_size: Annotated[int, typer.Option(min=1, help="Transformer: batch size.")] = 16,
-    learning_rate: Annotated[float, typer.Option(help="Transformer: learning rate.")] = 1e-4,
+    backend: BackendOption = None,
+    base_model: BaseModelOption = None,
+    max_length: Annotated[int | None, typer.Option(help="Transformer: sub-words per text.")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Transformer: most epochs.")] = None,
+    freeze_layers: Annotated[int | None, typer.Option(help="Transformer: layers frozen.")] = None,
+    layers: Annotated[int | None, typer.Option(help="Transformer: layers kept (0: all).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Transformer: batch size.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Transformer: learning rate.")] = None,
     force: Annotated[
-        bool,
-        typer.Option(
-            "--force", help="Overwrite MODEL_DIR when it is not empty (a model store never)."
-        ),
+        bool, typer.Option("--force", help="Overwrite a non-empty MODEL_DIR (a store never).")
     ] = False,
 ) -> None:
     """Train a category model, evaluate it and save both.
 
     The model is evaluated on a hold-out split, which sets the review threshold. MODEL_DIR
-    must be new or empty (or --force). To keep versions side by side, train into a model
-    store's subdirectory, STORE/VERSION, and serve it with `wangge models promote`."""
+    must be new or empty (or --force); the configuration used is saved in it as config.toml
+    (rerun with --config MODEL_DIR/config.toml). Options not given come from --config, else
+    from the defaults that --print-config shows. To keep versions side by side, train into
+    a model store's subdirectory, STORE/VERSION, and serve it with `wangge models promote`."""
     from wangge.progress import ProgressReporter
-    from wangge.training.finetune import FineTuneConfig
-    from wangge.training.train import TrainConfig
+    from wangge.training.config import load_train_config, to_toml
     from wangge.training.train import train as run_training
 
-    fine_tune = None
-    if backend == "transformer":
-        fine_tune = FineTuneConfig(
-            base_model=base_model or default_encoder_dir(), max_length=max_length, epochs=epochs,
-            freeze_layers=freeze_layers, layers=layers or None, batch_size=batch_size,
-            learning_rate=learning_rate, seed=seed,
-        )  # fmt: skip
-
-    config = TrainConfig(
-        data=data,
-        model_dir=model_dir,
-        text_columns=text_column or None,
-        label_column=label_column,
-        holdout=holdout,
-        seed=seed,
-        review_accuracy=review_accuracy,
-        refit_on_all=not no_refit,
-        user_dict=user_dict,
-        stopwords=stopwords,
-        department_column=department_column,
-        reviews=include_reviews,
-        backend=backend,
-        fine_tune=fine_tune,
-    )
+    given = {  # a list option not given is (), not None: ask click what was given
+        key: ctx.params[name]
+        for name, key in TRAIN_OPTION_KEYS.items()
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    }
     try:
+        config = load_train_config(config_file, overrides or (), given)
+        if print_config:
+            typer.echo(to_toml(config), nl=False)
+            return
         with ProgressReporter() as reporter:
             result = run_training(config, progress=reporter.stage, overwrite=force)
     except WanggeError as error:
         _fail(error)
+    _echo_training_summary(result, config.model_dir)
+
+
+def _echo_training_summary(result: TrainResult, model_dir: Path) -> None:
     typer.echo(result.holdout.to_markdown())
     typer.echo(
         f"review threshold {result.review_threshold:.3f} "
@@ -569,39 +613,34 @@ def adapt(
     layers: Annotated[
         int | None,
         typer.Option(
-            min=0,
-            help="Keep only the lower N encoder layers (0: all). Default: as fine-tuning.",
+            help="Keep only the lower N encoder layers (0: all). Default: as fine-tuning."
         ),
     ] = None,
     max_length: Annotated[
-        int | None, typer.Option(min=8, help="Sub-words per text. Default: as fine-tuning.")
+        int | None, typer.Option(help="Sub-words per text. Default: as fine-tuning.")
     ] = None,
-    epochs: Annotated[float, typer.Option(min=0.1, help="Passes over the messages.")] = 1.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 16,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 5e-5,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the messages.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
 ) -> None:
     """Adapt an encoder to a district's unlabelled messages.
 
     Continues the masked-language-model training of --base-model on them (domain adaptation),
     to fine-tune afterwards with `wangge train --backend transformer --base-model OUTPUT`
-    (needs the transformer extra)."""
+    (needs the transformer extra). Defaults: training/config.py (AdaptConfig)."""
     from wangge.batch.files import load_messages
     from wangge.models.classifier import MessageClassifier
     from wangge.models.transformer import transformer_text
     from wangge.progress import ProgressReporter
-    from wangge.training.adapt import AdaptConfig, adapt_encoder
+    from wangge.training.adapt import adapt_encoder
+    from wangge.training.config import AdaptConfig, validate_config
     from wangge.training.finetune import require_transformer_extra
 
-    config = AdaptConfig(
-        base_model=base_model or default_encoder_dir(), epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed,
-    )  # fmt: skip
-    if layers is not None:
-        config.layers = layers or None
-    if max_length is not None:
-        config.max_length = max_length
+    given = dict(base_model=base_model, layers=layers, max_length=max_length, epochs=epochs,
+                 batch_size=batch_size, learning_rate=learning_rate, seed=seed)  # fmt: skip
     try:
+        config = validate_config(AdaptConfig, given)
         require_transformer_extra()
         texts: list[str] = []
         for path in data:

@@ -22,13 +22,9 @@ from wangge.models.artifact import load_model  # noqa: E402
 from wangge.models.transformer import EnsembleClassifier  # noqa: E402
 from wangge.serve.app import create_app  # noqa: E402
 from wangge.serve.config import Settings  # noqa: E402
-from wangge.training.finetune import (  # noqa: E402
-    SMOOTHING_ALPHAS,
-    FineTuneConfig,
-    class_weights,
-    fine_tune,
-)
-from wangge.training.train import TrainConfig, train  # noqa: E402
+from wangge.training.config import FineTuneConfig, TrainConfig  # noqa: E402
+from wangge.training.finetune import SMOOTHING_ALPHAS, class_weights, fine_tune  # noqa: E402
+from wangge.training.train import train  # noqa: E402
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -70,7 +66,7 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, demo_csv: Path) -> Path:
 
 def tiny_config(base: Path, **changes: object) -> FineTuneConfig:
     values: dict = dict(base_model=base, max_length=48, epochs=2, batch_size=16,
-                        learning_rate=1e-3, freeze_layers=1, layers=None, seed=7)  # fmt: skip
+                        learning_rate=1e-3, freeze_layers=1, layers=0, seed=7)  # fmt: skip
     values |= changes
     return FineTuneConfig(**values)
 
@@ -166,7 +162,8 @@ def test_the_command_explains_a_missing_base_model(demo_csv: Path, tmp_path: Pat
     assert without_weights.exit_code == 2
     assert "wangge models fetch-e5 --checkpoint" in " ".join(without_weights.output.split())
     unknown = CliRunner().invoke(cli, [*args, "--backend", "svm"])
-    assert unknown.exit_code == 2 and "backend must be one of linear, transformer" in unknown.output
+    assert unknown.exit_code == 2 and "backend = 'svm'" in unknown.output
+    assert "'linear' or 'transformer'" in unknown.output
 
 
 def test_a_smaller_model_keeps_the_lower_layers(tiny_bert: Path, tmp_path: Path) -> None:
