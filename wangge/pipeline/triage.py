@@ -159,16 +159,17 @@ class Triage:
         messages: Sequence[Message],
         *,
         jobs: int = 1,
+        batch_size: int = BATCH_SIZE,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[TriageResult]:
-        """Results of many messages, in batches of :data:`BATCH_SIZE` to bound memory.
+        """Results of many messages, in batches of ``batch_size`` to bound memory.
 
         With ``jobs > 1`` and enough messages, batches run in that many forked processes,
         which share the loaded models with the parent instead of unpickling a copy each.
         ``progress(done, total)`` is called after each batch.
         """
         batches = [
-            messages[start : start + BATCH_SIZE] for start in range(0, len(messages), BATCH_SIZE)
+            messages[start : start + batch_size] for start in range(0, len(messages), batch_size)
         ]
         jobs = min(jobs, len(messages) // MIN_MESSAGES_PER_JOB)
         results: list[TriageResult] = []
