@@ -367,9 +367,10 @@ def classify(
 ) -> None:
     """Score a file: category, review flag and routing per row.
 
-    Keeps every input column and adds category, confidence, top3, needs_review, review_reason,
-    evidence and the routing columns (place, grid, departments). A row without text gets no
-    category and needs_review with the reason 'empty'."""
+    Keeps every input column and adds category, confidence, top3, needs_review, review_reason
+    (codes, comma-separated: 'category' below the model's threshold, 'location' for a doubtful
+    place, 'empty' for a row without text, which gets no category), evidence and the routing
+    columns (place, grid, departments)."""
     from wangge.batch.classify import classify_file
     from wangge.pipeline.triage import default_jobs
     from wangge.progress import ProgressReporter
