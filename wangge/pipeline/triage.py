@@ -182,8 +182,8 @@ class Triage:
         if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("fork")
             with context.Pool(jobs, initializer=_init_worker, initargs=(self,)) as pool:
-                for batch in pool.imap(_run_batch, batches):  # in order, as they finish
-                    done(batch)
+                for triaged in pool.imap(_run_batch, batches):  # in order, as they finish
+                    done(triaged)
         else:
             for batch in batches:
                 done(self(batch))
