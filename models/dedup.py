@@ -48,8 +48,6 @@ import hnswlib
 import numpy as np
 from rensa import RMinHash, RMinHashLSH
 
-from wangge.nlp.normalize import normalize_text
-
 SHINGLE_SIZE = 3
 MIN_SHINGLES = 4
 # 42 bands of 3 rows: a pair whose 3-grams have Jaccard 0.3 becomes a candidate with
@@ -77,6 +75,7 @@ _NOT_A_NAME = re.compile(r"^(?:[省市区县].?|[A-Za-z0-9]+)$")
 # dimensions); it is kept as float16 (512 bytes a message).
 SKETCH_DIM = 256
 _NOT_COMPARED = re.compile(r"[A-Za-z0-9*]+")
+_NOT_WORDS = re.compile(r"[\s\W_]+")  # what the compared text leaves out (dedup_text)
 # What names of places and organisations share without being the same: kinds (公司, 小区,
 # 学校 …), the anonymised province (西地省) and the leftovers of anonymised prefixes (A市X → 市X).
 # Without them, two names sharing 3 characters are taken for one (晟通牡丹舸物业 and
@@ -194,7 +193,11 @@ class PairFeatures:
 
 @dataclass(frozen=True)
 class DedupMessage:
-    """What the detector needs of a message; ``place`` is a community or street code."""
+    """What the detector needs of a message; ``place`` is a community or street code.
+
+    ``title`` and ``content`` are normalised (:func:`wangge.nlp.fields.normalized`, as
+    :class:`wangge.pipeline.Message` holds them): the detector compares them as they are.
+    """
 
     id: str
     title: str
@@ -243,8 +246,8 @@ class _Indexed:
 
 
 def dedup_text(title: str, content: str) -> str:
-    """The text compared: normalised title and body without whitespace and punctuation."""
-    return re.sub(r"[\s\W_]+", "", normalize_text(f"{title}\n{content}"))
+    """The text compared: the (normalised) title and body without whitespace and punctuation."""
+    return _NOT_WORDS.sub("", f"{title}\n{content}")
 
 
 def lexical_sketches(texts: Sequence[str]) -> np.ndarray:
@@ -451,10 +454,8 @@ class DuplicateDetector:
         are otherwise tagged later, only for messages in a pair they could decide
         (:meth:`tagged`): LAC costs ~5 ms a message, most of a batch's time.
         """
-        titles = [normalize_text(m.title) for m in messages]
-        contents = [normalize_text(m.content) for m in messages]
         if vectors is None and self.encoder is not None:
-            texts = [t or c[:UNTITLED_CHARS] for t, c in zip(titles, contents, strict=True)]
+            texts = [m.title or m.content[:UNTITLED_CHARS] for m in messages]
             vectors = np.asarray(self.encoder.encode(texts), dtype=np.float32)
         texts = [dedup_text(m.title, m.content) for m in messages]
         sketches = lexical_sketches(texts).astype(np.float16)
@@ -472,7 +473,7 @@ class DuplicateDetector:
                 hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(),
                 minhashes.get(index),
                 dedup_text(message.title, ""),
-                f"{titles[index]}。{contents[index][:ENTITY_CHARS]}",
+                f"{message.title}。{message.content[:ENTITY_CHARS]}",
                 entities[index] if entities is not None else None,
                 vectors[index] if vectors is not None else None,
                 sketches[index],

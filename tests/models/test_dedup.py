@@ -24,6 +24,7 @@ from wangge.models.dedup import (
     lexical_sketches,
     tagged_entities,
 )
+from wangge.nlp.fields import normalized
 
 T0 = datetime(2024, 5, 1, 9, 0)
 TOPICS = {"垃圾": 0, "噪音": 1, "吵": 1, "停车": 2, "路灯": 3}
@@ -44,7 +45,14 @@ class TopicEncoder:
 
 
 def message(id_: str, title: str, content: str, days: float = 0, **extra: object) -> DedupMessage:
-    return DedupMessage(id_, title, content, T0 + timedelta(days=days), **extra)  # type: ignore[arg-type]
+    """A message as the pipeline hands it to the detector: its texts normalised."""
+    return DedupMessage(
+        id_,
+        normalized(title),
+        normalized(content),
+        T0 + timedelta(days=days),
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture()
