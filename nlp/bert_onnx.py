@@ -109,7 +109,9 @@ def bert_encoder_graph(
     else:
         values, scales = word_blocks
         block = hidden // scales.shape[1]
-        q = g.op("Gather", g.weight("embeddings.word_embeddings.int8", values.astype(np.int8)), ids)
+        q = g.op(
+            "Gather", g.weight("embeddings.word_embeddings.int8", np.asarray(values, np.int8)), ids
+        )
         q = g.op("Reshape", g.op("Cast", q, to=f32), g.constant([0, 0, -1, block], np.int64))
         d = g.weight("embeddings.word_embeddings.scale", scales.astype(np.float16)[:, :, None])
         d = g.op("Cast", g.op("Gather", d, ids), to=f32)
