@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from wangge.errors import DataError, WanggeError
-from wangge.home import default_encoder_dir
+from wangge.home import default_encoder_dir, has_encoder
 from wangge.models.dedup import DEFAULT_WINDOW_DAYS, ENCODER_THRESHOLD, LEXICAL_THRESHOLD
 
 if TYPE_CHECKING:
@@ -470,7 +470,7 @@ def dedup(
     from wangge.pipeline.triage import load_encoder
     from wangge.progress import ProgressReporter
 
-    if encoder is None and default_encoder_dir().is_dir():
+    if encoder is None and has_encoder(default_encoder_dir()):
         encoder = default_encoder_dir()
     if encoder is None:
         typer.secho(
@@ -552,8 +552,8 @@ def fetch_e5(
 
     output = (output or default_encoder_dir()).expanduser().resolve()
     precision = "fp32" if fp32 else "int8"
-    wanted = [ENCODER_FILE, *([CHECKPOINT_FILE] if checkpoint else [])]
-    if if_missing and all((output / name).is_file() for name in wanted):
+    built = has_encoder(output) and (not checkpoint or (output / CHECKPOINT_FILE).is_file())
+    if if_missing and built:
         typer.echo(f"sentence encoder already in {output}")
         return
     # Built beside OUTPUT and moved in at the end: an interrupted build leaves no encoder.onnx

@@ -56,6 +56,16 @@ def test_a_repeat_in_another_script_and_markup_is_an_exact_repeat(tmp_path: Path
     assert '"jaccard": 1.0' in repeat["dup_evidence"]
 
 
+def test_a_home_encoder_directory_without_encoder_onnx_means_lexical_mode(
+    tmp_path: Path, wangge_home: Path
+) -> None:
+    (wangge_home / "e5-small").mkdir()  # a directory, but no finished encoder in it
+    source, output = write(tmp_path / "in.csv", ROWS), tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["dedup", str(source), "-o", str(output), "--no-entities"])
+    assert result.exit_code == 0, result.output
+    assert "no sentence encoder" in result.output and "3 messages in 2 cases" in result.output
+
+
 def test_unreadable_time_names_row_and_column(tmp_path: Path) -> None:
     rows = [*ROWS, ["4", "u4", "噪音", "上周三", "晚上施工噪音很大"]]
     source = write(tmp_path / "in.csv", rows)
