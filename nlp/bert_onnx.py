@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-OPSET = 17
+OPSET = 17  # of every graph wangge writes (here and in wangge.nlp.onnx_export)
 IR_VERSION = 8  # the IR of opset 17; newer onnx packages default to IRs older runtimes reject
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "embedding"

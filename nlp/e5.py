@@ -462,7 +462,7 @@ def _safetensors_writer() -> Callable[..., None]:
         from safetensors.numpy import save_file
     except ImportError as error:
         raise ImportError(
-            "writing the fp32 checkpoint (model.safetensors) needs the safetensors package: "
+            f"writing the fp32 checkpoint ({CHECKPOINT_FILE}) needs the safetensors package: "
             "pip install -e '.[transformer]'"
         ) from error
     return save_file

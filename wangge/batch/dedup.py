@@ -144,4 +144,4 @@ def dedup_file(
     add_columns(data.frame, dedup_columns(decisions))
     write_table(data.frame, output_path)
     cases = len({d.case_id for d in decisions if d is not None})
-    return DedupSummary(len(data.frame), data.columns.text, data.empty_errors(), cases)
+    return DedupSummary.of(data, cases=cases)

@@ -31,7 +31,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import openpyxl
@@ -134,10 +134,6 @@ class LoadedMessages:
         return [_empty_text(self, index) for index in self.empty]
 
 
-#: The review reason of a row without text, which file commands write flagged, unscored.
-EMPTY_REASON = "empty"
-
-
 @dataclass(frozen=True)
 class FileSummary:
     """What a file command did: the rows it wrote, the text columns it read, and the rows
@@ -148,8 +144,9 @@ class FileSummary:
     empty: list[DataError]
 
     @classmethod
-    def of(cls, data: LoadedMessages) -> FileSummary:
-        return cls(len(data.frame), data.columns.text, data.empty_errors())
+    def of(cls, data: LoadedMessages, **figures: Any) -> Self:
+        """The summary of writing ``data``; ``figures`` are those a subclass adds."""
+        return cls(len(data.frame), data.columns.text, data.empty_errors(), **figures)
 
 
 def _empty_text(data: LoadedMessages, index: int) -> DataError:
