@@ -133,6 +133,11 @@ class LoadedMessages:
         """Each row without text as the error naming its file, row and column(s)."""
         return [_empty_text(self, index) for index in self.empty]
 
+    def error(self, message: str, index: int, column: str | None = None) -> DataError:
+        """The error ``message`` about the row at position ``index`` (and ``column``), naming
+        the file and the row as the file numbers it."""
+        return DataError(message, path=self.path, row=self.rows[index], column=column)
+
 
 @dataclass(frozen=True)
 class FileSummary:
@@ -152,12 +157,8 @@ class FileSummary:
 def _empty_text(data: LoadedMessages, index: int) -> DataError:
     text = data.columns.text
     names = " and ".join(repr(c) for c in text)
-    return DataError(
-        f"no text: {names} {'is' if len(text) == 1 else 'are all'} empty",
-        path=data.path,
-        row=data.rows[index],
-        column=text[0] if len(text) == 1 else None,
-    )
+    verb = "is" if len(text) == 1 else "are all"
+    return data.error(f"no text: {names} {verb} empty", index, text[0] if len(text) == 1 else None)
 
 
 def titles_and_bodies(data: LoadedMessages) -> list[tuple[str, str]]:
