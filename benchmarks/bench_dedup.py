@@ -48,7 +48,7 @@ from common import REPO_ROOT, argument_parser, data_dir_with, note, say, wangge_
 
 from wangge.batch.dedup import messages_in_time_order
 from wangge.batch.files import load_messages
-from wangge.home import default_encoder_dir
+from wangge.home import default_encoder_dir, has_encoder
 from wangge.models.dedup import (
     CLOSE_COSINE,
     DedupMessage,
@@ -362,7 +362,7 @@ def main() -> None:
     data_dir = data_dir_with(args.data_dir, [MESSAGES_FILE, SILVER_FILE])
     if data_dir is None:
         raise SystemExit(2)
-    encoder_dir = args.encoder if args.encoder.is_dir() else None
+    encoder_dir = args.encoder if has_encoder(args.encoder) else None
     if encoder_dir is None:
         note(f"{args.encoder} not found: the lexical mode only")
         if args.write_weights:
@@ -374,6 +374,7 @@ def main() -> None:
     _positions, messages = messages_in_time_order(data)
     say("# Deduplication benchmark")
     fitted = {}
+    entities: list[frozenset[str]] | None = None  # what LAC tags: the same in both modes
     for prefix, directory in [("LEXICAL", None), ("ENCODER", encoder_dir)]:
         if prefix == "ENCODER" and directory is None:
             continue
@@ -389,8 +390,10 @@ def main() -> None:
         results = Triage(detector=detector).pipe(messages)  # as `wangge dedup` prepares them
         ordered = [result.dedup for result in results if result.dedup is not None]
         features = [result.features for result in results if result.features is not None]
-        for feature in features:  # once, rather than again in each of the ~80 runs below
-            detector.tagged(feature)
+        if entities is None:  # once, rather than again in each mode and each of its runs
+            entities = [detector.tagged(feature) for feature in features]
+        for feature, tagged in zip(features, entities, strict=True):
+            feature.entities = tagged
         mode = Mode(name, encoder, features, pair_rows(detector, ordered, features, pairs))
         fitted[prefix] = measure(mode, ordered, pairs)
     if args.write_weights:

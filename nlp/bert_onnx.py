@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-OPSET = 17
+OPSET = 17  # of every graph wangge writes (here and in wangge.nlp.onnx_export)
 IR_VERSION = 8  # the IR of opset 17; newer onnx packages default to IRs older runtimes reject
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "embedding"
@@ -154,7 +154,9 @@ def _embeddings(
     else:
         values, scales = word_blocks
         block = hidden // scales.shape[1]
-        q = g.op("Gather", g.weight("embeddings.word_embeddings.int8", values.astype(np.int8)), ids)
+        q = g.op(
+            "Gather", g.weight("embeddings.word_embeddings.int8", np.asarray(values, np.int8)), ids
+        )
         q = g.op(
             "Reshape",
             g.op("Cast", q, to=TensorProto.FLOAT),
