@@ -1,8 +1,8 @@
 """Ingesting messages: classify, route, deduplicate, store — what ``POST /v1/messages`` does.
 
-One :class:`Ingestor` per app holds the store and the duplicate detector, built on first use
-from the database (so a restart keeps every case). Ingestion is serialised by a lock: each
-message is decided against everything committed before it, and it is committed (message and
+One :class:`Ingestor` per app, built by its lifespan, holds the store and the duplicate detector
+rebuilt from the database (so a restart keeps every case). Ingestion is serialised by a lock:
+each message is decided against everything committed before it, and it is committed (message and
 case) before it is indexed and answered. A message whose ``id`` was ingested already is not
 stored again: the stored result comes back with ``replayed: true``.
 """
@@ -48,9 +48,8 @@ class Ingestor:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: Settings, store: Store | None = None) -> Ingestor:
-        """``store`` (default: that of ``settings.database_url``) with its duplicate detector
-        rebuilt from what is stored."""
+    def open(cls, settings: Settings, store: Store) -> Ingestor:
+        """``store`` with its duplicate detector rebuilt from what is stored."""
         encoder = None
         encoder_dir = settings.encoder_dir
         if encoder_dir is not None and Path(encoder_dir).is_dir():
@@ -62,7 +61,6 @@ class Ingestor:
         detector = DuplicateDetector(
             encoder, threshold=settings.dedup_threshold, window_days=settings.dedup_window_days
         )
-        store = store or Store(settings.database_url)
         snapshot = settings.ann_snapshot_path()
         count, restored = load_detector(store, detector, snapshot)
         logger.info(
@@ -77,6 +75,12 @@ class Ingestor:
         if self.snapshot is not None:
             with self._lock:
                 self.detector.save_ann(self.snapshot)
+
+    def move(self, message_id: str, case_id: str) -> None:
+        """Record a reviewer's correction in the index: later repeats of the message join
+        ``case_id``."""
+        with self._lock:
+            self.detector.move(message_id, case_id)
 
     def ingest(
         self,

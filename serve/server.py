@@ -9,8 +9,9 @@ import uvicorn
 from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
 from wangge.nlp.pii import PiiMaskingFilter
-from wangge.serve.app import create_app, prepare_model
+from wangge.serve.app import create_app
 from wangge.serve.config import Settings
+from wangge.serve.service import prepare_model
 
 
 def run(settings: Settings) -> None:

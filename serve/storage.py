@@ -3,6 +3,9 @@
 The database is the record: a message is committed before the API answers, and on start the
 duplicate detector is rebuilt from it (:func:`load_detector`), with the stored embeddings and
 entities, so no sentence encoder runs again for messages already seen.
+
+A :class:`Store` only opens the database: its schema is brought up to date by
+:mod:`wangge.serve.migrate` (at the service's start, or ``wangge db upgrade``).
 """
 
 from __future__ import annotations
@@ -148,8 +151,8 @@ class ApiKeyRow(Base):
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the schema migrated to the newest revision; SQLite gets WAL
-    journaling, synchronous commits and enforced foreign keys."""
+    """An engine for ``url``; SQLite gets WAL journaling, synchronous commits and enforced
+    foreign keys."""
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
 
@@ -161,14 +164,11 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-    from wangge.serve.migrate import upgrade_database  # its Alembic env imports this module
-
-    upgrade_database(engine)
     return engine
 
 
 class Store:
-    """Sessions over one database."""
+    """Sessions over one database (opened as it is: nothing is migrated here)."""
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)

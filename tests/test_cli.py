@@ -367,6 +367,19 @@ def test_cli_db_upgrade_and_current(runner: CliRunner, tmp_path: Path) -> None:
     assert f"database: {head_revision()}; newest: {head_revision()}" in after.output
 
 
+def test_cli_commands_other_than_db_upgrade_migrate_nothing(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'service.sqlite3'}"
+    refused = runner.invoke(app, ["keys", "list", "--database-url", url])
+    assert refused.exit_code == 2 and "run `wangge db upgrade`" in refused.output
+    before = runner.invoke(app, ["db", "current", "--database-url", url])
+    assert "none (not migrated yet)" in before.output
+    assert runner.invoke(app, ["db", "upgrade", "--database-url", url]).exit_code == 0
+    listed = runner.invoke(app, ["keys", "list", "--database-url", url])
+    assert listed.exit_code == 0 and listed.output == ""
+
+
 # -- files as users have them -----------------------------------------------------------------
 def test_cli_classify_flags_rows_without_text(
     runner: CliRunner, model_dir: Path, small_csv: Path, tmp_path: Path

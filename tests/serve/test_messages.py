@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import MessageClassifier
+from wangge.serve import ingest as ingest_module
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
 from wangge.serve.storage import MessageRow
@@ -150,3 +151,27 @@ def test_the_hnsw_graph_is_saved_at_shutdown_and_restored_at_start(
         [repeat] = ingest(client, {"id": "b", "title": "垃圾没人清理", "content": GARBAGE})
     assert "from 1 stored messages (1 with the saved HNSW graph)" in caplog.text
     assert repeat["case_id"] == first["case_id"]
+
+
+def test_the_duplicate_index_is_built_once_and_read_endpoints_only_read_the_store(
+    database_url: str,
+    model: tuple[MessageClassifier, ModelMeta],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    builds: list[int] = []
+    load_detector = ingest_module.load_detector
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        builds.append(1)
+        return load_detector(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "load_detector", counted)
+    with app_client(database_url, model) as client:
+        assert builds == [1]  # by the lifespan, before any request
+        assert client.get("/v1/cases/1").status_code == 404
+        assert client.get("/v1/hot-issues").json()["cases"] == []
+        [first] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
+        assert client.get(f"/v1/cases/{first['case_id']}").json()["reports"] == 1
+        [replay] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
+        assert replay["replayed"] is True and replay["message_id"] == first["message_id"]
+    assert builds == [1]
