@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from wangge.models.dedup import DedupMessage, DuplicateDetector, MessageFeatures
+from wangge.nlp.fields import normalized
 
 
 class Base(DeclarativeBase):
@@ -181,16 +182,20 @@ class Store:
 
 
 def dedup_message(row: MessageRow) -> DedupMessage:
+    """What the duplicate detector compares of a stored message: what the triage pipeline gave
+    it when it was ingested (its text normalised, its place, its category when confident)."""
     result = row.result or {}
+    category = result.get("category") or None
     return DedupMessage(
         id=str(row.id),
-        title=row.title,
-        content=row.content,
+        title=normalized(row.title),
+        content=normalized(row.content),
         time=row.created_at,
         reporter=row.reporter,
         place=result.get("community_code") or result.get("street_code") or None,
-        category=result.get("category"),
-        category_confident=bool(result) and "category" not in (result.get("review_reasons") or ()),
+        category=category,
+        category_confident=category is not None
+        and "category" not in (result.get("review_reasons") or ()),
     )
 
 
