@@ -4,7 +4,8 @@ One :class:`Ingestor` per app, built by its lifespan, holds the store and the du
 detector rebuilt from the database (so a restart keeps every case).
 
 The models run outside any lock, in parallel across requests: the triage pipeline (category,
-place, departments) and what the duplicate detector compares (embedding, MinHash, sketch).
+place, departments) and what the duplicate detector compares (embedding, MinHash, sketch, and
+the places and organisations LAC tags, which a pair may need).
 Only what must be serial holds the ingest lock, one message at a time and briefly: the check
 for a replayed ``id``, the decision against the duplicate index, the case assignment, the
 commit and the indexing. So each message is decided against everything committed before it,
@@ -149,10 +150,13 @@ class Ingestor:
         """What the detector compares of a triaged message: the pipeline's, or for a message
         without text after normalisation (which the pipeline leaves out) its empty fields'."""
         if result.dedup is not None and result.features is not None:
-            return result.dedup, result.features
-        message = result.message
-        dedup = DedupMessage("", message.title, message.content, created, reporter)
-        return dedup, self.detector.features([dedup])[0]
+            dedup, features = result.dedup, result.features
+        else:
+            message = result.message
+            dedup = DedupMessage("", message.title, message.content, created, reporter)
+            features = self.detector.features([dedup])[0]
+        self.detector.tagged(features)  # LAC now, not under the lock if a pair needs it
+        return dedup, features
 
     def _commit(
         self,
