@@ -542,6 +542,25 @@ def test_serve_honours_wangge_environment_variables(
     assert (started[1].host, started[1].port) == ("0.0.0.0", 9200)
 
 
+def test_serve_stops_before_listening_on_a_database_it_cannot_migrate(
+    runner: CliRunner, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+    from sqlalchemy import create_engine, text
+
+    listened = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: listened.append(args))
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE messages (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    monkeypatch.setenv("WANGGE_DATABASE_URL", url)
+    result = runner.invoke(app, ["serve", "--model-dir", str(model_dir)])
+    assert result.exit_code == 2 and "version without migrations" in result.output
+    assert listened == []
+
+
 def test_serve_refuses_a_bad_port_from_the_environment(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
