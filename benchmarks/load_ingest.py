@@ -18,9 +18,11 @@ load weigh on both kinds alike.
 1. prints the requests, failures, messages/s, latency percentiles and how long the server held
    its ingest lock (p50, p99 and max of every hold, which the server logs when it stops);
 2. prints the long messages' latency and the others' p50/p95 in the blocks without and with a
-   long message, and in flight while one was against in flight over as long a time in the
-   middle of the block before (the acceptance: one such message raises the others' p95 by
-   less than 50 ms, both ways);
+   long message (the acceptance: one such message raises the others' p95 by less than 50 ms),
+   the median of the paired differences, and the others' latency in flight while one was
+   against in flight over as long a time in the middle of the block before: a request in
+   flight all along is delayed by about the CPU time the long message takes (one process
+   scores on about one core);
 3. starts the server again on the same database, loads it the same way and kills it with
    SIGKILL after ``--crash-seconds``; then reads the database and prints how many of the
    messages the server acknowledged (HTTP 200) are stored: every one must be.
@@ -229,7 +231,7 @@ def report_long_messages(load: Load, blocks: Blocks, chars: int) -> None:
         ((begin + end - took) / 2, (begin + end + took) / 2)
         for (begin, end), took in zip(blocks.quiet, (b - a for a, b in flying), strict=False)
     ]
-    rises = []
+    rises: dict[str, float] = {}
     for what, without, with_one in (
         ("by block", load.latencies(blocks.quiet), load.latencies(blocks.long)),
         ("in flight", load.latencies(controls, in_flight=True),
@@ -238,7 +240,7 @@ def report_long_messages(load: Load, blocks: Blocks, chars: int) -> None:
         (p50, p95), (long_p50, long_p95) = (
             np.percentile(x, [50, 95]) * 1000 for x in (without, with_one)
         )
-        rises.append(long_p95 - p95)
+        rises[what] = long_p95 - p95
         say(f"   others' latency {what}: without one p50 {p50:.1f} ms, p95 {p95:.1f} ms "
             f"({len(without)} requests); with one p50 {long_p50:.1f} ms, p95 {long_p95:.1f} ms "
             f"({len(with_one)} requests): p95 {long_p95 - p95:+.1f} ms")  # fmt: skip
@@ -250,9 +252,9 @@ def report_long_messages(load: Load, blocks: Blocks, chars: int) -> None:
     low, median, high = np.percentile(paired, [25, 50, 75])
     say(f"   p95 of a block with one minus that of the block before, over {len(paired)} pairs: "
         f"median {median:+.1f} ms (quartiles {low:+.1f}, {high:+.1f})")  # fmt: skip
-    verdict = "met" if max(rises) < ACCEPTED_P95_RISE_MS else "NOT met"
-    say(f"   acceptance (others' p95 raised by < {ACCEPTED_P95_RISE_MS:.0f} ms, pooled both "
-        f"ways): {verdict}")  # fmt: skip
+    verdict = "met" if rises["by block"] < ACCEPTED_P95_RISE_MS else "NOT met"
+    say(f"   acceptance (the others' p95 in the blocks with one raised by < "
+        f"{ACCEPTED_P95_RISE_MS:.0f} ms): {verdict}")  # fmt: skip
 
 
 def crash_test(service: Service, clients: int, seconds: float) -> list[str]:
