@@ -203,10 +203,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def api_key(scratch: Path) -> tuple[dict[str, str], dict[str, str]]:
     """A fresh SQLite database with one API key: the server's environment and the headers."""
     from wangge.serve.auth import create_key
-    from wangge.serve.storage import Store
+    from wangge.serve.migrate import open_store
 
     url = f"sqlite:///{scratch / 'bench.sqlite3'}"
-    key = create_key(Store(url), "benchmark")
+    key = create_key(open_store(url, upgrade=True), "benchmark")
     return {"WANGGE_DATABASE_URL": url}, {"X-API-Key": key}
 
 

@@ -302,7 +302,8 @@ def scale(sizes: list[int], dim: int = 384) -> None:
 def restart(size: int, dim: int = 384) -> None:
     """Start-up of the duplicate index from a store of ``size`` synthetic messages (random
     texts and unit vectors, each its own case), without and then with the saved HNSW graph."""
-    from wangge.serve.storage import CaseRow, MessageRow, Store, load_detector
+    from wangge.serve.migrate import open_store
+    from wangge.serve.storage import CaseRow, MessageRow, load_detector
 
     rng = np.random.default_rng(0)
 
@@ -314,7 +315,7 @@ def restart(size: int, dim: int = 384) -> None:
             raise AssertionError("a stored embedding was missing")
 
     with tempfile.TemporaryDirectory() as scratch:
-        store = Store(f"sqlite:///{scratch}/restart.sqlite3")
+        store = open_store(f"sqlite:///{scratch}/restart.sqlite3", upgrade=True)
         when = datetime(2020, 1, 1)
         for start in range(0, size, 10_000):
             count = min(10_000, size - start)

@@ -112,19 +112,21 @@ def _attached_elsewhere(mentions: list[Mention]) -> set[str]:
     return attached
 
 
-def _is_residence(text: str, mentions: list[Mention], index: int) -> bool:
-    """Whether a mention is where the writer lives: right after 住在, or in a name chain that is.
+def _residences(text: str, mentions: list[Mention]) -> list[bool]:
+    """For each mention, whether it is where the writer lives: right after 住在, or in a name
+    chain that is.
 
     In 我家住在萧山城厢 both 萧山 and 城厢 are the home; the chain is names at most
-    :data:`MAX_GAP` characters apart.
+    :data:`MAX_GAP` characters apart. One pass: a mention chained to the one before it is a
+    residence when that one is.
     """
-    while True:
-        start = mentions[index].start
-        if text[max(0, start - 3) : start].endswith(RESIDENCE_CUES):
-            return True
-        if index == 0 or start - mentions[index - 1].end > MAX_GAP:
-            return False
-        index -= 1
+    residences: list[bool] = []
+    for index, mention in enumerate(mentions):
+        start = mention.start
+        cued = text[max(0, start - 3) : start].endswith(RESIDENCE_CUES)
+        chained = index > 0 and start - mentions[index - 1].end <= MAX_GAP and residences[-1]
+        residences.append(cued or chained)
+    return residences
 
 
 def _describe(mention: Mention, source: str) -> str:
@@ -170,6 +172,7 @@ class LocationExtractor:
         attached = set().union(*(_attached_elsewhere(m) for m in found.values()))
         for source, text in fields.items():
             mentions = found[source]
+            residences = _residences(text, mentions)
             for index, mention in enumerate(mentions):
                 if mention.text in attached:
                     continue  # 滨江区西兴街道官河社区: the 官河社区 of another district
@@ -185,7 +188,7 @@ class LocationExtractor:
                     evidence.elsewhere.append((rank, mention.targets[0].label))
                     continue
                 weight = FIELD_WEIGHT[source]
-                if _is_residence(text, mentions, index):
+                if residences[index]:
                     weight *= RESIDENCE_WEIGHT
                 else:
                     evidence.residence_only = False

@@ -1,4 +1,5 @@
-"""The FastAPI application: :func:`create_app` builds it, its lifespan loads the model."""
+"""The FastAPI application: :func:`create_app` builds it; its lifespan loads the model and opens
+the store and the duplicate index."""
 
 from __future__ import annotations
 
@@ -15,15 +16,15 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from wangge.errors import ModelLoadError
-from wangge.models.artifact import ModelMeta, department_model_dir, load_model
+from wangge.models.artifact import ModelMeta
 from wangge.models.router import MessageRouter
-from wangge.models.store import current_version, served_dir
 from wangge.pipeline.triage import Classifier
 from wangge.serve.config import Settings, get_settings
 from wangge.serve.dependencies import ApiKeyDep
+from wangge.serve.ingest import Ingestor
+from wangge.serve.migrate import open_store
 from wangge.serve.routes import classify, health, messages, model_info, review
-from wangge.serve.service import LoadedModel
+from wangge.serve.service import prepare_model
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,9 @@ def create_app(
     department_model: Classifier | None = None,
     router: MessageRouter | None = None,
 ) -> FastAPI:
-    """Build the app; the model and the router are loaded when the app starts.
+    """Build the app; when it starts, its lifespan loads the model and the router, brings the
+    database's schema to the newest revision and rebuilds the duplicate index from it (once:
+    requests only use what the lifespan built).
 
     Passing ``model`` and ``meta`` serves that model instead (tests, embedding) and skips the
     disk; likewise ``router`` replaces the router of ``settings.district_dir``. Either way a
@@ -63,9 +66,14 @@ def create_app(
             settings, model=model, meta=meta, department_model=department_model
         )
         app.state.router = router if router is not None else prepare_router(settings)
-        yield
-        if app.state.ingestor is not None:
+        store = open_store(settings.database_url, upgrade=True)
+        try:
+            app.state.store = store
+            app.state.ingestor = Ingestor.open(settings, store)
+            yield
             app.state.ingestor.close()
+        finally:
+            store.engine.dispose()
 
     # /docs (Swagger UI) and /redoc load their scripts from the app, not from a CDN:
     # intranets without internet still get the API docs.
@@ -76,8 +84,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.ingestor = None
-    app.state.ingestor_lock = threading.Lock()
     app.state.model_swap_lock = threading.Lock()
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
     app.include_router(health.router)
@@ -87,43 +93,6 @@ def create_app(
     app.include_router(review.page)
     app.mount("/review/static", StaticFiles(directory=review.STATIC), name="review-static")
     return app
-
-
-def prepare_model(
-    settings: Settings,
-    *,
-    model: Classifier | None = None,
-    meta: ModelMeta | None = None,
-    department_model: Classifier | None = None,
-) -> LoadedModel:
-    """The model to serve: ``model`` and ``meta`` if given, else loaded from ``model_dir``.
-
-    It scores one text before it is returned, which also builds the segmenter's dictionary now
-    instead of on the first request. Raises :class:`~wangge.errors.ModelLoadError`.
-    """
-    store_version = None
-    model_dir = settings.model_dir
-    if settings.model_store is not None:
-        store_version = current_version(settings.model_store)
-        model_dir = served_dir(settings.model_store)
-    if model is not None and meta is not None:
-        loaded = LoadedModel(model, meta, department_model, store_version)
-    elif model_dir is None:
-        raise ModelLoadError("no model configured: set WANGGE_MODEL_DIR or WANGGE_MODEL_STORE")
-    else:
-        department_dir = department_model_dir(model_dir)
-        department = load_model(department_dir)[0] if department_dir.is_dir() else None
-        loaded = LoadedModel(
-            *load_model(model_dir), department_model=department, store_version=store_version
-        )
-    try:
-        loaded.model.predict_explained(["路灯不亮"], top_k=settings.top_k)
-    except Exception as exc:  # any failure means the model cannot serve
-        raise ModelLoadError(
-            f"model {loaded.meta.name} {loaded.meta.version} failed a test prediction: {exc!r}"
-        ) from exc
-    logger.info("serving model %s version %s", loaded.meta.name, loaded.meta.version)
-    return loaded
 
 
 def prepare_router(settings: Settings) -> MessageRouter | None:

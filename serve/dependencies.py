@@ -1,10 +1,10 @@
-"""FastAPI dependencies: the loaded model and settings from ``app.state``, checked input, the
-database and the caller's API key.
+"""FastAPI dependencies: what the app's lifespan built (the model, the store, the ingestor)
+from ``app.state``, the settings, checked input and the caller's API key.
 
 Those that only read memory are ``async def`` on purpose: FastAPI runs a plain ``def``
 dependency in the threadpool, which would add a thread hop to every request for nothing.
-Those that open the database or query it (:func:`ingestor`, :func:`app_store`,
-:func:`api_key`) are plain ``def``, so that they do not block the event loop.
+Those that query the database (:func:`api_key`) are plain ``def``, so that they do not block
+the event loop. Nothing here opens a database or builds an index: the lifespan did, once.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from wangge.serve.schemas import (
     MessageIn,
     OneOrBatch,
 )
-from wangge.serve.service import LoadedModel
+from wangge.serve.service import LoadedModel, prepare_model
 from wangge.serve.storage import Store
 
 logger = logging.getLogger(__name__)
@@ -40,17 +40,23 @@ async def app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def started(request: Request, name: str) -> Any:
+    """What the app's lifespan put on ``app.state`` under ``name``."""
+    value = getattr(request.app.state, name, None)
+    if value is None:
+        raise RuntimeError(
+            f"no {name} on app.state: the app's lifespan has not run "
+            "(in tests, use TestClient as a context manager)"
+        )
+    return value
+
+
 async def loaded_model(request: Request) -> LoadedModel:
     """The model to score with: with a model store, the version promoted now (a promotion
     is picked up here, by the first request after it; requests in flight keep the model
     they started with)."""
     state = request.app.state
-    loaded: LoadedModel | None = getattr(state, "loaded_model", None)
-    if loaded is None:
-        raise RuntimeError(
-            "no model on app.state: the app's lifespan has not run "
-            "(in tests, use TestClient as a context manager)"
-        )
+    loaded: LoadedModel = started(request, "loaded_model")
     store = state.settings.model_store
     if store is not None and current_version(store) != loaded.store_version:
         loaded = await run_in_threadpool(_swap_model, request.app)
@@ -59,8 +65,6 @@ async def loaded_model(request: Request) -> LoadedModel:
 
 def _swap_model(app: Any) -> LoadedModel:
     """Load the promoted version and serve it from now on; on failure keep the old one."""
-    from wangge.serve.app import prepare_model
-
     state = app.state
     with state.model_swap_lock:
         loaded: LoadedModel = state.loaded_model
@@ -182,27 +186,26 @@ async def checked_ingest_messages(
 CheckedIngestMessages = Annotated[list[IngestMessage], Depends(checked_ingest_messages)]
 
 
-def ingestor(request: Request) -> Ingestor:
-    """The app's duplicate index over its store, opened on first use (rebuilt from the
-    database); it shares the app's engine, so the database is migrated and pooled once."""
-    state = request.app.state
-    store = app_store(request)  # takes the lock itself
-    with state.ingestor_lock:
-        if getattr(state, "ingestor", None) is None:
-            state.ingestor = Ingestor.open(state.settings, store)
-        return state.ingestor
+async def ingestor(request: Request) -> Ingestor:
+    """The app's ingestor: its store and duplicate index, built by the lifespan."""
+    built: Ingestor = started(request, "ingestor")
+    return built
 
 
 IngestorDep = Annotated[Ingestor, Depends(ingestor)]
 
 
-def app_store(request: Request) -> Store:
-    """The service's database (API keys, accounts, the review queue), opened on first use."""
-    state = request.app.state
-    with state.ingestor_lock:
-        if getattr(state, "store", None) is None:
-            state.store = Store(state.settings.database_url)
-        return state.store
+def store_of(request: Request) -> Store:
+    """The service's database (messages, cases, API keys, accounts, the review queue)."""
+    store: Store = started(request, "store")
+    return store
+
+
+async def app_store(request: Request) -> Store:
+    return store_of(request)
+
+
+StoreDep = Annotated[Store, Depends(app_store)]
 
 
 def api_key(request: Request) -> str | None:
@@ -219,7 +222,7 @@ def api_key(request: Request) -> str | None:
     challenge = {"WWW-Authenticate": 'Bearer realm="wangge"'}
     if not key:
         raise HTTPException(401, "an API key is needed: send X-API-Key: KEY", headers=challenge)
-    name, revoked = key_status(app_store(request), key)
+    name, revoked = key_status(store_of(request), key)
     if name is None:
         raise HTTPException(401, "unknown API key", headers=challenge)
     if revoked:

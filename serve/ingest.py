@@ -1,39 +1,51 @@
 """Ingesting messages: classify, route, deduplicate, store — what ``POST /v1/messages`` does.
 
-One :class:`Ingestor` per app holds the store and the duplicate detector, built on first use
-from the database (so a restart keeps every case). Ingestion is serialised by a lock: each
-message is decided against everything committed before it, and it is committed (message and
-case) before it is indexed and answered. A message whose ``id`` was ingested already is not
-stored again: the stored result comes back with ``replayed: true``.
+One :class:`Ingestor` per app, built by its lifespan, holds the store and the duplicate
+detector rebuilt from the database (so a restart keeps every case).
+
+The models run outside any lock, in parallel across requests: the triage pipeline (category,
+place, departments) and what the duplicate detector compares (embedding, MinHash, sketch, and
+the places and organisations LAC tags, which a pair may need).
+Only what must be serial holds the ingest lock, one message at a time and briefly: the check
+for a replayed ``id``, the decision against the duplicate index, the case assignment, the
+commit and the indexing. So each message is decided against everything committed before it,
+and it is committed (message and case) before it is indexed and answered. A message whose
+``id`` was ingested already is not stored again: the stored result comes back with
+``replayed: true``. Each hold of the lock is timed (:attr:`Ingestor.lock_holds`); their
+percentiles are logged when the ingestor closes.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+from fastapi.encoders import jsonable_encoder
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from wangge.models.dedup import DuplicateDetector
+from wangge.models.dedup import Decision, DedupMessage, DuplicateDetector, MessageFeatures
 from wangge.models.router import MessageRouter
+from wangge.pipeline import TriageResult
 from wangge.pipeline.triage import load_encoder
 from wangge.serve.config import Settings
 from wangge.serve.review import enqueue, priority, review_reasons
 from wangge.serve.schemas import IngestMessage, IngestResult
-from wangge.serve.service import LoadedModel, triage_messages
-from wangge.serve.storage import (
-    CaseRow,
-    MessageRow,
-    Store,
-    dedup_message,
-    load_detector,
-    stored_features,
-)
+from wangge.serve.service import LoadedModel, message_result, pipeline_message
+from wangge.serve.storage import CaseRow, MessageRow, Store, load_detector, stored_features
 
 logger = logging.getLogger(__name__)
+
+LOCK_HOLDS_KEPT = 100_000  # the most recent holds of the ingest lock, for their percentiles
 
 
 class Ingestor:
@@ -46,11 +58,12 @@ class Ingestor:
         self.detector = detector
         self.snapshot = snapshot
         self._lock = threading.Lock()
+        #: How long each recent hold of the ingest lock lasted, in seconds.
+        self.lock_holds: deque[float] = deque(maxlen=LOCK_HOLDS_KEPT)
 
     @classmethod
-    def open(cls, settings: Settings, store: Store | None = None) -> Ingestor:
-        """``store`` (default: that of ``settings.database_url``) with its duplicate detector
-        rebuilt from what is stored."""
+    def open(cls, settings: Settings, store: Store) -> Ingestor:
+        """``store`` with its duplicate detector rebuilt from what is stored."""
         encoder = None
         encoder_dir = settings.encoder_dir
         if encoder_dir is not None and Path(encoder_dir).is_dir():
@@ -62,7 +75,6 @@ class Ingestor:
         detector = DuplicateDetector(
             encoder, threshold=settings.dedup_threshold, window_days=settings.dedup_window_days
         )
-        store = store or Store(settings.database_url)
         snapshot = settings.ann_snapshot_path()
         count, restored = load_detector(store, detector, snapshot)
         logger.info(
@@ -73,10 +85,33 @@ class Ingestor:
         return cls(store, detector, snapshot)
 
     def close(self) -> None:
-        """Save the HNSW graph, so that the next start need not rebuild it."""
+        """Log how long the ingest lock was held; save the HNSW graph, so that the next start
+        need not rebuild it."""
+        if self.lock_holds:
+            p50, p99 = np.percentile(np.array(self.lock_holds), [50, 99]) * 1000
+            logger.info(
+                "ingest lock held %d times: p50 %.2f ms, p99 %.2f ms, max %.2f ms",
+                len(self.lock_holds), p50, p99, max(self.lock_holds) * 1000,
+            )  # fmt: skip
         if self.snapshot is not None:
             with self._lock:
                 self.detector.save_ann(self.snapshot)
+
+    @contextmanager
+    def _serial(self) -> Iterator[None]:
+        """The ingest lock, its hold timed."""
+        with self._lock:
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.lock_holds.append(time.perf_counter() - started)
+
+    def move(self, message_id: str, case_id: str) -> None:
+        """Record a reviewer's correction in the index: later repeats of the message join
+        ``case_id``."""
+        with self._serial():
+            self.detector.move(message_id, case_id)
 
     def ingest(
         self,
@@ -86,77 +121,124 @@ class Ingestor:
         *,
         top_k: int,
     ) -> list[IngestResult]:
-        with self._lock:
-            predictions = triage_messages(loaded, messages, top_k=top_k, router=router)
-            return [
-                self._ingest_one(message, prediction.model_dump())
-                for message, prediction in zip(messages, predictions, strict=True)
-            ]
+        """Triage, deduplicate and store ``messages``; results follow the input order."""
+        results: dict[int, IngestResult] = self._replays(messages)
+        fresh = [i for i in range(len(messages)) if i not in results]
+        times = {i: (messages[i].created_at or datetime.now()).replace(tzinfo=None) for i in fresh}
+        triage = loaded.triage(router, top_k=top_k, detector=self.detector)
+        triaged = triage([replace(pipeline_message(messages[i]), time=times[i]) for i in fresh])
+        for i, result in zip(fresh, triaged, strict=True):
+            prediction = _jsonable(message_result(messages[i], result).model_dump())
+            dedup, features = self._dedup(result, messages[i].reporter, times[i])
+            results[i] = self._commit(messages[i], prediction, dedup, features)
+        return [results[i] for i in range(len(messages))]
 
-    def _ingest_one(self, message: IngestMessage, prediction: dict) -> IngestResult:
+    def _replays(self, messages: Sequence[IngestMessage]) -> dict[int, IngestResult]:
+        """The stored results of messages whose ``id`` is stored already, by position: they
+        need no model (:meth:`_commit` checks again, under the lock)."""
+        ids = {m.id for m in messages if m.id is not None}
+        if not ids:
+            return {}
         with self.store.session() as session:
-            if message.id is not None:
-                stored = session.scalar(
-                    select(MessageRow).where(MessageRow.external_id == message.id)
-                )
-                if stored is not None:
-                    return _result(stored, replayed=True)
-            row = MessageRow(
-                external_id=message.id,
-                title=message.title or "",
-                content=message.content or "",
-                created_at=(message.created_at or datetime.now()).replace(tzinfo=None),
-                reporter=message.reporter,
-                likes=message.likes,
-                dislikes=message.dislikes,
-                result=_jsonable(prediction),
-            )
-            session.add(row)
-            session.flush()  # the row's id names the message (and its case, if it opens one)
-            dedup = dedup_message(row)
+            rows = session.scalars(select(MessageRow).where(MessageRow.external_id.in_(ids)))
+            stored = {row.external_id: _result(row, replayed=True) for row in rows}
+        return {i: stored[m.id] for i, m in enumerate(messages) if m.id in stored}
+
+    def _dedup(
+        self, result: TriageResult, reporter: str | None, created: datetime
+    ) -> tuple[DedupMessage, MessageFeatures]:
+        """What the detector compares of a triaged message: the pipeline's, or for a message
+        without text after normalisation (which the pipeline leaves out) its empty fields'."""
+        if result.dedup is not None and result.features is not None:
+            dedup, features = result.dedup, result.features
+        else:
+            message = result.message
+            dedup = DedupMessage("", message.title, message.content, created, reporter)
             features = self.detector.features([dedup])[0]
-            decision = self.detector.query(dedup, features)
-            if decision.duplicate_of is None:
-                session.add(
-                    CaseRow(
-                        id=row.id,
-                        title=row.title or row.content[:40],
-                        first_at=row.created_at,
-                        last_at=row.created_at,
-                        reports=1,
-                        category=prediction.get("category"),
-                        street_code=prediction.get("street_code") or None,
-                        community_code=prediction.get("community_code") or None,
+        self.detector.tagged(features)  # LAC now, not under the lock if a pair needs it
+        return dedup, features
+
+    def _commit(
+        self,
+        message: IngestMessage,
+        prediction: dict[str, Any],
+        dedup: DedupMessage,
+        features: MessageFeatures,
+    ) -> IngestResult:
+        """Decide the message's case against everything committed before it, commit it, then
+        index it; or return the stored result of its ``id``."""
+        with self._serial():
+            with self.store.session() as session:
+                if message.id is not None:
+                    stored = session.scalar(
+                        select(MessageRow).where(MessageRow.external_id == message.id)
                     )
+                    if stored is not None:
+                        return _result(stored, replayed=True)
+                row = MessageRow(
+                    external_id=message.id,
+                    title=message.title or "",
+                    content=message.content or "",
+                    created_at=dedup.time,
+                    reporter=message.reporter,
+                    likes=message.likes,
+                    dislikes=message.dislikes,
+                    result=prediction,
                 )
-                session.flush()
-                reports = 1
-            else:
-                case = session.get(CaseRow, int(decision.case_id))
-                assert case is not None  # the detector only knows committed cases
-                case.reports += 1
-                reports = case.reports
-                case.last_at = max(case.last_at, row.created_at)
-                case.first_at = min(case.first_at, row.created_at)
-            row.case_id = int(decision.case_id)
-            row.duplicate_of = int(decision.duplicate_of) if decision.duplicate_of else None
-            row.dup_score = decision.score
-            row.result = row.result | {"dup_evidence": decision.evidence}
-            for name, value in stored_features(features).items():
-                setattr(row, name, value)
-            reasons = review_reasons(prediction, decision, self.detector.threshold)
-            if reasons:  # in the same transaction: no doubtful message escapes the queue
-                enqueue(session, row, reasons, priority(prediction, reports, reasons))
-        # Committed: only now does the index learn of it, so a failed commit leaves no trace.
-        self.detector.index([dedup], [decision.case_id], [features])
+                session.add(row)
+                session.flush()  # the row's id names the message (and its case, if it opens one)
+                dedup = replace(dedup, id=str(row.id))
+                decision = self.detector.query(dedup, features)
+                self._assign(session, row, decision, features)
+            # Committed: only now does the index learn of it, so a failed commit leaves no trace.
+            self.detector.index([dedup], [decision.case_id], [features])
         return _result(row, replayed=False)
 
+    def _assign(
+        self, session: Session, row: MessageRow, decision: Decision, features: MessageFeatures
+    ) -> None:
+        """Open the message's case or add it to the one it repeats; queue it for review when
+        in doubt (in the same transaction: no doubtful message escapes the queue)."""
+        prediction = row.result
+        if decision.duplicate_of is None:
+            session.add(
+                CaseRow(
+                    id=row.id,
+                    title=row.title or row.content[:40],
+                    first_at=row.created_at,
+                    last_at=row.created_at,
+                    reports=1,
+                    category=prediction.get("category"),
+                    street_code=prediction.get("street_code") or None,
+                    community_code=prediction.get("community_code") or None,
+                )
+            )
+            session.flush()
+            reports = 1
+        else:
+            case = session.get(CaseRow, int(decision.case_id))
+            assert case is not None  # the detector only knows committed cases
+            case.reports += 1
+            reports = case.reports
+            case.last_at = max(case.last_at, row.created_at)
+            case.first_at = min(case.first_at, row.created_at)
+        row.case_id = int(decision.case_id)
+        row.duplicate_of = int(decision.duplicate_of) if decision.duplicate_of else None
+        row.dup_score = decision.score
+        row.result = prediction | {"dup_evidence": decision.evidence}
+        for name, value in stored_features(features).items():
+            setattr(row, name, value)
+        reasons = review_reasons(prediction, decision, self.detector.threshold)
+        if reasons:
+            enqueue(session, row, reasons, priority(prediction, reports, reasons))
 
-def _jsonable(prediction: dict) -> dict:
+
+def _jsonable(prediction: dict[str, Any]) -> dict[str, Any]:
     """The prediction as stored: JSON types only, the caller's metadata left out."""
-    from fastapi.encoders import jsonable_encoder
-
-    return jsonable_encoder({k: v for k, v in prediction.items() if k != "metadata"})
+    stored: dict[str, Any] = jsonable_encoder(
+        {k: v for k, v in prediction.items() if k != "metadata"}
+    )
+    return stored
 
 
 def _result(row: MessageRow, *, replayed: bool) -> IngestResult:

@@ -9,8 +9,10 @@ import uvicorn
 from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
 from wangge.nlp.pii import PiiMaskingFilter
-from wangge.serve.app import create_app, prepare_model
+from wangge.serve.app import create_app
 from wangge.serve.config import Settings
+from wangge.serve.migrate import open_store
+from wangge.serve.service import prepare_model
 
 
 def run(settings: Settings) -> None:
@@ -23,8 +25,11 @@ def run(settings: Settings) -> None:
     worker, scoring runs in the threadpool (see :mod:`wangge.serve.routes.classify`).
     """
     # Loaded here rather than in the app's lifespan so that a bad model directory raises
-    # ModelLoadError to the caller instead of ending in uvicorn's startup traceback and exit 3.
+    # ModelLoadError to the caller instead of ending in uvicorn's startup traceback and exit 3;
+    # likewise a database the migrations cannot bring up to date raises SchemaError (the
+    # lifespan's upgrade then finds nothing to do).
     loaded = prepare_model(settings)
+    open_store(settings.database_url, upgrade=True).engine.dispose()
     uvicorn.run(
         create_app(
             settings, model=loaded.model, meta=loaded.meta, department_model=loaded.department_model

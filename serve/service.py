@@ -1,21 +1,30 @@
-"""The service's side of the triage pipeline: request messages in, response records out.
+"""The service's side of the triage pipeline: the model it serves, request messages in,
+response records out.
 
-:func:`triage_messages` is what ``POST /v1/classify`` and ``POST /v1/messages`` run; the work
-is :class:`~wangge.pipeline.Triage`'s, this module only translates between HTTP bodies and
+:func:`prepare_model` loads (and test-scores) the model the service runs;
+:func:`triage_messages` is what ``POST /v1/classify`` runs, and ``POST /v1/messages`` runs the
+same pipeline with its duplicate detector (:mod:`wangge.serve.ingest`). The work is
+:class:`~wangge.pipeline.Triage`'s: this module only translates between HTTP bodies and
 pipeline records.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wangge.models.artifact import ModelMeta
+from wangge.errors import ModelLoadError
+from wangge.models.artifact import ModelMeta, department_model_dir, load_model
 from wangge.models.dedup import DuplicateDetector
 from wangge.models.router import MessageRouter
+from wangge.models.store import current_version, served_dir
 from wangge.pipeline import Message, Triage, TriageResult
 from wangge.pipeline.triage import Classifier
+from wangge.serve.config import Settings
 from wangge.serve.schemas import IngestMessage, MessageIn, MessageResult
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,42 @@ class LoadedModel:
     ) -> Triage:
         """The pipeline of this model with the service's router (and duplicate detector)."""
         return Triage(self.model, self.department_model, router, detector, top_k)
+
+
+def prepare_model(
+    settings: Settings,
+    *,
+    model: Classifier | None = None,
+    meta: ModelMeta | None = None,
+    department_model: Classifier | None = None,
+) -> LoadedModel:
+    """The model to serve: ``model`` and ``meta`` if given, else loaded from ``model_dir``.
+
+    It scores one text before it is returned, which also builds the segmenter's dictionary now
+    instead of on the first request. Raises :class:`~wangge.errors.ModelLoadError`.
+    """
+    store_version = None
+    model_dir = settings.model_dir
+    if settings.model_store is not None:
+        store_version = current_version(settings.model_store)
+        model_dir = served_dir(settings.model_store)
+    if model is not None and meta is not None:
+        loaded = LoadedModel(model, meta, department_model, store_version)
+    elif model_dir is None:
+        raise ModelLoadError("no model configured: set WANGGE_MODEL_DIR or WANGGE_MODEL_STORE")
+    else:
+        department_dir = department_model_dir(model_dir)
+        department = load_model(department_dir)[0] if department_dir.is_dir() else None
+        classifier, saved_meta = load_model(model_dir)
+        loaded = LoadedModel(classifier, saved_meta, department, store_version)
+    try:
+        loaded.model.predict_explained(["路灯不亮"], top_k=settings.top_k)
+    except Exception as exc:  # any failure means the model cannot serve
+        raise ModelLoadError(
+            f"model {loaded.meta.name} {loaded.meta.version} failed a test prediction: {exc!r}"
+        ) from exc
+    logger.info("serving model %s version %s", loaded.meta.name, loaded.meta.version)
+    return loaded
 
 
 def pipeline_message(message: MessageIn) -> Message:

@@ -3,6 +3,9 @@
 The database is the record: a message is committed before the API answers, and on start the
 duplicate detector is rebuilt from it (:func:`load_detector`), with the stored embeddings and
 entities, so no sentence encoder runs again for messages already seen.
+
+A :class:`Store` only opens the database: its schema is brought up to date by
+:mod:`wangge.serve.migrate` (at the service's start, or ``wangge db upgrade``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from wangge.models.dedup import DedupMessage, DuplicateDetector, MessageFeatures
+from wangge.nlp.fields import normalized
 
 
 class Base(DeclarativeBase):
@@ -148,8 +152,8 @@ class ApiKeyRow(Base):
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the schema migrated to the newest revision; SQLite gets WAL
-    journaling, synchronous commits and enforced foreign keys."""
+    """An engine for ``url``; SQLite gets WAL journaling, synchronous commits and enforced
+    foreign keys."""
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
 
@@ -161,14 +165,11 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
-    from wangge.serve.migrate import upgrade_database  # its Alembic env imports this module
-
-    upgrade_database(engine)
     return engine
 
 
 class Store:
-    """Sessions over one database."""
+    """Sessions over one database (opened as it is: nothing is migrated here)."""
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
@@ -181,16 +182,20 @@ class Store:
 
 
 def dedup_message(row: MessageRow) -> DedupMessage:
+    """What the duplicate detector compares of a stored message: what the triage pipeline gave
+    it when it was ingested (its text normalised, its place, its category when confident)."""
     result = row.result or {}
+    category = result.get("category") or None
     return DedupMessage(
         id=str(row.id),
-        title=row.title,
-        content=row.content,
+        title=normalized(row.title),
+        content=normalized(row.content),
         time=row.created_at,
         reporter=row.reporter,
         place=result.get("community_code") or result.get("street_code") or None,
-        category=result.get("category"),
-        category_confident=bool(result) and "category" not in (result.get("review_reasons") or ()),
+        category=category,
+        category_confident=category is not None
+        and "category" not in (result.get("review_reasons") or ()),
     )
 
 

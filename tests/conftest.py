@@ -145,6 +145,13 @@ def wangge_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     return home
 
 
+@pytest.fixture(autouse=True)
+def _database_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``WANGGE_DATABASE_URL`` in the test's temporary directory: an app started without a
+    ``database_url`` (its lifespan opens the store) writes no wangge.sqlite3 where pytest runs."""
+    monkeypatch.setenv("WANGGE_DATABASE_URL", f"sqlite:///{tmp_path / 'default.sqlite3'}")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

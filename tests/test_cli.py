@@ -367,6 +367,19 @@ def test_cli_db_upgrade_and_current(runner: CliRunner, tmp_path: Path) -> None:
     assert f"database: {head_revision()}; newest: {head_revision()}" in after.output
 
 
+def test_cli_commands_other_than_db_upgrade_migrate_nothing(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'service.sqlite3'}"
+    refused = runner.invoke(app, ["keys", "list", "--database-url", url])
+    assert refused.exit_code == 2 and "run `wangge db upgrade`" in refused.output
+    before = runner.invoke(app, ["db", "current", "--database-url", url])
+    assert "none (not migrated yet)" in before.output
+    assert runner.invoke(app, ["db", "upgrade", "--database-url", url]).exit_code == 0
+    listed = runner.invoke(app, ["keys", "list", "--database-url", url])
+    assert listed.exit_code == 0 and listed.output == ""
+
+
 # -- files as users have them -----------------------------------------------------------------
 def test_cli_classify_flags_rows_without_text(
     runner: CliRunner, model_dir: Path, small_csv: Path, tmp_path: Path
@@ -527,6 +540,25 @@ def test_serve_honours_wangge_environment_variables(
     result = runner.invoke(app, ["serve", "--port", "9200"])
     assert result.exit_code == 0, result.output
     assert (started[1].host, started[1].port) == ("0.0.0.0", 9200)
+
+
+def test_serve_stops_before_listening_on_a_database_it_cannot_migrate(
+    runner: CliRunner, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+    from sqlalchemy import create_engine, text
+
+    listened = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: listened.append(args))
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE messages (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    monkeypatch.setenv("WANGGE_DATABASE_URL", url)
+    result = runner.invoke(app, ["serve", "--model-dir", str(model_dir)])
+    assert result.exit_code == 2 and "version without migrations" in result.output
+    assert listened == []
 
 
 def test_serve_refuses_a_bad_port_from_the_environment(

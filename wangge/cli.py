@@ -749,28 +749,33 @@ def _database_url(url: str | None) -> str:
 
 
 def _store(url: str | None) -> Store:
-    from wangge.serve.storage import Store
+    """The service's database as it is; an error naming `wangge db upgrade` unless its schema
+    is at the newest revision."""
+    from wangge.serve.migrate import open_store
 
-    return Store(_database_url(url))
+    try:
+        return open_store(_database_url(url))
+    except WanggeError as error:
+        _fail(error)
 
 
 def _database_engine(url: str | None) -> Any:
-    from sqlalchemy import create_engine
+    from wangge.serve.storage import make_engine
 
-    return create_engine(_database_url(url))
+    return make_engine(_database_url(url))
 
 
 @db_app.command("upgrade")
 def db_upgrade(database_url: DatabaseOption = None) -> None:
-    """Apply the migrations the database lacks (the service does too, at start)."""
-    from wangge.serve.migrate import current_revision, upgrade_database
+    """Apply the migrations the database lacks (the service does too, at start); other
+    commands refuse a database that lacks one."""
+    from wangge.serve.migrate import current_revision, open_store
 
-    engine = _database_engine(database_url)
     try:
-        upgrade_database(engine)
+        store = open_store(_database_url(database_url), upgrade=True)
     except WanggeError as error:
         _fail(error)
-    typer.echo(f"database at revision {current_revision(engine)}")
+    typer.echo(f"database at revision {current_revision(store.engine)}")
 
 
 @db_app.command("current")

@@ -15,6 +15,7 @@ from wangge.serve.dependencies import (
     LoadedModelDep,
     RouterDep,
     SettingsDep,
+    StoreDep,
 )
 from wangge.serve.schemas import CaseOut, HotIssuesResponse, IngestResponse
 from wangge.serve.storage import CaseRow, case_summary, window_counts
@@ -52,8 +53,8 @@ def _case_out(summary: dict, now: datetime) -> CaseOut:
 
 
 @router.get("/v1/cases/{case_id}", summary="A case with its messages")
-def get_case(case_id: int, ingestor: IngestorDep) -> CaseOut:
-    with ingestor.store.session() as session:
+def get_case(case_id: int, store: StoreDep) -> CaseOut:
+    with store.session() as session:
         case = session.get(CaseRow, case_id)
         if case is None:
             raise HTTPException(status_code=404, detail=f"no case {case_id}")
@@ -71,7 +72,7 @@ def get_case(case_id: int, ingestor: IngestorDep) -> CaseOut:
     ),
 )
 def hot_issues(
-    ingestor: IngestorDep,
+    store: StoreDep,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
@@ -80,7 +81,7 @@ def hot_issues(
     since = since.replace(tzinfo=None) if since else None
     if since is not None and since > until:
         raise HTTPException(status_code=422, detail="since is after until")
-    with ingestor.store.session() as session:
+    with store.session() as session:
         window = window_counts(session, since, until)
         cases = {c.id: c for c in session.scalars(select(CaseRow).where(CaseRow.id.in_(window)))}
     ranked = []

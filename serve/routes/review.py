@@ -19,7 +19,7 @@ from wangge.models.router import MessageRouter
 from wangge.models.store import promote, rollback
 from wangge.pipeline.reasons import ReviewReason
 from wangge.serve.auth import SESSION_HOURS, User, log_in, session_user
-from wangge.serve.dependencies import LoadedModelDep, RouterDep, app_store
+from wangge.serve.dependencies import IngestorDep, LoadedModelDep, RouterDep, StoreDep, store_of
 from wangge.serve.review import (
     Choices,
     QueueFilter,
@@ -45,7 +45,6 @@ from wangge.serve.schemas import (
 from wangge.serve.storage import MessageRow, ReviewTaskRow, Store
 
 router = APIRouter(prefix="/review/api", tags=["review"])
-StoreDep = Annotated[Store, Depends(app_store)]
 SHOWN = ("category", "probability", "top_k", "evidence", "review_reasons", "department",
          "departments", "street_name", "community_name", "grid_id", "route_evidence",
          "dup_evidence", "review")  # fmt: skip
@@ -55,7 +54,7 @@ def reviewer(request: Request) -> User:
     """The logged-in reviewer of ``Authorization: Bearer TOKEN``; 401 otherwise."""
     authorization = request.headers.get("authorization", "")
     token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
-    user = session_user(app_store(request), token) if token else None
+    user = session_user(store_of(request), token) if token else None
     if user is None:
         challenge = {"WWW-Authenticate": 'Bearer realm="wangge review"'}
         raise HTTPException(401, "log in first (POST /review/api/login)", headers=challenge)
@@ -168,6 +167,7 @@ def decide_task(
     user: ReviewerDep,
     loaded: LoadedModelDep,
     district: RouterDep,
+    ingestor: IngestorDep,
 ) -> ReviewTaskOut:
     """Accept, correct or invalidate the message of a task you hold. Corrected values must be
     among ``GET /review/api/choices``; a corrected duplicate link moves the message's case."""
@@ -175,9 +175,8 @@ def decide_task(
     decided = _act(store, lambda session: decide(
         session, task_id, user.username, body.version, body.action, body.corrections, allowed
     ))  # fmt: skip
-    ingestor = getattr(request.app.state, "ingestor", None)
-    if "duplicate_of" in body.corrections and ingestor is not None:
-        ingestor.detector.move(str(decided.message_id), str(decided.prediction["case_id"]))
+    if "duplicate_of" in body.corrections:
+        ingestor.move(str(decided.message_id), str(decided.prediction["case_id"]))
     return decided
 
 

@@ -60,9 +60,11 @@ def meta(model_dir: Path) -> ModelMeta:
 
 
 @pytest.fixture(scope="module")
-def client(model_dir: Path) -> Iterator[TestClient]:
+def client(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """The app as served: settings name the model directory, the lifespan loads it."""
-    with TestClient(create_app(Settings(model_dir=model_dir))) as test_client:
+    database = tmp_path_factory.mktemp("database") / "wangge.sqlite3"
+    settings = Settings(model_dir=model_dir, database_url=f"sqlite:///{database}")
+    with TestClient(create_app(settings)) as test_client:
         yield test_client
 
 

@@ -1,8 +1,11 @@
-"""POST /v1/messages, GET /v1/cases/{id} and GET /v1/hot-issues, persistence across restarts."""
+"""POST /v1/messages, GET /v1/cases/{id} and GET /v1/hot-issues, persistence across restarts;
+the ingest lock held only for what must be serial, the duplicate index built once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +15,14 @@ from conftest import tiny_model
 from fastapi.testclient import TestClient
 
 from wangge.models.artifact import ModelMeta
-from wangge.models.classifier import MessageClassifier
+from wangge.models.classifier import MessageClassifier, Prediction
+from wangge.serve import ingest as ingest_module
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
+from wangge.serve.ingest import Ingestor
+from wangge.serve.migrate import open_store
+from wangge.serve.schemas import IngestMessage
+from wangge.serve.service import LoadedModel
 from wangge.serve.storage import MessageRow
 
 GARBAGE = "金城花园小区东门口的垃圾堆了好几天没人清理，天热了臭气熏天，请尽快处理。"
@@ -150,3 +158,73 @@ def test_the_hnsw_graph_is_saved_at_shutdown_and_restored_at_start(
         [repeat] = ingest(client, {"id": "b", "title": "垃圾没人清理", "content": GARBAGE})
     assert "from 1 stored messages (1 with the saved HNSW graph)" in caplog.text
     assert repeat["case_id"] == first["case_id"]
+
+
+class FirstCallBlocks:
+    """The tiny model, whose first call waits until ``release`` is set: a slow message."""
+
+    def __init__(self, model: MessageClassifier) -> None:
+        self.model, self.calls = model, 0
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def predict_explained(self, texts: Sequence[str], *, top_k: int = 3) -> list[Prediction]:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            assert self.release.wait(30)
+        return self.model.predict_explained(texts, top_k=top_k)
+
+
+def test_the_ingest_lock_is_not_held_while_the_models_run(
+    database_url: str, model: tuple[MessageClassifier, ModelMeta], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(database_url=database_url, encoder_dir=None)
+    ingestor = Ingestor.open(settings, open_store(database_url, upgrade=True))
+    slow = FirstCallBlocks(model[0])
+    loaded = LoadedModel(slow, model[1])
+
+    def ingest(id_: str) -> list[Any]:
+        message = IngestMessage(id=id_, title="垃圾没人清理", content=GARBAGE)
+        return ingestor.ingest(loaded, None, [message], top_k=3)
+
+    slow_results: list[Any] = []
+    slow_thread = threading.Thread(target=lambda: slow_results.extend(ingest("slow")))
+    slow_thread.start()
+    assert slow.entered.wait(30)  # the slow message is in its model
+    started = time.perf_counter()
+    [quick] = ingest("quick")  # ingested meanwhile, not stalled behind it
+    assert time.perf_counter() - started < 10 and not slow_results
+    slow.release.set()
+    slow_thread.join(30)
+    [late] = slow_results
+    # Its model ran first, but it is decided against what was committed before it.
+    assert late.duplicate_of == quick.message_id and late.case_id == quick.case_id
+    assert len(ingestor.lock_holds) == 2 and max(ingestor.lock_holds) < 10
+    with caplog.at_level("INFO"):
+        ingestor.close()
+    assert "ingest lock held 2 times: p50" in caplog.text
+    ingestor.store.engine.dispose()
+
+
+def test_the_duplicate_index_is_built_once_and_read_endpoints_only_read_the_store(
+    database_url: str,
+    model: tuple[MessageClassifier, ModelMeta],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    builds: list[int] = []
+    load_detector = ingest_module.load_detector
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        builds.append(1)
+        return load_detector(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "load_detector", counted)
+    with app_client(database_url, model) as client:
+        assert builds == [1]  # by the lifespan, before any request
+        assert client.get("/v1/cases/1").status_code == 404
+        assert client.get("/v1/hot-issues").json()["cases"] == []
+        [first] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
+        assert client.get(f"/v1/cases/{first['case_id']}").json()["reports"] == 1
+        [replay] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
+        assert replay["replayed"] is True and replay["message_id"] == first["message_id"]
+    assert builds == [1]

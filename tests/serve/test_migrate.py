@@ -1,5 +1,6 @@
 """Alembic migrations: a new database is built by them, on SQLite and PostgreSQL, and the
-SQLAlchemy models never drift from what the migrations build."""
+SQLAlchemy models never drift from what the migrations build; only an upgrade migrates,
+opening a store does not."""
 
 from __future__ import annotations
 
@@ -10,20 +11,42 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import JSON, column, create_engine, inspect, table, text
 
-from wangge.serve.migrate import SchemaError, current_revision, head_revision, upgrade_database
+from wangge.serve.migrate import (
+    SchemaError,
+    current_revision,
+    head_revision,
+    open_store,
+    upgrade_database,
+)
 from wangge.serve.storage import Base, Store
 
 
 def test_a_new_database_is_migrated_to_the_newest_revision(database_url: str) -> None:
-    store = Store(database_url)
+    store = open_store(database_url, upgrade=True)
     assert current_revision(store.engine) == head_revision()
     assert {"messages", "cases"} <= set(inspect(store.engine).get_table_names())
     upgrade_database(store.engine)  # at head already: nothing to do, nothing fails
     assert current_revision(store.engine) == head_revision()
 
 
-def test_the_models_match_what_the_migrations_build(database_url: str) -> None:
+def test_opening_a_store_migrates_nothing_and_an_old_schema_is_refused(
+    database_url: str,
+) -> None:
     store = Store(database_url)
+    assert current_revision(store.engine) is None
+    assert "messages" not in inspect(store.engine).get_table_names()
+    with pytest.raises(SchemaError, match=r"has no wangge schema.*run `wangge db upgrade`"):
+        open_store(database_url)
+    upgrade_database(store.engine, "0004")
+    with pytest.raises(SchemaError, match=f"is at revision 0004, .* needs {head_revision()}"):
+        open_store(database_url)
+    upgrade_database(store.engine)
+    assert current_revision(open_store(database_url).engine) == head_revision()
+    store.engine.dispose()
+
+
+def test_the_models_match_what_the_migrations_build(database_url: str) -> None:
+    store = open_store(database_url, upgrade=True)
     with store.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == [], "the models changed: write a migration (wangge db revision)"

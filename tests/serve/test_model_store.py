@@ -45,6 +45,7 @@ def test_promote_list_and_rollback_by_cli(store: Path) -> None:
 
 def test_a_running_service_swaps_to_the_promoted_version(store: Path, database_url: str) -> None:
     cli_ok("models", "promote", "v1", "--store", str(store))
+    cli_ok("db", "upgrade", "--database-url", database_url)
     cli_ok(
         "users", "add", "boss", "--role", "admin", "--database-url", database_url, input=PASSWORD
     )

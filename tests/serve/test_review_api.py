@@ -33,6 +33,8 @@ def reviewing_service(
     database_url: str, model: tuple[MessageClassifier, ModelMeta], *, route: bool
 ) -> Iterator[TestClient]:
     """The service with reviewers wang and li, routing messages or not."""
+    upgraded = CliRunner().invoke(cli, ["db", "upgrade", "--database-url", database_url])
+    assert upgraded.exit_code == 0, upgraded.output
     for name in ("wang", "li"):
         added = CliRunner().invoke(cli, ["users", "add", name, "--database-url", database_url],
                                    input=PASSWORD + "\n")  # fmt: skip

@@ -26,6 +26,7 @@ PASSWORD = "correct horse battery"
 def server(tmp_path: Path) -> Iterator[str]:
     """The service on a free loopback port, with one reviewer and two messages to review."""
     url = f"sqlite:///{tmp_path / 'wangge.sqlite3'}"
+    assert CliRunner().invoke(cli, ["db", "upgrade", "--database-url", url]).exit_code == 0
     added = CliRunner().invoke(cli, ["users", "add", "wang", "--database-url", url], input=PASSWORD)
     assert added.exit_code == 0, added.output
     model, meta = tiny_model(tmp_path / "model", review_threshold=0.99)
