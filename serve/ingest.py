@@ -33,6 +33,7 @@ from fastapi.encoders import jsonable_encoder
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from wangge.home import has_encoder
 from wangge.models.dedup import Decision, DedupMessage, DuplicateDetector, MessageFeatures
 from wangge.models.router import MessageRouter
 from wangge.pipeline import TriageResult
@@ -66,7 +67,7 @@ class Ingestor:
         """``store`` with its duplicate detector rebuilt from what is stored."""
         encoder = None
         encoder_dir = settings.encoder_dir
-        if encoder_dir is not None and Path(encoder_dir).is_dir():
+        if has_encoder(encoder_dir):
             encoder = load_encoder(encoder_dir)
         else:
             logger.warning(

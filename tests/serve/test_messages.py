@@ -228,3 +228,16 @@ def test_the_duplicate_index_is_built_once_and_read_endpoints_only_read_the_stor
         [replay] = ingest(client, {"id": "a", "title": "垃圾没人清理", "content": GARBAGE})
         assert replay["replayed"] is True and replay["message_id"] == first["message_id"]
     assert builds == [1]
+
+
+def test_an_encoder_directory_without_its_graph_means_lexical_duplicates(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An interrupted `wangge models fetch-e5` leaves a directory without encoder.onnx: the
+    service compares texts lexically (and says so) instead of failing to start."""
+    half_built = tmp_path / "e5-small"
+    half_built.mkdir()
+    settings = Settings(database_url=database_url, encoder_dir=half_built)
+    ingestor = Ingestor.open(settings, open_store(database_url, upgrade=True))
+    assert ingestor.detector.encoder is None
+    assert "no sentence encoder" in caplog.text
