@@ -16,9 +16,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from wangge.errors import ModelLoadError
-from wangge.models.artifact import ModelMeta, department_model_dir, load_model
 from wangge.models.router import MessageRouter
-from wangge.models.store import current_version, served_dir
+from wangge.pipeline.artifact import ModelMeta, department_model_dir, load_model
+from wangge.pipeline.store import current_version, served_dir
 from wangge.pipeline.triage import Classifier
 from wangge.serve.config import Settings, get_settings
 from wangge.serve.dependencies import ApiKeyDep

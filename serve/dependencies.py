@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from wangge.errors import WanggeError
 from wangge.models.router import MessageRouter
-from wangge.models.store import current_version
+from wangge.pipeline.store import current_version
 from wangge.serve.auth import key_status
 from wangge.serve.config import Settings
 from wangge.serve.ingest import Ingestor

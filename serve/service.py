@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wangge.models.artifact import ModelMeta
 from wangge.models.dedup import DuplicateDetector
 from wangge.models.router import MessageRouter
 from wangge.pipeline import Message, Triage, TriageResult
+from wangge.pipeline.artifact import ModelMeta
 from wangge.pipeline.triage import Classifier
 from wangge.serve.schemas import IngestMessage, MessageIn, MessageResult
 

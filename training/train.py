@@ -26,10 +26,10 @@ from sklearn.model_selection import train_test_split
 
 from wangge.batch.files import LoadedMessages, load_messages
 from wangge.errors import TrainingError
-from wangge.models.artifact import META_FILE, ModelMeta, department_model_dir, save_model
 from wangge.models.classifier import MessageClassifier
-from wangge.models.store import CURRENT_FILE, HISTORY_FILE, versions
 from wangge.nlp.segment import is_presegmented
+from wangge.pipeline.artifact import META_FILE, ModelMeta, department_model_dir, save_model
+from wangge.pipeline.store import CURRENT_FILE, HISTORY_FILE, versions
 from wangge.training.config import CONFIG_TOML, TrainConfig, to_toml
 from wangge.training.evaluate import (
     EvaluationReport,

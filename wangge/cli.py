@@ -667,7 +667,7 @@ StoreOption = Annotated[
 @models_app.command("list")
 def models_list(store: StoreOption) -> None:
     """The versions in a model store, newest first; * marks the one served."""
-    from wangge.models.store import versions
+    from wangge.pipeline.store import versions
 
     try:
         found = versions(store)
@@ -691,7 +691,7 @@ def models_promote(
     store: StoreOption,
 ) -> None:
     """Serve VERSION: a service on this store swaps to it on its next request."""
-    from wangge.models.store import promote
+    from wangge.pipeline.store import promote
 
     try:
         promote(store, version)
@@ -703,7 +703,7 @@ def models_promote(
 @models_app.command("rollback")
 def models_rollback(store: StoreOption) -> None:
     """Serve again the version promoted before the current one."""
-    from wangge.models.store import rollback
+    from wangge.pipeline.store import rollback
 
     try:
         version = rollback(store)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
 from wangge.models.router import MessageRouter
-from wangge.models.store import promote, rollback
+from wangge.pipeline.store import promote, rollback
 from wangge.serve.auth import SESSION_HOURS, User, log_in, session_user
 from wangge.serve.dependencies import LoadedModelDep, RouterDep, app_store
 from wangge.serve.review import (

@@ -11,8 +11,8 @@ import pytest
 from conftest import tiny_model
 from fastapi.testclient import TestClient
 
-from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import MessageClassifier
+from wangge.pipeline.artifact import ModelMeta
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
 from wangge.serve.storage import MessageRow

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Protocol
 
 from wangge.errors import DataError
-from wangge.models.artifact import department_model_dir, load_model
 from wangge.models.classifier import Prediction
 from wangge.models.dedup import DedupMessage, DuplicateDetector, Encoder
 from wangge.models.router import MessageRouter, Route
+from wangge.pipeline.artifact import department_model_dir, load_model
 from wangge.pipeline.reasons import ReviewReason
 from wangge.pipeline.records import Message, TriageResult
 
