@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from wangge.errors import DataError, WanggeError
 from wangge.home import default_encoder_dir
@@ -125,6 +126,9 @@ TRAIN_OPTION_KEYS = {
     "user_dict": "user_dict",
     "stopwords": "stopwords",
     "include_reviews": "reviews",
+    "district": "district_dir",
+    "encoder": "encoder_dir",
+    "dedup_weights": "dedup.weights",
     "backend": "backend",
     "review_accuracy": "review.accuracy",
     "base_model": "fine_tune.base_model",
@@ -226,6 +230,27 @@ def train(
         Path | None,
         typer.Option(help="Also train on the messages of this `wangge export-reviews` file."),
     ] = None,
+    district: Annotated[
+        Path | None,
+        typer.Option(
+            help="District directory the pipeline routes with (its tables are recorded: "
+            "loading with others is refused). Default: the shipped 萧山区."
+        ),
+    ] = None,
+    encoder: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sentence encoder the pipeline expects for duplicates (recorded: loading "
+            "with another is refused). Default: $WANGGE_HOME/e5-small when it exists.",
+        ),
+    ] = None,
+    dedup_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dedup weights of `wangge dedup fit`, copied into MODEL_DIR. Default: the "
+            "shipped data/dedup_weights.json."
+        ),
+    ] = None,
     backend: BackendOption = None,
     base_model: BaseModelOption = None,
     max_length: Annotated[int | None, typer.Option(help="Transformer: sub-words per text.")] = None,
@@ -242,9 +267,11 @@ def train(
 
     The model is evaluated on a hold-out split, which sets the review threshold. MODEL_DIR
     must be new or empty (or --force); the configuration used is saved in it as config.toml
-    (rerun with --config MODEL_DIR/config.toml). Options not given come from --config, else
-    from the defaults that --print-config shows. To keep versions side by side, train into
-    a model store's subdirectory, STORE/VERSION, and serve it with `wangge models promote`."""
+    (rerun with --config MODEL_DIR/config.toml), the dedup weights as dedup_weights.json, and
+    meta.json records the district tables, the encoder and the git commit it was built with.
+    Options not given come from --config, else from the defaults that --print-config shows.
+    To keep versions side by side, train into a model store's subdirectory, STORE/VERSION, and
+    serve it with `wangge models promote`."""
     from wangge.progress import ProgressReporter
     from wangge.training.config import load_train_config, to_toml
     from wangge.training.train import train as run_training
@@ -427,7 +454,26 @@ def route_command(
     )
 
 
-@app.command()
+class _DedupGroup(TyperGroup):
+    """``wangge dedup FILE …`` is ``wangge dedup cases FILE …``: the group runs ``cases``
+    when its first argument names no command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own click Context
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["cases", *args]
+        return super().parse_args(ctx, args)
+
+
+dedup_app = typer.Typer(
+    cls=_DedupGroup,
+    help="Group repeated reports into cases, or fit the weights that decide.\n\n"
+    "`wangge dedup FILE -o OUT` is short for `wangge dedup cases FILE -o OUT`.",
+    no_args_is_help=True,
+)
+app.add_typer(dedup_app, name="dedup")
+
+
+@dedup_app.command("cases")
 def dedup(
     input_file: InputArgument,
     output: OutputOption,
@@ -499,6 +545,70 @@ def dedup(
         f"{len(detector)} messages in {summary.cases} cases{empty}; text from "
         f"{' + '.join(summary.text_columns)}; written to {output}"
     )
+
+
+@dedup_app.command("fit")
+def dedup_fit(
+    pairs: Annotated[
+        list[Path],
+        typer.Option(
+            "--pairs",
+            metavar="FILE",
+            help="Labelled pairs: CSV with id_a, id_b (message ids) and same_case (1 or 0); "
+            "repeat for several files.",
+        ),
+    ],
+    messages: Annotated[
+        Path, typer.Option(metavar="FILE", help="The messages the pairs' ids name.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "--out", "-o", help="The weights file to write (JSON).")
+    ],
+    encoder: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="WANGGE_ENCODER_DIR",
+            help="Sentence-encoder directory of the encoder mode. Default: $WANGGE_HOME/e5-small.",
+        ),
+    ] = None,
+    text_column: TextColumnOption = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at.")
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option(help="Message id column. Default: 留言编号, id … or the row.")
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(min=2, help="Cross-validation folds that choose the thresholds (10)."),
+    ] = None,
+) -> None:
+    """Fit the pair weights and thresholds of both modes (with the encoder, lexical) on
+    labelled pairs, and write them for `wangge train --dedup-weights`.
+
+    Weights: logistic regression over all pairs. Threshold: the one whose cases, built over
+    all messages, had the best cross-validated F1 on the pairs."""
+    from wangge.progress import ProgressReporter
+    from wangge.training.dedup_fit import fit_dedup_weights, write_weights
+
+    try:
+        with ProgressReporter() as reporter:
+            result = fit_dedup_weights(
+                pairs, messages, encoder or default_encoder_dir(), text_columns=text_column,
+                time_column=time_column, id_column=id_column, progress=reporter.stage,
+                **({"folds": folds} if folds is not None else {}),
+            )  # fmt: skip
+        write_weights(output, result)
+    except WanggeError as error:
+        _fail(error)
+    for name, figures in result.fitted["cross_validated"].items():
+        mode = getattr(result.weights, name)
+        precision, recall, f1 = figures[str(mode.threshold)]
+        typer.echo(
+            f"{name}: threshold {mode.threshold} (cross-validated precision {precision:.3f}, "
+            f"recall {recall:.3f}, F1 {f1:.3f}); {mode.weights}"
+        )
+    typer.echo(f"written to {output}")
 
 
 models_app = typer.Typer(
