@@ -17,7 +17,9 @@ from fastapi_offline import FastAPIOffline
 
 from wangge.errors import ModelLoadError
 from wangge.models.router import MessageRouter
-from wangge.pipeline.artifact import ModelMeta, department_model_dir, load_model
+from wangge.nlp.registry import default_district_dir
+from wangge.pipeline.artifact import ModelMeta
+from wangge.pipeline.directory import load_pipeline
 from wangge.pipeline.store import current_version, served_dir
 from wangge.pipeline.triage import Classifier
 from wangge.serve.config import Settings, get_settings
@@ -96,7 +98,9 @@ def prepare_model(
     meta: ModelMeta | None = None,
     department_model: Classifier | None = None,
 ) -> LoadedModel:
-    """The model to serve: ``model`` and ``meta`` if given, else loaded from ``model_dir``.
+    """The model to serve: ``model`` and ``meta`` if given, else loaded from ``model_dir``
+    (refused unless the district tables and the encoder configured are those it was built
+    with: :func:`~wangge.pipeline.directory.load_pipeline`).
 
     It scores one text before it is returned, which also builds the segmenter's dictionary now
     instead of on the first request. Raises :class:`~wangge.errors.ModelLoadError`.
@@ -111,11 +115,14 @@ def prepare_model(
     elif model_dir is None:
         raise ModelLoadError("no model configured: set WANGGE_MODEL_DIR or WANGGE_MODEL_STORE")
     else:
-        department_dir = department_model_dir(model_dir)
-        department = load_model(department_dir)[0] if department_dir.is_dir() else None
-        loaded = LoadedModel(
-            *load_model(model_dir), department_model=department, store_version=store_version
+        district = (settings.district_dir or default_district_dir()) if settings.route else None
+        encoder = settings.encoder_dir  # the ingest's: used when it is a directory
+        saved = load_pipeline(
+            model_dir,
+            district_dir=district,
+            encoder_dir=encoder if encoder is not None and encoder.is_dir() else None,
         )
+        loaded = LoadedModel(saved.classifier, saved.meta, saved.department_model, store_version)
     try:
         loaded.model.predict_explained(["路灯不亮"], top_k=settings.top_k)
     except Exception as exc:  # any failure means the model cannot serve
