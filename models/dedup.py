@@ -161,9 +161,6 @@ class DedupWeights:
     encoder: ModeWeights
     lexical: ModeWeights
 
-    def mode(self, *, lexical: bool) -> ModeWeights:
-        return self.lexical if lexical else self.encoder
-
     def as_dict(self) -> dict[str, Any]:
         return {
             name: {"threshold": mode.threshold, "weights": asdict(mode.weights)}

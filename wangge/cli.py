@@ -454,6 +454,22 @@ def route_command(
     )
 
 
+TimeColumnOption = Annotated[
+    str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at.")
+]
+IdColumnOption = Annotated[
+    str | None, typer.Option(help="Message id column. Default: 留言编号, id … or the row.")
+]
+EncoderOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="WANGGE_ENCODER_DIR",
+        help="Sentence-encoder directory (`wangge models fetch-e5` writes one). "
+        "Default: $WANGGE_HOME/e5-small (~/.cache/wangge/e5-small) when it exists.",
+    ),
+]
+
+
 class _DedupGroup(TyperGroup):
     """``wangge dedup FILE …`` is ``wangge dedup cases FILE …``: the group runs ``cases``
     when its first argument names no command."""
@@ -478,20 +494,9 @@ def dedup(
     input_file: InputArgument,
     output: OutputOption,
     text_column: TextColumnOption = None,
-    time_column: Annotated[
-        str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at.")
-    ] = None,
-    id_column: Annotated[
-        str | None, typer.Option(help="Message id column. Default: 留言编号, id … or the row.")
-    ] = None,
-    encoder: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="WANGGE_ENCODER_DIR",
-            help="Sentence-encoder directory (`wangge models fetch-e5` writes one). "
-            "Default: $WANGGE_HOME/e5-small (~/.cache/wangge/e5-small) when it exists.",
-        ),
-    ] = None,
+    time_column: TimeColumnOption = None,
+    id_column: IdColumnOption = None,
+    encoder: EncoderOption = None,
     entities: Annotated[
         bool, typer.Option(help="Compare the places and organisations LAC tags.")
     ] = True,
@@ -564,20 +569,10 @@ def dedup_fit(
     output: Annotated[
         Path, typer.Option("--output", "--out", "-o", help="The weights file to write (JSON).")
     ],
-    encoder: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="WANGGE_ENCODER_DIR",
-            help="Sentence-encoder directory of the encoder mode. Default: $WANGGE_HOME/e5-small.",
-        ),
-    ] = None,
+    encoder: EncoderOption = None,
     text_column: TextColumnOption = None,
-    time_column: Annotated[
-        str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at.")
-    ] = None,
-    id_column: Annotated[
-        str | None, typer.Option(help="Message id column. Default: 留言编号, id … or the row.")
-    ] = None,
+    time_column: TimeColumnOption = None,
+    id_column: IdColumnOption = None,
     folds: Annotated[
         int | None,
         typer.Option(min=2, help="Cross-validation folds that choose the thresholds (10)."),
