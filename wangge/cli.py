@@ -52,6 +52,20 @@ StrictOption = Annotated[
         "flagged needs_review with the reason 'empty'.",
     ),
 ]
+TimeColumnOption = Annotated[
+    str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at.")
+]
+IdColumnOption = Annotated[
+    str | None, typer.Option(help="Message id column. Default: 留言编号, id … or the row.")
+]
+EncoderOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="WANGGE_ENCODER_DIR",
+        help="Sentence-encoder directory (`wangge models fetch-e5` writes one). "
+        "Default: $WANGGE_HOME/e5-small (~/.cache/wangge/e5-small) when it exists.",
+    ),
+]
 #: Rows without text named one by one on standard error; the rest are only counted.
 LISTED_EMPTY_ROWS = 10
 LabelColumnOption = Annotated[
@@ -195,6 +209,14 @@ ReviewAccuracyOption = Annotated[
     ),
 ]
 
+DedupWeightsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Dedup weights of `wangge dedup fit`, copied into MODEL_DIR. Default: the "
+        "shipped data/dedup_weights.json."
+    ),
+]
+
 
 @app.command()
 def train(
@@ -230,27 +252,9 @@ def train(
         Path | None,
         typer.Option(help="Also train on the messages of this `wangge export-reviews` file."),
     ] = None,
-    district: Annotated[
-        Path | None,
-        typer.Option(
-            help="District directory the pipeline routes with (its tables are recorded: "
-            "loading with others is refused). Default: the shipped 萧山区."
-        ),
-    ] = None,
-    encoder: Annotated[
-        Path | None,
-        typer.Option(
-            help="Sentence encoder the pipeline expects for duplicates (recorded: loading "
-            "with another is refused). Default: $WANGGE_HOME/e5-small when it exists.",
-        ),
-    ] = None,
-    dedup_weights: Annotated[
-        Path | None,
-        typer.Option(
-            help="Dedup weights of `wangge dedup fit`, copied into MODEL_DIR. Default: the "
-            "shipped data/dedup_weights.json."
-        ),
-    ] = None,
+    district: DistrictOption = None,
+    encoder: EncoderOption = None,
+    dedup_weights: DedupWeightsOption = None,
     backend: BackendOption = None,
     base_model: BaseModelOption = None,
     max_length: Annotated[int | None, typer.Option(help="Transformer: sub-words per text.")] = None,
@@ -268,8 +272,9 @@ def train(
     The model is evaluated on a hold-out split, which sets the review threshold. MODEL_DIR
     must be new or empty (or --force); the configuration used is saved in it as config.toml
     (rerun with --config MODEL_DIR/config.toml), the dedup weights as dedup_weights.json, and
-    meta.json records the district tables, the encoder and the git commit it was built with.
-    Options not given come from --config, else from the defaults that --print-config shows.
+    meta.json records the district tables (--district), the sentence encoder (--encoder) and
+    the git commit it was built with: loading it with other tables or another encoder is
+    refused. Options not given come from --config, else from the defaults that --print-config shows.
     To keep versions side by side, train into a model store's subdirectory, STORE/VERSION, and
     serve it with `wangge models promote`."""
     from wangge.progress import ProgressReporter
@@ -452,22 +457,6 @@ def route_command(
         f"{summary.rows} messages routed{empty}; text from {' + '.join(summary.text_columns)}; "
         f"written to {output} (routing loaded in {router.load_seconds:.1f}s)"
     )
-
-
-TimeColumnOption = Annotated[
-    str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at.")
-]
-IdColumnOption = Annotated[
-    str | None, typer.Option(help="Message id column. Default: 留言编号, id … or the row.")
-]
-EncoderOption = Annotated[
-    Path | None,
-    typer.Option(
-        envvar="WANGGE_ENCODER_DIR",
-        help="Sentence-encoder directory (`wangge models fetch-e5` writes one). "
-        "Default: $WANGGE_HOME/e5-small (~/.cache/wangge/e5-small) when it exists.",
-    ),
-]
 
 
 class _DedupGroup(TyperGroup):
