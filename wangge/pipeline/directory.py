@@ -9,7 +9,9 @@ the git commit. :func:`load_pipeline` refuses, with what differs and what to do:
 
 - district tables other than those it was built with (changed since training, or another
   district's): retrain, or route with the district it was built with;
-- a sentence encoder other than the one it expects: use that one, or retrain with this one.
+- a sentence encoder other than the one it expects: use that one, or retrain with this one
+  (a pipeline built where there was no encoder expects none in particular; without an encoder
+  the detector runs in the lexical mode, whose weights the file holds too).
 
 A directory without the record (model format 1, written before it) loads with a warning:
 nothing is checked and the shipped dedup weights apply.
