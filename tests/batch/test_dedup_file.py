@@ -38,6 +38,34 @@ def test_dedup_file_in_time_order_keeps_rows_and_adds_columns(tmp_path: Path) ->
     assert float(frame["dup_score"][0]) == 1.0
 
 
+def test_a_repeat_in_another_script_and_markup_is_an_exact_repeat(tmp_path: Path) -> None:
+    """The file's text is normalised once, on the way in (traditional characters, full-width
+    forms, HTML), before the detector compares it."""
+    traditional = "<p>金城花園小區東門口的垃圾堆了好幾天沒人清理，臭氣熏天。</p>"
+    rows = [*ROWS[:3], ["4", "u4", "金城花園垃圾沒人清理", "2024/5/4", traditional]]
+    source, output = write(tmp_path / "in.csv", rows), tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["dedup", str(source), "-o", str(output), "--no-entities"])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    repeat = frame[frame["留言编号"] == "4"].iloc[0]
+    assert (repeat["case_id"], repeat["duplicate_of"], float(repeat["dup_score"])) == (
+        "1",
+        "1",
+        1.0,
+    )
+    assert '"jaccard": 1.0' in repeat["dup_evidence"]
+
+
+def test_a_home_encoder_directory_without_encoder_onnx_means_lexical_mode(
+    tmp_path: Path, wangge_home: Path
+) -> None:
+    (wangge_home / "e5-small").mkdir()  # a directory, but no finished encoder in it
+    source, output = write(tmp_path / "in.csv", ROWS), tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["dedup", str(source), "-o", str(output), "--no-entities"])
+    assert result.exit_code == 0, result.output
+    assert "no sentence encoder" in result.output and "3 messages in 2 cases" in result.output
+
+
 def test_unreadable_time_names_row_and_column(tmp_path: Path) -> None:
     rows = [*ROWS, ["4", "u4", "噪音", "上周三", "晚上施工噪音很大"]]
     source = write(tmp_path / "in.csv", rows)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -24,6 +27,7 @@ from wangge.models.dedup import (
     lexical_sketches,
     tagged_entities,
 )
+from wangge.nlp.fields import normalized
 
 T0 = datetime(2024, 5, 1, 9, 0)
 TOPICS = {"垃圾": 0, "噪音": 1, "吵": 1, "停车": 2, "路灯": 3}
@@ -44,7 +48,14 @@ class TopicEncoder:
 
 
 def message(id_: str, title: str, content: str, days: float = 0, **extra: object) -> DedupMessage:
-    return DedupMessage(id_, title, content, T0 + timedelta(days=days), **extra)  # type: ignore[arg-type]
+    """A message as the pipeline hands it to the detector: its texts normalised."""
+    return DedupMessage(
+        id_,
+        normalized(title),
+        normalized(content),
+        T0 + timedelta(days=days),
+        **extra,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture()
@@ -248,6 +259,26 @@ def test_lexical_sketches_ignore_masks_digits_and_codes() -> None:
     assert float(sketches[0] @ sketches[1]) == pytest.approx(1.0, abs=1e-5)
     assert float(sketches[0] @ sketches[2]) < 0.2  # the masks and codes they share do not count
     assert not sketches[3].any()
+
+
+def test_lexical_sketches_hash_each_2gram_by_the_crc32_of_its_utf8_bytes() -> None:
+    """The sketches are those of hashing each 2-gram's UTF-8 bytes with zlib's CRC-32, for
+    characters of one to four UTF-8 bytes."""
+    rng = random.Random(0)
+    ranges = [(0x21, 0x7E), (0xA0, 0x7FF), (0x800, 0xD7FF), (0xE000, 0xFFFF), (0x10000, 0x10FFFF)]
+    texts = ["路灯坏了", "", "灯", "é路🙂灯Ω", "A3区****电话"]
+    texts += [
+        "".join(chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randint(0, 30)))
+        for _ in range(200)
+    ]
+    expected = np.zeros((len(texts), SKETCH_DIM), dtype=np.float32)
+    for row, text in enumerate(texts):
+        kept = re.sub(r"[A-Za-z0-9*]+", "", text)
+        for i in range(len(kept) - 1):
+            code = zlib.crc32(kept[i : i + 2].encode("utf-8"))
+            expected[row, code % SKETCH_DIM] += 1.0 if code >> 31 else -1.0
+    expected /= np.maximum(np.linalg.norm(expected, axis=1, keepdims=True), 1e-12)
+    np.testing.assert_array_equal(lexical_sketches(texts), expected)
 
 
 def test_without_an_encoder_a_reworded_report_joins() -> None:

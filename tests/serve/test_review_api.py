@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from wangge.cli import app as cli
 from wangge.models.classifier import MessageClassifier
 from wangge.pipeline.artifact import ModelMeta
+from wangge.pipeline.reasons import ReviewReason
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
 
@@ -163,6 +164,9 @@ def test_the_staff_page_its_assets_choices_and_dashboard(client: TestClient) -> 
     # the model's labels first, then the taxonomy's other categories; no routing, no grids
     assert choices["categories"][:2] == ["噪音", "环境卫生"] and "城乡建设" in choices["categories"]
     assert (choices["departments"], choices["grids"], choices["streets"]) == ([], [], [])
+    # the page's reason labels come from the pipeline's enum, the one place they are written
+    assert choices["reasons"] == {reason.value: reason.label for reason in ReviewReason}
+    assert choices["reasons"]["location"] == "位置存疑"
     before = client.get("/review/api/stats", headers=wang).json()
     assert (before["open"], before["done"], before["agreement"]) == (1, 0, None)
     assert (before["reviewers"], before["hot_issues"]) == ([], [])

@@ -55,6 +55,9 @@ def test_a_reviewer_corrects_a_task_in_the_browser(server: str) -> None:
         page.wait_for_selector("#queue li")
         assert page.locator("#queue li").count() == 2
         assert "待复核 2" in page.inner_text("#stats")
+        reasons = page.locator("#filters select[name=reason] option").all_inner_texts()
+        assert reasons == ["全部原因", "分类存疑", "位置存疑", "重复存疑", "内容为空"]
+        assert "位置存疑" in page.inner_text("#queue")  # codes shown by their labels
         page.click("#queue li:has-text('陈公桥')")
         assert page.locator("mark.place").all_inner_texts() == ["城厢街道", "陈公桥社区"]
         grids = page.locator("#grids option")

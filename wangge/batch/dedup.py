@@ -52,12 +52,7 @@ def message_times(data: LoadedMessages, positions: Sequence[int]) -> pd.Series:
     bad = times.isna()
     if bad.any():
         index = positions[int(bad.to_numpy().nonzero()[0][0])]
-        raise DataError(
-            f"not a date and time: {data.frame[column].iloc[index]!r}",
-            path=data.path,
-            row=data.rows[index],
-            column=column,
-        )
+        raise data.error(f"not a date and time: {data.frame[column].iloc[index]!r}", index, column)
     return times
 
 
@@ -73,11 +68,10 @@ def message_ids(data: LoadedMessages, positions: Sequence[int]) -> pd.Series:
     duplicated = ids[ids.duplicated()]
     if len(duplicated):
         index = positions[int(ids.duplicated().to_numpy().nonzero()[0][0])]
-        raise DataError(
+        raise data.error(
             f"duplicate message id {duplicated.iloc[0]!r}: ids must be unique",
-            path=data.path,
-            row=data.rows[index],
-            column=data.columns.id,
+            index,
+            data.columns.id,
         )
     return ids
 
@@ -144,4 +138,4 @@ def dedup_file(
     add_columns(data.frame, dedup_columns(decisions))
     write_table(data.frame, output_path)
     cases = len({d.case_id for d in decisions if d is not None})
-    return DedupSummary(len(data.frame), data.columns.text, data.empty_errors(), cases)
+    return DedupSummary.of(data, cases=cases)

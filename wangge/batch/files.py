@@ -31,7 +31,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import openpyxl
@@ -133,9 +133,10 @@ class LoadedMessages:
         """Each row without text as the error naming its file, row and column(s)."""
         return [_empty_text(self, index) for index in self.empty]
 
-
-#: The review reason of a row without text, which file commands write flagged, unscored.
-EMPTY_REASON = "empty"
+    def error(self, message: str, index: int, column: str | None = None) -> DataError:
+        """The error ``message`` about the row at position ``index`` (and ``column``), naming
+        the file and the row as the file numbers it."""
+        return DataError(message, path=self.path, row=self.rows[index], column=column)
 
 
 @dataclass(frozen=True)
@@ -148,19 +149,16 @@ class FileSummary:
     empty: list[DataError]
 
     @classmethod
-    def of(cls, data: LoadedMessages) -> FileSummary:
-        return cls(len(data.frame), data.columns.text, data.empty_errors())
+    def of(cls, data: LoadedMessages, **figures: Any) -> Self:
+        """The summary of writing ``data``; ``figures`` are those a subclass adds."""
+        return cls(len(data.frame), data.columns.text, data.empty_errors(), **figures)
 
 
 def _empty_text(data: LoadedMessages, index: int) -> DataError:
     text = data.columns.text
     names = " and ".join(repr(c) for c in text)
-    return DataError(
-        f"no text: {names} {'is' if len(text) == 1 else 'are all'} empty",
-        path=data.path,
-        row=data.rows[index],
-        column=text[0] if len(text) == 1 else None,
-    )
+    verb = "is" if len(text) == 1 else "are all"
+    return data.error(f"no text: {names} {verb} empty", index, text[0] if len(text) == 1 else None)
 
 
 def titles_and_bodies(data: LoadedMessages) -> list[tuple[str, str]]:

@@ -10,7 +10,6 @@ from typing import Any
 import pandas as pd
 
 from wangge.batch.files import LoadedMessages, find_column, titles_and_bodies
-from wangge.errors import DataError
 from wangge.pipeline import Message, TriageResult
 from wangge.pipeline.reasons import join_reasons
 
@@ -71,12 +70,7 @@ def _coordinate(
     except ValueError:
         number = math.nan
     if not math.isfinite(number) or abs(number) > COORDINATE_RANGE[kind]:
-        raise DataError(
-            f"not a {kind} in degrees: {value!r}",
-            path=data.path,
-            row=data.rows[index],
-            column=column,
-        )
+        raise data.error(f"not a {kind} in degrees: {value!r}", index, column)
     return number
 
 
