@@ -33,9 +33,9 @@ from sklearn.model_selection import StratifiedKFold
 
 from wangge.batch.files import LoadedMessages, load_messages, titles_and_bodies
 from wangge.batch.messages import file_messages
-from wangge.models.artifact import load_model
 from wangge.models.classifier import MessageClassifier
 from wangge.pipeline import Message, Triage
+from wangge.pipeline.artifact import load_model
 from wangge.pipeline.triage import BATCH_SIZE
 from wangge.training.config import TrainConfig
 from wangge.training.evaluate import evaluate_predictions

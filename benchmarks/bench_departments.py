@@ -29,10 +29,10 @@ import pandas as pd
 from common import TRAIN_FILE, argument_parser, data_dir_with, note, say
 
 from wangge.batch.files import load_messages
-from wangge.models.artifact import load_model
 from wangge.models.departments import STREET_PLACEHOLDER, UNKNOWN_STREET, RoutingTable
 from wangge.models.router import MessageRouter
 from wangge.pipeline import Message, Triage
+from wangge.pipeline.artifact import load_model
 from wangge.training.config import TrainConfig
 from wangge.training.train import train
 

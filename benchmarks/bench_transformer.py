@@ -27,9 +27,9 @@ from common import DEV_FILE, TRAIN_FILE, argument_parser, data_dir_with, say
 from scipy.special import softmax
 
 from wangge.batch.files import load_messages
-from wangge.models.artifact import load_model
 from wangge.models.classifier import MessageClassifier
 from wangge.models.transformer import TRANSFORMER_DIR, TransformerScorer, transformer_text
+from wangge.pipeline.artifact import load_model
 from wangge.training.evaluate import evaluate_predictions
 
 VARIANTS = ("linear", "transformer", "ensemble")

@@ -14,8 +14,8 @@ For each message the detector finds candidates two ways, scores them, and checks
   :data:`CLOSE_COSINE`), Jaccard of the titles' 3-grams, the same reporter, and whether the
   places and organisations that LAC tags in the titles and openings (compounds, companies,
   roads …) overlap, conflict or are unknown. Each mode, with and without an encoder, has its
-  own weights and threshold (:data:`ENCODER_WEIGHTS`, :data:`LEXICAL_WEIGHTS`), fitted on
-  the 689 labelled pairs of ``benchmarks/data/`` by ``benchmarks/bench_dedup.py``;
+  own weights and threshold (:class:`DedupWeights`; by default those shipped in
+  ``data/dedup_weights.json``, fitted on labelled pairs by ``wangge dedup fit``);
 - **constraints** that stop false merges whatever the score: two messages naming different
   places or organisations (two compounds with the same complaint are two cases) unless their
   texts are near-identical; two known, different communities (or streets); two confident,
@@ -37,9 +37,10 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -150,36 +151,84 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-# The weights and thresholds of both modes, written (between the fitted: lines) by
-#   .venv/bin/python benchmarks/bench_dedup.py --no-cli --write-weights \
-#       --data-dir ../shared/data/tipdm2020c --encoder ~/.cache/wangge/e5-small
-# with the int8 multilingual-e5-small of `wangge models fetch-e5`: logistic regression on the
-# 689 labelled pairs of benchmarks/data/, and the threshold (of 0.4, 0.45 … 0.7) whose cases
-# had the best 10-fold cross-validated F1 on those pairs (see docs/benchmarks.md for the figures).
-# fitted:begin
-LEXICAL_WEIGHTS = PairWeights(
-    jaccard=-2.388,
-    title_jaccard=2.906,
-    lexical_cosine=7.725,
-    same_reporter=1.222,
-    entities_conflict=-1.459,
-    entities_overlap=1.493,
-    bias=-3.569,
-)
-LEXICAL_THRESHOLD = 0.65
-ENCODER_WEIGHTS = PairWeights(
-    jaccard=-1.953,
-    title_jaccard=-2.529,
-    cosine=-0.197,
-    close_cosine=5.08,
-    lexical_cosine=7.183,
-    same_reporter=1.299,
-    entities_conflict=-1.145,
-    entities_overlap=1.817,
-    bias=-3.667,
-)
-ENCODER_THRESHOLD = 0.45
-# fitted:end
+@dataclass(frozen=True)
+class ModeWeights:
+    """The pair weights of one mode and the same-case probability from which a pair joins."""
+
+    weights: PairWeights
+    threshold: float
+
+
+@dataclass(frozen=True)
+class DedupWeights:
+    """The weights and thresholds of both modes: with a sentence encoder, and lexical.
+
+    Fitted on labelled pairs by ``wangge dedup fit`` (:mod:`wangge.training.dedup_fit`),
+    which writes them as JSON (:meth:`as_dict`); the shipped ones are
+    ``data/dedup_weights.json`` (:data:`SHIPPED_WEIGHTS`).
+    """
+
+    encoder: ModeWeights
+    lexical: ModeWeights
+
+    def mode(self, *, lexical: bool) -> ModeWeights:
+        """The weights of the mode a detector runs in: lexical when it has no encoder."""
+        return self.lexical if lexical else self.encoder
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            name: {"threshold": mode.threshold, "weights": asdict(mode.weights)}
+            for name, mode in (("encoder", self.encoder), ("lexical", self.lexical))
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> DedupWeights:
+        """The weights of :meth:`as_dict`'s form (other keys ignored); ValueError naming the
+        key that is missing or wrong."""
+        known = {f.name for f in fields(PairWeights)}
+        modes = {}
+        for name in ("encoder", "lexical"):
+            mode = values.get(name)
+            if not isinstance(mode, Mapping) or not isinstance(mode.get("weights"), Mapping):
+                raise ValueError(f"{name}: expected {{'threshold': …, 'weights': {{…}}}}")
+            weights = mode["weights"]
+            unknown = sorted(set(weights) - known)
+            if unknown:
+                raise ValueError(f"{name}.weights: unknown {unknown} (known: {sorted(known)})")
+            if not all(_is_number(value) for value in weights.values()):
+                raise ValueError(f"{name}.weights: every weight must be a number")
+            modes[name] = ModeWeights(
+                PairWeights(**weights), _threshold(name, mode.get("threshold"))
+            )
+        return cls(**modes)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _threshold(mode: str, value: Any) -> float:
+    if not _is_number(value) or not 0 < value < 1:
+        raise ValueError(f"{mode}.threshold: expected a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+WEIGHTS_FILE = "dedup_weights.json"
+
+
+def shipped_weights() -> DedupWeights:
+    """The weights shipped with wangge (``data/dedup_weights.json``), fitted by
+    ``wangge dedup fit`` on ``benchmarks/data/hot_issue_pairs.csv`` with the int8
+    multilingual-e5-small of ``wangge models fetch-e5`` (its ``fitted`` section says how)."""
+    text = resources.files("wangge.data").joinpath(WEIGHTS_FILE).read_text(encoding="utf-8")
+    return DedupWeights.from_dict(json.loads(text))
+
+
+SHIPPED_WEIGHTS = shipped_weights()
+LEXICAL_WEIGHTS = SHIPPED_WEIGHTS.lexical.weights
+LEXICAL_THRESHOLD = SHIPPED_WEIGHTS.lexical.threshold
+ENCODER_WEIGHTS = SHIPPED_WEIGHTS.encoder.weights
+ENCODER_THRESHOLD = SHIPPED_WEIGHTS.encoder.threshold
 
 
 @dataclass(frozen=True)

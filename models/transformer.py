@@ -61,7 +61,7 @@ class TransformerScorer(OnnxTextModel):
 class EnsembleClassifier:
     """The linear model and a fine-tuned transformer, mixed (see the module docstring).
 
-    Pickled without the ONNX session: :func:`wangge.models.artifact.load_model` calls
+    Pickled without the ONNX session: :func:`wangge.pipeline.artifact.load_model` calls
     :meth:`attach` with the model directory, and each process opens its own session on first
     use (``wangge classify`` forks workers).
     """

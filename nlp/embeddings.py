@@ -24,7 +24,8 @@ CONFIG_FILE = "config.json"
 
 class OnnxTextModel:
     """A Hugging Face model exported to ONNX (``input_ids`` and ``attention_mask`` in, one
-    output) with its ``tokenizer.json`` and ``config.json``, in ``model_dir``.
+    output) with its ``tokenizer.json`` and ``config.json``, in ``model_dir`` (kept as
+    ``directory``).
 
     ``threads`` is ONNX Runtime's intra-op thread count (default: one per physical core).
     """
@@ -42,6 +43,7 @@ class OnnxTextModel:
         from tokenizers import Tokenizer
 
         model_dir = Path(model_dir)
+        self.directory = model_dir
         self.max_length = max_length
         self.batch_size = batch_size
         self.tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))

@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from wangge.models.artifact import ModelMeta
 from wangge.models.router import MessageRouter
+from wangge.pipeline.artifact import ModelMeta
 from wangge.pipeline.triage import Classifier
 from wangge.serve.config import Settings, get_settings
 from wangge.serve.dependencies import ApiKeyDep
@@ -69,7 +69,9 @@ def create_app(
         store = open_store(settings.database_url, upgrade=True)
         try:
             app.state.store = store
-            app.state.ingestor = Ingestor.open(settings, store)
+            app.state.ingestor = Ingestor.open(
+                settings, store, app.state.loaded_model.dedup_weights
+            )
             yield
             app.state.ingestor.close()
         finally:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from wangge.errors import WanggeError
 from wangge.models.router import MessageRouter
-from wangge.models.store import current_version
+from wangge.pipeline.store import current_version
 from wangge.serve.auth import key_status
 from wangge.serve.config import Settings
 from wangge.serve.ingest import Ingestor
@@ -78,6 +78,7 @@ def _swap_model(app: Any) -> LoadedModel:
             )
             return loaded
         logger.info("now serving model store version %s", fresh.store_version)
+        state.ingestor.use_weights(fresh.dedup_weights, state.settings.dedup_threshold)
         state.loaded_model = fresh
         return fresh
 

@@ -34,7 +34,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from wangge.home import has_encoder
-from wangge.models.dedup import Decision, DedupMessage, DuplicateDetector, MessageFeatures
+from wangge.models.dedup import (
+    SHIPPED_WEIGHTS,
+    Decision,
+    DedupMessage,
+    DedupWeights,
+    DuplicateDetector,
+    MessageFeatures,
+)
 from wangge.models.router import MessageRouter
 from wangge.pipeline import TriageResult
 from wangge.pipeline.triage import load_encoder
@@ -63,8 +70,12 @@ class Ingestor:
         self.lock_holds: deque[float] = deque(maxlen=LOCK_HOLDS_KEPT)
 
     @classmethod
-    def open(cls, settings: Settings, store: Store) -> Ingestor:
-        """``store`` with its duplicate detector rebuilt from what is stored."""
+    def open(
+        cls, settings: Settings, store: Store, weights: DedupWeights | None = None
+    ) -> Ingestor:
+        """``store`` with its duplicate detector rebuilt from what is stored, comparing pairs
+        with ``weights`` (those of the served model's directory; default: the shipped ones)
+        unless ``settings.dedup_threshold`` sets the threshold."""
         encoder = None
         encoder_dir = settings.encoder_dir
         if has_encoder(encoder_dir):
@@ -73,8 +84,13 @@ class Ingestor:
             logger.warning(
                 "no sentence encoder at %s: duplicates by lexical similarity", encoder_dir
             )
+        mode = (weights or SHIPPED_WEIGHTS).mode(lexical=encoder is None)
+        threshold = settings.dedup_threshold
         detector = DuplicateDetector(
-            encoder, threshold=settings.dedup_threshold, window_days=settings.dedup_window_days
+            encoder,
+            threshold=mode.threshold if threshold is None else threshold,
+            window_days=settings.dedup_window_days,
+            weights=mode.weights,
         )
         snapshot = settings.ann_snapshot_path()
         count, restored = load_detector(store, detector, snapshot)
@@ -84,6 +100,15 @@ class Ingestor:
             restored,
         )
         return cls(store, detector, snapshot)
+
+    def use_weights(self, weights: DedupWeights | None, threshold: float | None) -> None:
+        """Compare pairs with ``weights`` from now on (a promoted model's; None: the shipped
+        ones), with their threshold unless ``threshold`` (``WANGGE_DEDUP_THRESHOLD``) is set.
+        The index is unchanged: weights only score the pairs it proposes."""
+        mode = (weights or SHIPPED_WEIGHTS).mode(lexical=self.detector.encoder is None)
+        with self._lock:
+            self.detector.weights = mode.weights
+            self.detector.threshold = mode.threshold if threshold is None else threshold
 
     def close(self) -> None:
         """Log how long the ingest lock was held; save the HNSW graph, so that the next start

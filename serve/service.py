@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wangge.errors import ModelLoadError
-from wangge.models.artifact import ModelMeta, department_model_dir, load_model
-from wangge.models.dedup import DuplicateDetector
+from wangge.home import has_encoder
+from wangge.models.dedup import DedupWeights, DuplicateDetector
 from wangge.models.router import MessageRouter
-from wangge.models.store import current_version, served_dir
+from wangge.nlp.registry import default_district_dir
 from wangge.pipeline import Message, Triage, TriageResult
+from wangge.pipeline.artifact import ModelMeta
+from wangge.pipeline.directory import load_pipeline
+from wangge.pipeline.store import current_version, served_dir
 from wangge.pipeline.triage import Classifier
 from wangge.serve.config import Settings
 from wangge.serve.schemas import IngestMessage, MessageIn, MessageResult
@@ -32,13 +35,15 @@ class LoadedModel:
     """A model with the metadata it was saved with, kept together so they cannot diverge.
 
     ``department_model`` is the model directory's department classifier, if it has one;
-    ``store_version`` the model store version it was loaded as (``WANGGE_MODEL_STORE``).
+    ``store_version`` the model store version it was loaded as (``WANGGE_MODEL_STORE``);
+    ``dedup_weights`` the duplicate detector's weights saved with it (None: the shipped ones).
     """
 
     model: Classifier
     meta: ModelMeta
     department_model: Classifier | None = None
     store_version: str | None = None
+    dedup_weights: DedupWeights | None = None
 
     def triage(
         self,
@@ -58,7 +63,9 @@ def prepare_model(
     meta: ModelMeta | None = None,
     department_model: Classifier | None = None,
 ) -> LoadedModel:
-    """The model to serve: ``model`` and ``meta`` if given, else loaded from ``model_dir``.
+    """The model to serve: ``model`` and ``meta`` if given, else loaded from ``model_dir``
+    (refused unless the district tables and the encoder configured are those it was built
+    with: :func:`~wangge.pipeline.directory.load_pipeline`).
 
     It scores one text before it is returned, which also builds the segmenter's dictionary now
     instead of on the first request. Raises :class:`~wangge.errors.ModelLoadError`.
@@ -73,10 +80,12 @@ def prepare_model(
     elif model_dir is None:
         raise ModelLoadError("no model configured: set WANGGE_MODEL_DIR or WANGGE_MODEL_STORE")
     else:
-        department_dir = department_model_dir(model_dir)
-        department = load_model(department_dir)[0] if department_dir.is_dir() else None
-        classifier, saved_meta = load_model(model_dir)
-        loaded = LoadedModel(classifier, saved_meta, department, store_version)
+        district = (settings.district_dir or default_district_dir()) if settings.route else None
+        encoder = settings.encoder_dir if has_encoder(settings.encoder_dir) else None
+        saved = load_pipeline(model_dir, district_dir=district, encoder_dir=encoder)
+        loaded = LoadedModel(
+            saved.classifier, saved.meta, saved.department_model, store_version, saved.dedup_weights
+        )
     try:
         loaded.model.predict_explained(["路灯不亮"], top_k=settings.top_k)
     except Exception as exc:  # any failure means the model cannot serve

@@ -262,8 +262,8 @@ def tiny_model(directory: Path, review_threshold: float = 0.5) -> tuple[Any, Any
     """A classifier of 环境卫生 vs 噪音 fitted on six sentences and saved to ``directory``:
     the model the API tests serve (a message it is less sure of than ``review_threshold``
     needs review)."""
-    from wangge.models.artifact import save_model
     from wangge.models.classifier import MessageClassifier
+    from wangge.pipeline.artifact import save_model
 
     texts = [
         "垃圾没人清理",

@@ -493,7 +493,8 @@ def test_cli_progress_off_a_terminal_is_plain_lines(
 
 
 HELP_COMMANDS = [
-    [], ["train"], ["evaluate"], ["classify"], ["route"], ["dedup"], ["export-reviews"],
+    [], ["train"], ["evaluate"], ["classify"], ["route"], ["dedup"], ["dedup", "cases"],
+    ["dedup", "fit"], ["export-reviews"],
     ["serve"], ["ingest"], ["models"], ["models", "fetch-e5"], ["models", "adapt"],
     ["models", "list"], ["models", "promote"], ["models", "rollback"],
     ["models", "export-encoder"], ["db"], ["keys"], ["users"], ["district"],

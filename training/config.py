@@ -5,8 +5,9 @@ A TOML file has the top-level run options (``data``, ``model_dir``, ``holdout`` 
 sections ``[classifier]`` (the hyperparameters of
 :class:`~wangge.models.classifier.MessageClassifier`), ``[fine_tune]`` (the transformer
 backend), ``[dedup]`` and ``[review]``; ``docs/train.example.toml`` is an example. Each default
-is defined once: the classifier's are read from its signature, the dedup ones imported from
-:mod:`wangge.models.dedup`, the others are here. Unknown keys are refused.
+is defined once: the classifier's are read from its signature, the dedup window imported from
+:mod:`wangge.models.dedup` (the dedup weights and thresholds are a file's), the others are
+here. Unknown keys are refused.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from wangge.errors import DataError, TrainingError
 from wangge.home import default_encoder_dir
 from wangge.models.classifier import MessageClassifier
-from wangge.models.dedup import DEFAULT_WINDOW_DAYS, ENCODER_THRESHOLD, LEXICAL_THRESHOLD
+from wangge.models.dedup import DEFAULT_WINDOW_DAYS
 from wangge.nlp.segment import Tokenizer, load_word_list
 
 CONFIG_TOML = "config.toml"  # the resolved configuration, written beside meta.json
@@ -91,11 +92,14 @@ class FineTuneConfig(_Section):
 
 
 class DedupConfig(_Section):
-    """Duplicate detection: a case's window, and the same-case threshold of each mode."""
+    """Duplicate detection: the pair weights and thresholds of both modes (a file of ``wangge
+    dedup fit``; None: the shipped ``data/dedup_weights.json``), copied into the model
+    directory; a case's window; thresholds replacing the weights file's (None: its own)."""
 
+    weights: Path | None = None
     window_days: int = Field(default=DEFAULT_WINDOW_DAYS, ge=1)
-    encoder_threshold: float = Field(default=ENCODER_THRESHOLD, gt=0, lt=1)
-    lexical_threshold: float = Field(default=LEXICAL_THRESHOLD, gt=0, lt=1)
+    encoder_threshold: float | None = Field(default=None, gt=0, lt=1)
+    lexical_threshold: float | None = Field(default=None, gt=0, lt=1)
 
 
 class ReviewConfig(_Section):
@@ -108,7 +112,8 @@ class ReviewConfig(_Section):
 class TrainConfig(_Section):
     """Everything a training run depends on; saved into the model's ``meta.json`` and
     ``config.toml``. ``backend`` is "linear", or "transformer": the linear model plus a
-    fine-tuned encoder, mixed."""
+    fine-tuned encoder, mixed. ``district_dir`` and ``encoder_dir`` are what the pipeline is
+    built with: loading it with other district tables or another encoder is refused."""
 
     data: Path
     model_dir: Path
@@ -121,6 +126,9 @@ class TrainConfig(_Section):
     user_dict: Path | None = None
     stopwords: Path | None = None
     reviews: Path | None = None  # a file of `wangge export-reviews`, added to the data
+    district_dir: Path | None = None  # the district routed with; None: the shipped 萧山区
+    # The sentence encoder the pipeline expects; None: $WANGGE_HOME/e5-small if it is there.
+    encoder_dir: Path | None = None
     backend: Literal["linear", "transformer"] = "linear"
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     fine_tune: FineTuneConfig = Field(default_factory=FineTuneConfig)

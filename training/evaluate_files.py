@@ -11,9 +11,9 @@ import pandas as pd
 from wangge.batch.files import LoadedMessages, load_messages
 from wangge.batch.messages import file_messages
 from wangge.errors import DataError
-from wangge.models.artifact import load_model
 from wangge.models.router import Route
 from wangge.pipeline import Triage
+from wangge.pipeline.artifact import load_model
 from wangge.training.evaluate import EvaluationReport, evaluate_predictions
 from wangge.training.train import write_report
 

@@ -13,10 +13,11 @@ import hashlib
 import json
 import logging
 import shutil
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,29 @@ from sklearn.model_selection import train_test_split
 
 from wangge.batch.files import LoadedMessages, load_messages
 from wangge.errors import TrainingError
-from wangge.models.artifact import META_FILE, ModelMeta, department_model_dir, save_model
+from wangge.home import default_encoder_dir
 from wangge.models.classifier import MessageClassifier
-from wangge.models.store import CURRENT_FILE, HISTORY_FILE, versions
+from wangge.models.dedup import DedupWeights, ModeWeights
+from wangge.nlp.embeddings import ENCODER_FILE
 from wangge.nlp.segment import is_presegmented
+from wangge.pipeline.artifact import (
+    META_FILE,
+    DedupWeightsRecord,
+    EncoderRecord,
+    ModelMeta,
+    PipelineRecord,
+    department_model_dir,
+    file_sha256,
+    save_model,
+)
+from wangge.pipeline.directory import (
+    DEDUP_WEIGHTS_FILE,
+    dedup_weights_json,
+    district_record,
+    encoder_record,
+    shipped_weights_path,
+)
+from wangge.pipeline.store import CURRENT_FILE, HISTORY_FILE, versions
 from wangge.training.config import CONFIG_TOML, TrainConfig, to_toml
 from wangge.training.evaluate import (
     EvaluationReport,
@@ -127,9 +147,11 @@ def train(
     rows that name a department and saved in ``<model_dir>/department``; the router adds its
     probabilities to the routing table's rules. A department model left from an earlier run
     is removed once the new category model is saved (classify would otherwise pair the two).
-    The resolved configuration is written as ``config.toml`` beside ``meta.json``.
-    ``progress`` receives one line per step, prefixed with the seconds elapsed. The model
-    directory must be new or empty unless ``overwrite`` (:func:`check_model_dir`).
+    The resolved configuration is written as ``config.toml`` beside ``meta.json``, the dedup
+    weights as ``dedup_weights.json``; ``meta.json`` records what the pipeline was built with
+    (:class:`~wangge.pipeline.artifact.PipelineRecord`). ``progress`` receives one line per
+    step, prefixed with the seconds elapsed. The model directory must be new or empty unless
+    ``overwrite`` (:func:`check_model_dir`).
     """
     model_dir = Path(config.model_dir)
     check_model_dir(model_dir, overwrite=overwrite)
@@ -144,13 +166,16 @@ def train(
     def step(message: str) -> None:
         progress(f"[{time.perf_counter() - started:5.1f}s] {message}")
 
+    pipeline = _pipeline(config, step)  # district, encoder, weights: bad ones stop here
     data, texts, labels = _load_labelled(config, step)
     departments = None
     if config.department_column:  # read before anything is written: a bad column stops here
         departments = load_messages(
             config.data, text_columns=config.text_columns, label_column=config.department_column
         )
-    result = _train_target("category", texts, labels, data, config, model_dir, step, started)
+    result = _train_target(
+        "category", texts, labels, data, config, model_dir, step, started, pipeline
+    )
     (model_dir / CONFIG_TOML).write_text(to_toml(config), encoding="utf-8")
     if (department_model_dir(model_dir) / META_FILE).is_file():
         shutil.rmtree(department_model_dir(model_dir))
@@ -169,6 +194,77 @@ def train(
             started,
         )
     return result
+
+
+@dataclass(frozen=True)
+class _Pipeline:
+    """What the category model's directory records beyond the model, and the dedup weights
+    it holds (as JSON)."""
+
+    record: PipelineRecord
+    weights_json: str
+
+
+def _pipeline(config: TrainConfig, step: Callable[[str], None]) -> _Pipeline:
+    """The district tables, the sentence encoder and the dedup weights the pipeline is built
+    with (the weights with the thresholds of ``config.dedup`` that are set), and the commit."""
+    source = config.dedup.weights or shipped_weights_path()
+    payload = dedup_weights_json(source)
+    weights = DedupWeights.from_dict(payload)
+    for mode, threshold in (
+        ("encoder", config.dedup.encoder_threshold),
+        ("lexical", config.dedup.lexical_threshold),
+    ):
+        if threshold is not None:
+            changed = ModeWeights(getattr(weights, mode).weights, threshold)
+            weights = replace(weights, **{mode: changed})
+    encoder = _encoder(config, step)
+    fitted = payload.get("fitted")
+    fitted_with = fitted.get("encoder") if isinstance(fitted, dict) else None
+    if encoder is not None and isinstance(fitted_with, dict):
+        if fitted_with.get("sha256") != encoder.sha256:
+            step(
+                f"note: the dedup weights were fitted with the encoder {fitted_with.get('id')}, "
+                f"not that of {encoder.directory} (refit them with `wangge dedup fit`)"
+            )
+    record = PipelineRecord(
+        district=district_record(config.district_dir),
+        encoder=encoder,
+        dedup_weights=DedupWeightsRecord(
+            file=DEDUP_WEIGHTS_FILE, source=str(source), sha256=file_sha256(Path(source))
+        ),
+        git_commit=git_commit(),
+    )
+    weights_json = json.dumps(payload | weights.as_dict(), ensure_ascii=False, indent=2)
+    return _Pipeline(record, weights_json + "\n")
+
+
+def _encoder(config: TrainConfig, step: Callable[[str], None]) -> EncoderRecord | None:
+    """The sentence encoder of ``config.encoder_dir``, else the default one if it is there."""
+    if config.encoder_dir is not None:
+        return encoder_record(config.encoder_dir)
+    if (default_encoder_dir() / ENCODER_FILE).is_file():
+        return encoder_record(default_encoder_dir())
+    step(f"no sentence encoder in {default_encoder_dir()}: the pipeline expects none")
+    return None
+
+
+def git_commit() -> str | None:
+    """The commit of the git checkout this wangge runs from; None when it is not one (an
+    installed package) or git is missing."""
+    here = Path(__file__).resolve()
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],
+            cwd=here.parent, capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = found.stdout.splitlines()
+    if found.returncode != 0 or len(lines) != 2:
+        return None
+    top, commit = lines  # a checkout of wangge itself, not a repository it is installed in
+    return commit if Path(top, here.parent.name, here.name).resolve() == here else None
 
 
 def _load_labelled(
@@ -211,8 +307,10 @@ def _train_target(
     model_dir: Path,
     step: Callable[[str], None],
     started: float,
+    pipeline: _Pipeline | None = None,
 ) -> TrainResult:
-    """Split, fit, evaluate, choose the review threshold, refit and save one classifier."""
+    """Split, fit, evaluate, choose the review threshold, refit and save one classifier;
+    with ``pipeline`` (the category model's), its dedup weights and record too."""
     step(
         f"{name}: {len(texts)} messages, {len(set(labels))} {PLURALS.get(name, name)}; "
         f"text columns {list(data.columns.text)}, label column {data.columns.label!r}"
@@ -249,6 +347,11 @@ def _train_target(
         "train_seconds": round(time.perf_counter() - started, 2),
         **fitted.metrics,
     }
+    files = fitted.files
+    if pipeline is not None:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / DEDUP_WEIGHTS_FILE).write_text(pipeline.weights_json, encoding="utf-8")
+        files += (DEDUP_WEIGHTS_FILE,)
     meta = save_model(
         fitted.model,
         model_dir,
@@ -257,7 +360,8 @@ def _train_target(
         training_data=_training_data(config, texts, labels, data, classifier),
         config=config.model_dump(mode="json") | {"classifier_params": _params(classifier)},
         metrics=metrics,
-        files=fitted.files,
+        files=files,
+        pipeline=pipeline.record if pipeline is not None else None,
     )
     write_report(report, model_dir, extra=metrics)
     step(f"saved {name} model {meta.version} to {model_dir}")

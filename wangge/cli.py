@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from wangge.errors import DataError, WanggeError
 from wangge.home import default_encoder_dir, has_encoder
@@ -49,6 +50,20 @@ StrictOption = Annotated[
         "--strict",
         help="Stop at the first row without text (file, row, column) instead of writing it "
         "flagged needs_review with the reason 'empty'.",
+    ),
+]
+TimeColumnOption = Annotated[
+    str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at.")
+]
+IdColumnOption = Annotated[
+    str | None, typer.Option(help="Message id column. Default: 留言编号, id … or the row.")
+]
+EncoderOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="WANGGE_ENCODER_DIR",
+        help="Sentence-encoder directory (`wangge models fetch-e5` writes one). "
+        "Default: $WANGGE_HOME/e5-small (~/.cache/wangge/e5-small) when it exists.",
     ),
 ]
 #: Rows without text named one by one on standard error; the rest are only counted.
@@ -125,6 +140,9 @@ TRAIN_OPTION_KEYS = {
     "user_dict": "user_dict",
     "stopwords": "stopwords",
     "include_reviews": "reviews",
+    "district": "district_dir",
+    "encoder": "encoder_dir",
+    "dedup_weights": "dedup.weights",
     "backend": "backend",
     "review_accuracy": "review.accuracy",
     "base_model": "fine_tune.base_model",
@@ -191,6 +209,14 @@ ReviewAccuracyOption = Annotated[
     ),
 ]
 
+DedupWeightsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Dedup weights of `wangge dedup fit`, copied into MODEL_DIR. Default: the "
+        "shipped data/dedup_weights.json."
+    ),
+]
+
 
 @app.command()
 def train(
@@ -226,6 +252,9 @@ def train(
         Path | None,
         typer.Option(help="Also train on the messages of this `wangge export-reviews` file."),
     ] = None,
+    district: DistrictOption = None,
+    encoder: EncoderOption = None,
+    dedup_weights: DedupWeightsOption = None,
     backend: BackendOption = None,
     base_model: BaseModelOption = None,
     max_length: Annotated[int | None, typer.Option(help="Transformer: sub-words per text.")] = None,
@@ -242,9 +271,12 @@ def train(
 
     The model is evaluated on a hold-out split, which sets the review threshold. MODEL_DIR
     must be new or empty (or --force); the configuration used is saved in it as config.toml
-    (rerun with --config MODEL_DIR/config.toml). Options not given come from --config, else
-    from the defaults that --print-config shows. To keep versions side by side, train into
-    a model store's subdirectory, STORE/VERSION, and serve it with `wangge models promote`."""
+    (rerun with --config MODEL_DIR/config.toml), the dedup weights as dedup_weights.json, and
+    meta.json records the district tables (--district), the sentence encoder (--encoder) and
+    the git commit it was built with: loading it with other tables or another encoder is
+    refused. Options not given come from --config, else from the defaults that --print-config shows.
+    To keep versions side by side, train into a model store's subdirectory, STORE/VERSION, and
+    serve it with `wangge models promote`."""
     from wangge.progress import ProgressReporter
     from wangge.training.config import load_train_config, to_toml
     from wangge.training.train import train as run_training
@@ -427,25 +459,33 @@ def route_command(
     )
 
 
-@app.command()
+class _DedupGroup(TyperGroup):
+    """``wangge dedup FILE …`` is ``wangge dedup cases FILE …``: the group runs ``cases``
+    when its first argument names no command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # typer's own click Context
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["cases", *args]
+        return super().parse_args(ctx, args)
+
+
+dedup_app = typer.Typer(
+    cls=_DedupGroup,
+    help="Group repeated reports into cases, or fit the weights that decide.\n\n"
+    "`wangge dedup FILE -o OUT` is short for `wangge dedup cases FILE -o OUT`.",
+    no_args_is_help=True,
+)
+app.add_typer(dedup_app, name="dedup")
+
+
+@dedup_app.command("cases")
 def dedup(
     input_file: InputArgument,
     output: OutputOption,
     text_column: TextColumnOption = None,
-    time_column: Annotated[
-        str | None, typer.Option(help="Time column. Default: 留言时间, 时间 or created_at.")
-    ] = None,
-    id_column: Annotated[
-        str | None, typer.Option(help="Message id column. Default: 留言编号, id … or the row.")
-    ] = None,
-    encoder: Annotated[
-        Path | None,
-        typer.Option(
-            envvar="WANGGE_ENCODER_DIR",
-            help="Sentence-encoder directory (`wangge models fetch-e5` writes one). "
-            "Default: $WANGGE_HOME/e5-small (~/.cache/wangge/e5-small) when it exists.",
-        ),
-    ] = None,
+    time_column: TimeColumnOption = None,
+    id_column: IdColumnOption = None,
+    encoder: EncoderOption = None,
     entities: Annotated[
         bool, typer.Option(help="Compare the places and organisations LAC tags.")
     ] = True,
@@ -499,6 +539,60 @@ def dedup(
         f"{len(detector)} messages in {summary.cases} cases{empty}; text from "
         f"{' + '.join(summary.text_columns)}; written to {output}"
     )
+
+
+@dedup_app.command("fit")
+def dedup_fit(
+    pairs: Annotated[
+        list[Path],
+        typer.Option(
+            "--pairs",
+            metavar="FILE",
+            help="Labelled pairs: CSV with id_a, id_b (message ids) and same_case (1 or 0); "
+            "repeat for several files.",
+        ),
+    ],
+    messages: Annotated[
+        Path, typer.Option(metavar="FILE", help="The messages the pairs' ids name.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "--out", "-o", help="The weights file to write (JSON).")
+    ],
+    encoder: EncoderOption = None,
+    text_column: TextColumnOption = None,
+    time_column: TimeColumnOption = None,
+    id_column: IdColumnOption = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(min=2, help="Cross-validation folds that choose the thresholds (10)."),
+    ] = None,
+) -> None:
+    """Fit the pair weights and thresholds of both modes (with the encoder, lexical) on
+    labelled pairs, and write them for `wangge train --dedup-weights`.
+
+    Weights: logistic regression over all pairs. Threshold: the one whose cases, built over
+    all messages, had the best cross-validated F1 on the pairs."""
+    from wangge.progress import ProgressReporter
+    from wangge.training.dedup_fit import fit_dedup_weights, write_weights
+
+    try:
+        with ProgressReporter() as reporter:
+            result = fit_dedup_weights(
+                pairs, messages, encoder or default_encoder_dir(), text_columns=text_column,
+                time_column=time_column, id_column=id_column, progress=reporter.stage,
+                **({"folds": folds} if folds is not None else {}),
+            )  # fmt: skip
+        write_weights(output, result)
+    except WanggeError as error:
+        _fail(error)
+    for name, figures in result.fitted["cross_validated"].items():
+        mode = getattr(result.weights, name)
+        precision, recall, f1 = figures[str(mode.threshold)]
+        typer.echo(
+            f"{name}: threshold {mode.threshold} (cross-validated precision {precision:.3f}, "
+            f"recall {recall:.3f}, F1 {f1:.3f}); {mode.weights}"
+        )
+    typer.echo(f"written to {output}")
 
 
 models_app = typer.Typer(
@@ -663,7 +757,7 @@ StoreOption = Annotated[
 @models_app.command("list")
 def models_list(store: StoreOption) -> None:
     """The versions in a model store, newest first; * marks the one served."""
-    from wangge.models.store import versions
+    from wangge.pipeline.store import versions
 
     try:
         found = versions(store)
@@ -687,7 +781,7 @@ def models_promote(
     store: StoreOption,
 ) -> None:
     """Serve VERSION: a service on this store swaps to it on its next request."""
-    from wangge.models.store import promote
+    from wangge.pipeline.store import promote
 
     try:
         promote(store, version)
@@ -699,7 +793,7 @@ def models_promote(
 @models_app.command("rollback")
 def models_rollback(store: StoreOption) -> None:
     """Serve again the version promoted before the current one."""
-    from wangge.models.store import rollback
+    from wangge.pipeline.store import rollback
 
     try:
         version = rollback(store)

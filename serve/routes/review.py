@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
 from wangge.models.router import MessageRouter
-from wangge.models.store import promote, rollback
 from wangge.pipeline.reasons import ReviewReason
+from wangge.pipeline.store import promote, rollback
 from wangge.serve.auth import SESSION_HOURS, User, log_in, session_user
 from wangge.serve.dependencies import IngestorDep, LoadedModelDep, RouterDep, StoreDep, store_of
 from wangge.serve.review import (

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from wangge.batch.files import load_messages
 from wangge.errors import ModelLoadError
-from wangge.models.artifact import ModelMeta, save_model
 from wangge.models.classifier import MessageClassifier, Prediction
+from wangge.pipeline.artifact import ModelMeta, save_model
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
 from wangge.serve.dependencies import app_settings

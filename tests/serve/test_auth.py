@@ -11,8 +11,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from wangge.cli import app as cli
-from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import MessageClassifier
+from wangge.pipeline.artifact import ModelMeta
 from wangge.serve.app import create_app
 from wangge.serve.auth import hash_key
 from wangge.serve.config import Settings

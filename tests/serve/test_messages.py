@@ -14,8 +14,8 @@ import pytest
 from conftest import tiny_model
 from fastapi.testclient import TestClient
 
-from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import MessageClassifier, Prediction
+from wangge.pipeline.artifact import ModelMeta
 from wangge.serve import ingest as ingest_module
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings

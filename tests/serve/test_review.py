@@ -11,9 +11,9 @@ from conftest import tiny_model
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import MessageClassifier
 from wangge.models.dedup import Decision
+from wangge.pipeline.artifact import ModelMeta
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
 from wangge.serve.review import (

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from wangge.cli import app as cli
-from wangge.models.artifact import ModelMeta
 from wangge.models.classifier import MessageClassifier
+from wangge.pipeline.artifact import ModelMeta
 from wangge.pipeline.reasons import ReviewReason
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings

@@ -150,8 +150,12 @@ def test_classifier_section_is_messageclassifiers_hyperparameters_with_its_defau
 def test_dedup_and_adapt_defaults_come_from_their_sources() -> None:
     defaults = DedupConfig()
     assert defaults.window_days == dedup.DEFAULT_WINDOW_DAYS
-    assert defaults.encoder_threshold == dedup.ENCODER_THRESHOLD
-    assert defaults.lexical_threshold == dedup.LEXICAL_THRESHOLD
+    # the weights file holds the weights and thresholds: none unless replaced
+    assert (defaults.weights, defaults.encoder_threshold, defaults.lexical_threshold) == (
+        None,
+        None,
+        None,
+    )
     adapt, fine_tune = AdaptConfig(), FineTuneConfig()
     assert (adapt.layers, adapt.max_length) == (fine_tune.layers, fine_tune.max_length)
 

@@ -18,8 +18,8 @@ transformers = pytest.importorskip("transformers")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from wangge.errors import ModelLoadError  # noqa: E402
-from wangge.models.artifact import load_model  # noqa: E402
 from wangge.models.transformer import EnsembleClassifier  # noqa: E402
+from wangge.pipeline.artifact import load_model  # noqa: E402
 from wangge.serve.app import create_app  # noqa: E402
 from wangge.serve.config import Settings  # noqa: E402
 from wangge.training.config import FineTuneConfig, TrainConfig  # noqa: E402

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from wangge.batch.classify import classify_file
 from wangge.batch.files import load_messages
 from wangge.errors import DataError, TrainingError
-from wangge.models.artifact import file_sha256, load_model
 from wangge.models.router import MessageRouter
+from wangge.pipeline.artifact import file_sha256, load_model
 from wangge.training.config import TrainConfig
 from wangge.training.train import (
     CONFUSION_PNG,

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Protocol
 
 from wangge.errors import DataError
-from wangge.models.artifact import department_model_dir, load_model
 from wangge.models.classifier import Prediction
 from wangge.models.dedup import DedupMessage, DuplicateDetector, Encoder
 from wangge.models.router import MessageRouter, Route
+from wangge.pipeline.directory import load_pipeline
 from wangge.pipeline.reasons import ReviewReason
 from wangge.pipeline.records import Message, TriageResult
 
@@ -65,15 +65,23 @@ class Triage:
         top_k: int = 3,
     ) -> Triage:
         """The pipeline of a model directory (written by ``wangge train``): its category model,
-        and its department model when it has one and a ``router`` is given."""
-        classifier, _meta = load_model(model_dir)
-        department_dir = department_model_dir(model_dir)
-        departments = (
-            load_model(department_dir)[0]
-            if router is not None and department_dir.is_dir()
-            else None
+        and its department model when it has one and a ``router`` is given.
+
+        The router's district tables and the detector's sentence encoder must be those the
+        directory was built with (:func:`~wangge.pipeline.directory.load_pipeline`; an
+        encoder without a ``directory``, such as a test double, is not checked). Only the
+        detector's features are computed here, which its weights do not change; the
+        directory's weights are ``load_pipeline(...).dedup_weights``.
+        """
+        encoder = detector.encoder if detector is not None else None
+        district = router.registry.source if router is not None else ""
+        saved = load_pipeline(
+            model_dir,
+            district_dir=district or None,
+            encoder_dir=getattr(encoder, "directory", None),
+            departments=router is not None,
         )
-        return cls(classifier, departments, router, detector, top_k)
+        return cls(saved.classifier, saved.department_model, router, detector, top_k)
 
     def __call__(self, messages: Sequence[Message]) -> list[TriageResult]:
         """The result of each message, in input order."""

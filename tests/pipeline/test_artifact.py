@@ -1,4 +1,4 @@
-"""Tests for wangge.models.artifact: saving a model directory and refusing bad ones."""
+"""Tests for wangge.pipeline.artifact: saving a model directory and refusing bad ones."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from wangge.errors import ModelLoadError
-from wangge.models.artifact import (
+from wangge.models.classifier import MessageClassifier
+from wangge.pipeline.artifact import (
     FORMAT_VERSION,
     META_FILE,
     MODEL_FILE,
@@ -25,7 +26,6 @@ from wangge.models.artifact import (
     read_meta,
     save_model,
 )
-from wangge.models.classifier import MessageClassifier
 
 PROBE = ["工厂偷偷排放污水", "公交车太少了", "学校乱收费", "医院看病排队太久"]
 

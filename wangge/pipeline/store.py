@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from wangge.errors import ModelLoadError
-from wangge.models.artifact import META_FILE, ModelMeta, load_model, read_meta
+from wangge.pipeline.artifact import META_FILE, ModelMeta, load_model, read_meta
 
 CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY"

@@ -3,6 +3,8 @@
 ``meta.json`` is read and checked before anything is unpickled: the artefact format version,
 the library versions the pickle depends on, and the SHA-256 of ``model.joblib``. A pickle can
 execute code, so a file whose hash does not match what training wrote is refused, never loaded.
+The category model's ``meta.json`` also holds the :class:`PipelineRecord`: what the pipeline
+was built with, checked when it is loaded (:mod:`wangge.pipeline.directory`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from wangge.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Formats read: 1 was written before the pipeline record (:attr:`ModelMeta.pipeline`).
+READABLE_FORMATS = (1, 2)
 MODEL_FILE = "model.joblib"
 META_FILE = "meta.json"
 # Libraries whose classes are inside the pickle: a different minor version may not unpickle
@@ -30,8 +34,42 @@ META_FILE = "meta.json"
 PICKLED_LIBRARIES = ("scikit-learn", "numpy", "scipy")
 
 
+class DistrictRecord(BaseModel):
+    """The district tables a pipeline was built with: file name -> SHA-256."""
+
+    directory: str
+    tables: dict[str, str]
+
+
+class EncoderRecord(BaseModel):
+    """A sentence encoder: a readable id and the SHA-256 of each file it runs from."""
+
+    id: str
+    directory: str
+    sha256: dict[str, str]
+
+
+class DedupWeightsRecord(BaseModel):
+    """Where the dedup weights copied into the directory (``file``) came from."""
+
+    file: str
+    source: str
+    sha256: str
+
+
+class PipelineRecord(BaseModel):
+    """What a pipeline directory was built with, beyond its models: the district tables, the
+    sentence encoder it expects (None: none was there), the dedup weights and the git commit
+    of wangge (None: not a git checkout)."""
+
+    district: DistrictRecord
+    encoder: EncoderRecord | None
+    dedup_weights: DedupWeightsRecord
+    git_commit: str | None
+
+
 class ModelMeta(BaseModel):
-    """What ``meta.json`` holds."""
+    """What ``meta.json`` holds; ``pipeline`` in the category model's only."""
 
     name: str
     version: str
@@ -46,6 +84,7 @@ class ModelMeta(BaseModel):
     # Other files the model reads (path relative to the directory -> SHA-256), e.g. the
     # ONNX graph of a transformer: checked like the pickle before the model is used.
     files: dict[str, str] = {}
+    pipeline: PipelineRecord | None = None
 
 
 def library_versions() -> dict[str, str]:
@@ -62,6 +101,7 @@ def library_versions() -> dict[str, str]:
 
 
 def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, in hexadecimal."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -87,6 +127,7 @@ def save_model(
     config: dict[str, Any],
     metrics: dict[str, Any],
     files: tuple[str, ...] = (),
+    pipeline: PipelineRecord | None = None,
 ) -> ModelMeta:
     """Write ``model`` and its metadata into ``directory`` (created if needed); ``files`` are
     the other files of the directory the model reads, recorded with their SHA-256."""
@@ -109,6 +150,7 @@ def save_model(
         config=config,
         metrics=metrics,
         files={name: file_sha256(directory / name) for name in files},
+        pipeline=pipeline,
     )
     (directory / META_FILE).write_text(
         json.dumps(meta.model_dump(), ensure_ascii=False, indent=2), encoding="utf-8"
@@ -139,10 +181,10 @@ def _major_minor(version: str) -> tuple[str, ...]:
 
 def check_compatible(meta: ModelMeta, directory: Path) -> None:
     """Refuse a model whose format or pickled libraries differ from what is installed."""
-    if meta.format_version != FORMAT_VERSION:
+    if meta.format_version not in READABLE_FORMATS:
         raise ModelLoadError(
-            f"{directory} uses model format {meta.format_version}, this wangge reads format "
-            f"{FORMAT_VERSION}: retrain the model with this version"
+            f"{directory} uses model format {meta.format_version}, this wangge reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}: retrain the model with this version"
         )
     installed = library_versions()
     for package in PICKLED_LIBRARIES:
