@@ -18,18 +18,18 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
 from wangge.models.dedup import Decision
+from wangge.models.router import MessageRouter
+from wangge.models.taxonomy import load_taxonomy
+from wangge.nlp.pii import mask_pii
 from wangge.pipeline import ReviewReason
 from wangge.serve.storage import AuditRow, CaseRow, MessageRow, ReviewTaskRow, window_counts
-
-if TYPE_CHECKING:
-    from wangge.models.router import MessageRouter
 
 BORDERLINE_DUPLICATE = 0.1  # a match scoring less than this above the threshold is doubtful
 CLAIM_MINUTES = 30
@@ -76,8 +76,6 @@ class Choices:
     def of(cls, labels: Sequence[str], router: MessageRouter | None) -> Choices:
         """The model's labels first, then the taxonomy's other first-level categories (a
         reviewer may name one the model does not know yet: the next model will)."""
-        from wangge.models.taxonomy import load_taxonomy
-
         others = sorted({node.level1 for node in load_taxonomy()} - set(labels))
         categories = (*labels, *others)
         if router is None:
@@ -302,8 +300,6 @@ def reviewed_examples(session: Session) -> list[dict[str, Any]]:
     """The messages reviewers accepted or corrected, as training rows (留言主题, 留言详情,
     一级标签 = the category after review, department, grid_id), personal data masked;
     messages marked invalid are left out."""
-    from wangge.nlp.pii import mask_pii
-
     messages = session.scalars(
         select(MessageRow)
         .join(ReviewTaskRow, MessageRow.id == ReviewTaskRow.message_id)

@@ -90,7 +90,7 @@ def test_the_transformer_backend_saves_an_int8_ensemble(trained: Path) -> None:
     assert set(facts["holdout_macro_f1"]) == {"linear", "transformer", "ensemble"}
     assert facts["history"] and "eval_macro_f1" in facts["history"][0]
     assert set(meta["files"]) == {"transformer/model.onnx", "transformer/tokenizer.json",
-                                  "transformer/config.json"}  # fmt: skip
+                                  "transformer/config.json", "dedup_weights.json"}  # fmt: skip
     assert not (trained / "transformer-work").exists()  # checkpoints removed after success
     assert (trained / "transformer" / "model.fp32.onnx").is_file()  # kept for agreement checks
     model, _ = load_model(trained)
