@@ -23,8 +23,3 @@ def normalized(field: str | None) -> str:
 def message_text(fields: Iterable[str | None]) -> str:
     """The non-blank fields, in order, joined with a line break."""
     return "\n".join(field for field in fields if field is not None and field.strip())
-
-
-def model_text(fields: Iterable[str | None]) -> str:
-    """The text the category models read from raw fields: each :func:`normalized`, joined."""
-    return message_text(normalized(field) for field in fields)

@@ -17,7 +17,7 @@ from wangge.batch.files import (
     write_table,
 )
 from wangge.errors import DataError
-from wangge.nlp.fields import model_text
+from wangge.nlp.fields import message_text, normalized
 
 HEADER = ["留言编号", "留言主题", "留言详情", "一级标签"]
 ROWS = [
@@ -428,7 +428,11 @@ def test_optional_label_column_may_be_absent() -> None:
 def test_load_messages_joins_text_columns_and_keeps_the_frame(tmp_path: Path) -> None:
     content = _delimited([HEADER + ["备注"], ["1", "路灯不亮", "", " 城建 ", "x"], ROWS[1] + [""]])
     loaded = load_messages(_write(tmp_path / "m.csv", content), require_label=True)
-    assert loaded.texts == ["路灯不亮", model_text(ROWS[1][1:3])]  # normalised, joined
+    # each text column normalised, then joined
+    assert loaded.texts == [
+        "路灯不亮",
+        message_text(map(normalized, ROWS[1][1:3])),
+    ]  # normalised, joined
     assert loaded.labels == ["城建", "环境保护"]
     assert loaded.rows == [2, 3]
     assert list(loaded.frame.columns) == HEADER + ["备注"]

@@ -42,7 +42,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils.exceptions import InvalidFileException
 
 from wangge.errors import DataError
-from wangge.nlp.fields import message_text, model_text
+from wangge.nlp.fields import message_text, normalized
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ class LoadedMessages:
     """A checked table of messages.
 
     ``frame`` keeps every original column (to write results next to them) and has a fresh
-    0-based index; ``texts``, ``labels`` and ``rows`` are aligned with it. ``rows[i]`` is the
+    0-based index; ``fields`` (each row's text columns, normalised), ``texts`` (those joined:
+    what the models read), ``labels`` and ``rows`` are aligned with it. ``rows[i]`` is the
     row number of ``frame.iloc[i]`` in the source file (see the module docstring). ``labels``
     is ``None`` when the table has no label column, and holds ``""`` for rows without a label
     when labels are not required. ``empty`` lists the positions of rows without text (their
@@ -124,6 +125,7 @@ class LoadedMessages:
     frame: pd.DataFrame
     columns: ColumnSpec
     path: Path
+    fields: list[tuple[str, ...]]
     texts: list[str]
     labels: list[str] | None
     rows: list[int]
@@ -162,14 +164,12 @@ def _empty_text(data: LoadedMessages, index: int) -> DataError:
 
 
 def titles_and_bodies(data: LoadedMessages) -> list[tuple[str, str]]:
-    """Each row's raw title and body: with two or more text columns the first is the title and
-    the rest, joined like :func:`~wangge.nlp.fields.message_text`, the body; with one, all is
-    body."""
-    text = list(data.columns.text)
-    title_column, body_columns = (text[0], text[1:]) if len(text) > 1 else (None, text)
-    titles = data.frame[title_column] if title_column else [""] * len(data.frame)
-    bodies = data.frame[body_columns].itertuples(index=False, name=None)
-    return [(str(title), message_text(body)) for title, body in zip(titles, bodies, strict=True)]
+    """Each row's title and body, normalised: with two or more text columns the first is the
+    title and the rest, joined like :func:`~wangge.nlp.fields.message_text`, the body; with
+    one, all is body."""
+    if len(data.columns.text) == 1:
+        return [("", message_text(fields)) for fields in data.fields]
+    return [(fields[0], message_text(fields[1:])) for fields in data.fields]
 
 
 def read_table(
@@ -316,7 +316,7 @@ def load_messages(
     """Read a table (:func:`read_table`), find its columns (:func:`resolve_columns`), check rows.
 
     The text of a row is its non-blank text columns, each normalised, joined with ``"\\n"``
-    (:func:`~wangge.nlp.fields.model_text`, as the pipeline prepares it); labels are stripped
+    (as the pipeline prepares it: :mod:`wangge.nlp.fields`); labels are stripped
     of surrounding whitespace. A row whose text columns are all blank (unless ``allow_empty``:
     it is then kept with the text ``""`` and listed in ``empty``), or (with ``require_label``)
     whose label is blank, raises :class:`~wangge.errors.DataError` naming the row as the user
@@ -335,11 +335,13 @@ def load_messages(
         id_column=id_column,
         require_label=require_label,
     )
-    texts = [
-        model_text(parts) for parts in frame[list(columns.text)].itertuples(index=False, name=None)
+    fields = [
+        tuple(map(normalized, parts))
+        for parts in frame[list(columns.text)].itertuples(index=False, name=None)
     ]
+    texts = [message_text(parts) for parts in fields]
     labels = None if columns.label is None else [label.strip() for label in frame[columns.label]]
-    loaded = LoadedMessages(frame, columns, path, texts, labels, rows)
+    loaded = LoadedMessages(frame, columns, path, fields, texts, labels, rows)
     for i, row in enumerate(rows):
         if not texts[i]:
             if not allow_empty:

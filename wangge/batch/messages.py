@@ -42,7 +42,7 @@ def file_messages(
     messages = []
     for k, index in enumerate(range(len(texts)) if positions is None else positions):
         title, body = texts[index]
-        fields: dict[str, Any] = {"title": title, "content": body}
+        fields: dict[str, Any] = {}
         if "address" in columns:
             fields["address"] = columns["address"][index]
         if "grid" in columns:
@@ -56,7 +56,7 @@ def file_messages(
             fields["time"] = times.iloc[k].to_pydatetime()
         if ids is not None:
             fields["id"] = str(ids.iloc[k])
-        messages.append(Message.of(**fields))
+        messages.append(Message.of_normalized(title, body, **fields))
     return messages
 
 

@@ -33,14 +33,21 @@ class Message:
     reporter: str | None = None
 
     @classmethod
-    def of(
-        cls, *, title: str | None = None, content: str | None = None,
-        address: str | None = None, grid_id: str | None = None, **fields: Any,
-    ) -> Message:  # fmt: skip
+    def of(cls, *, title: str | None = None, content: str | None = None, **fields: Any) -> Message:
         """A message from raw fields: the text fields normalised, a blank grid left out."""
+        return cls.of_normalized(normalized(title), normalized(content), **fields)
+
+    @classmethod
+    def of_normalized(
+        cls, title: str, content: str, *, address: str | None = None,
+        grid_id: str | None = None, **fields: Any,
+    ) -> Message:  # fmt: skip
+        """:meth:`of` for a title and content normalised already (as
+        :func:`~wangge.batch.files.load_messages` reads them): normalising is idempotent, but
+        it is the dearest step of reading a file."""
         return cls(
-            title=normalized(title),
-            content=normalized(content),
+            title=title,
+            content=content,
             address=normalized(address),
             grid_id=(grid_id or "").strip() or None,
             **fields,
