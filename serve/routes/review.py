@@ -6,6 +6,7 @@ task 404, a malformed decision 422; see :mod:`wangge.serve.review` for the rules
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,6 +44,8 @@ from wangge.serve.schemas import (
     ReviewTaskOut,
 )
 from wangge.serve.storage import MessageRow, ReviewTaskRow, Store
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/review/api", tags=["review"])
 SHOWN = ("category", "probability", "top_k", "evidence", "review_reasons", "department",
@@ -197,7 +200,7 @@ def promote_model(body: PromoteRequest, request: Request, user: AdminDep) -> Pro
     try:
         promote(store, body.version, by=user.username)
     except WanggeError as error:
-        raise HTTPException(422, str(error)) from error
+        raise _refused("promotion", error) from error
     return PromoteResponse(version=body.version)
 
 
@@ -207,8 +210,18 @@ def rollback_model(request: Request, user: AdminDep) -> PromoteResponse:
     try:
         version = rollback(_model_store(request), by=user.username)
     except WanggeError as error:
-        raise HTTPException(422, str(error)) from error
+        raise _refused("rollback", error) from error
     return PromoteResponse(version=version)
+
+
+def _refused(action: str, error: WanggeError) -> HTTPException:
+    """422 with what the admin can act on; a broken version's details, which name server
+    paths, go to the server log only."""
+    message = str(error)
+    if "/" in message or "\\" in message:
+        logger.warning("model %s refused: %s", action, message)
+        message = "the version does not load (details in the server log)"
+    return HTTPException(422, f"{action} refused: {message}")
 
 
 def _model_store(request: Request) -> Path:

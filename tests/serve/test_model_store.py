@@ -35,6 +35,12 @@ def store(tmp_path: Path) -> Path:
 def test_promote_list_and_rollback_by_cli(store: Path) -> None:
     failed = CliRunner().invoke(cli, ["models", "promote", "v9", "--store", str(store)])
     assert failed.exit_code == 2 and "does not exist" in failed.output
+    tiny_model(store.parent / "elsewhere")
+    (store / "v3").symlink_to(store.parent / "elsewhere")  # a link out of the store
+    for version in ("../elsewhere", "v3", "v1/../v2"):
+        refused = CliRunner().invoke(cli, ["models", "promote", version, "--store", str(store)])
+        assert refused.exit_code == 2, version
+    assert not (store / "CURRENT").exists()
     cli_ok("models", "promote", "v1", "--store", str(store))
     cli_ok("models", "promote", "v2", "--store", str(store))
     listed = cli_ok("models", "list", "--store", str(store)).splitlines()
@@ -79,3 +85,15 @@ def test_a_running_service_swaps_to_the_promoted_version(store: Path, database_u
             "/review/api/admin/models/promote", json={"version": "v9"}, headers=token("boss")
         )
         assert bad.status_code == 422
+        # a version is a directory right inside the store: no path escapes it
+        outside = store.parent / "model"
+        tiny_model(outside)
+        for version in ("../model", str(outside), "v1/../v2", "v1/", ".", "..", ""):
+            escaped = client.post(
+                "/review/api/admin/models/promote",
+                json={"version": version},
+                headers=token("boss"),
+            )
+            assert escaped.status_code == 422, version
+            assert str(store.parent) not in escaped.text  # no server path in the answer
+        assert (store / "CURRENT").read_text().strip() == "v1"

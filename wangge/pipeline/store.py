@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,9 @@ from wangge.pipeline.artifact import META_FILE, ModelMeta, load_model, read_meta
 
 CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY"
+# A version is the plain name of a directory in the store: letters (any script), digits,
+# '.', '_' and '-', not starting with '.' or a separator, so never a path out of it.
+VERSION_NAME = re.compile(r"[^\W_][\w.-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ def versions(store: str | Path) -> list[Version]:
     found = [
         Version(path.name, read_meta(path), path.name == current)
         for path in store.iterdir()
-        if (path / META_FILE).is_file()
+        if _is_version(store, path)
     ]
     return sorted(found, key=lambda v: (v.meta.created_at, v.name), reverse=True)
 
@@ -53,13 +57,35 @@ def served_dir(store: str | Path) -> Path:
     version = current_version(store)
     if version is None:
         raise ModelLoadError(f"no version promoted in {store}: `wangge models promote VERSION`")
-    return Path(store) / version
+    return version_dir(store, version)
+
+
+def version_dir(store: str | Path, version: str) -> Path:
+    """The directory of ``version``, a model directory right inside ``store``;
+    :class:`~wangge.errors.ModelLoadError` for anything else (a path, a name with a separator,
+    a link out of the store), naming no server path."""
+    if not VERSION_NAME.fullmatch(version):
+        raise ModelLoadError(
+            f"not a version name: {version!r} (a directory of the store: letters, digits, "
+            "'.', '_', '-')"
+        )
+    path = Path(store) / version
+    if not _is_version(Path(store), path):
+        raise ModelLoadError(
+            f"version {version!r} does not exist in the store (`wangge models list`)"
+        )
+    return path
+
+
+def _is_version(store: Path, path: Path) -> bool:
+    """A model directory right inside the store (not a link out of it)."""
+    return (path / META_FILE).is_file() and path.resolve().parent == store.resolve()
 
 
 def promote(store: str | Path, version: str, *, by: str = "cli") -> None:
     """Serve ``version`` from now on; it must load (integrity and compatibility checked)."""
     store = Path(store)
-    load_model(store / version)  # raises ModelLoadError for a missing or broken version
+    load_model(version_dir(store, version))  # ModelLoadError for a missing or broken version
     _write_atomically(store / CURRENT_FILE, version + "\n")
     entry = {"version": version, "at": datetime.now().isoformat(timespec="seconds"), "by": by}
     history = store / HISTORY_FILE
