@@ -20,11 +20,39 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    StringConstraints,
+    Tag,
+)
 
 from wangge.pipeline.reasons import ReviewReason
 
 _INPUT_CONFIG = ConfigDict(strict=True, extra="forbid")
+MAX_INT = 2**31 - 1  # the database's INTEGER on PostgreSQL
+MAX_ID_CHARS = 128  # the stored columns' lengths (messages.external_id, messages.reporter)
+MAX_ADDRESS_CHARS = 500  # a postal address is a few dozen characters
+
+
+def _storable(text: str) -> str:
+    """Refuse what no database stores and UTF-8 cannot encode: lone surrogates, NUL."""
+    if "\x00" in text:
+        raise ValueError("contains a NUL character (\\u0000)")
+    if any("\ud800" <= character <= "\udfff" for character in text):
+        raise ValueError("contains a lone surrogate (\\ud800-\\udfff): not valid Unicode text")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+"""A text field: any length, storable."""
+ShortText = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS), AfterValidator(_storable)]
+"""An identifier: at most :data:`MAX_ID_CHARS` characters, storable."""
+Address = Annotated[str, StringConstraints(max_length=MAX_ADDRESS_CHARS), AfterValidator(_storable)]
 
 
 class MessageIn(BaseModel):
@@ -32,10 +60,10 @@ class MessageIn(BaseModel):
 
     model_config = _INPUT_CONFIG
 
-    id: str | None = Field(default=None, description="Caller's identifier, echoed back.")
-    title: str | None = Field(default=None, description="Subject line of the message.")
-    content: str | None = Field(default=None, description="Body of the message.")
-    address: str | None = Field(
+    id: ShortText | None = Field(default=None, description="Caller's identifier, echoed back.")
+    title: Text | None = Field(default=None, description="Subject line of the message.")
+    content: Text | None = Field(default=None, description="Body of the message.")
+    address: Address | None = Field(
         default=None, description="Structured address of the problem; wins over the text."
     )
     latitude: float | None = Field(
@@ -44,7 +72,7 @@ class MessageIn(BaseModel):
     longitude: float | None = Field(
         default=None, ge=-180, le=180, description="WGS84 longitude of the problem."
     )
-    grid_id: str | None = Field(default=None, description="The reporter's registered grid.")
+    grid_id: ShortText | None = Field(default=None, description="The reporter's registered grid.")
     metadata: dict[str, Any] | None = Field(
         default=None, description="Anything the caller wants back; not used for scoring."
     )
@@ -111,9 +139,11 @@ class IngestMessage(MessageIn):
     created_at: datetime | None = Field(
         default=None, strict=False, description="When it was reported (ISO 8601); default: now."
     )
-    reporter: str | None = Field(default=None, description="Who reported it (a user id).")
-    likes: int = Field(default=0, ge=0, description="Likes (点赞数), for the heat of its case.")
-    dislikes: int = Field(default=0, ge=0, description="Dislikes (反对数).")
+    reporter: ShortText | None = Field(default=None, description="Who reported it (a user id).")
+    likes: int = Field(
+        default=0, ge=0, le=MAX_INT, description="Likes (点赞数), for the heat of its case."
+    )
+    dislikes: int = Field(default=0, ge=0, le=MAX_INT, description="Dislikes (反对数).")
 
 
 class IngestBatch(MessageBatch):

@@ -200,6 +200,33 @@ def test_single_message_without_text_is_refused(client: TestClient, message: dic
     assert response.json()["detail"][0]["type"] == "empty_text"
 
 
+@pytest.mark.parametrize(
+    ("raw", "field", "expected"),
+    [
+        ('{"title": "\\ud800 路灯"}', "title", "lone surrogate"),
+        ('{"content": "a\\u0000b"}', "content", "NUL character"),
+        ('{"address": "%s"}' % ("城厢街道萧山" * 100), "address", "at most 500 characters"),
+        ('{"title": "路灯", "id": "%s"}' % ("x" * 129), "id", "at most 128 characters"),
+        ('{"title": "路灯", "grid_id": "%s"}' % ("g" * 129), "grid_id", "at most 128"),
+    ],
+)
+def test_unstorable_or_oversized_fields_are_refused(
+    client: TestClient, raw: str, field: str, expected: str
+) -> None:
+    """Refused with 422 naming the field, before any model or database sees them."""
+    for path in ("/v1/classify", "/v1/messages"):
+        headers = {"Content-Type": "application/json"}
+        response = client.post(path, content=raw.encode(), headers=headers)
+        assert expected in error_messages(response), path
+        assert response.json()["detail"][0]["loc"][-1] == field
+
+
+@pytest.mark.parametrize("count", ["likes", "dislikes"])
+def test_counts_beyond_the_database_integer_are_refused(client: TestClient, count: str) -> None:
+    response = client.post("/v1/messages", json={"title": "路灯不亮", count: 2**31})
+    assert "less than or equal to 2147483647" in error_messages(response)
+
+
 def test_whitespace_only_message_in_batch_names_its_index(client: TestClient) -> None:
     messages = [{"title": "路灯不亮"}, {"title": " \t", "content": "\u3000\n"}]
     response = classify(client, {"messages": messages})
