@@ -52,6 +52,8 @@ Text = Annotated[str, AfterValidator(_storable)]
 """A text field: any length, storable."""
 ShortText = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS), AfterValidator(_storable)]
 """An identifier: at most :data:`MAX_ID_CHARS` characters, storable."""
+RowId = Annotated[int, Field(ge=1, le=MAX_INT)]
+"""The id of a stored row (case, message, review task): a positive database INTEGER."""
 Address = Annotated[str, StringConstraints(max_length=MAX_ADDRESS_CHARS), AfterValidator(_storable)]
 
 
@@ -356,13 +358,13 @@ class ReviewChoices(BaseModel):
 class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int
+    version: int = Field(ge=0, le=MAX_INT)
 
 
 class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int
+    version: int = Field(ge=0, le=MAX_INT)
     action: Literal["accept", "correct", "invalid"]
     corrections: dict[str, Any] = Field(
         default_factory=dict,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from sqlalchemy import select
 
 from wangge.models.dedup import heat
@@ -17,7 +17,7 @@ from wangge.serve.dependencies import (
     SettingsDep,
     StoreDep,
 )
-from wangge.serve.schemas import CaseOut, HotIssuesResponse, IngestResponse
+from wangge.serve.schemas import CaseOut, HotIssuesResponse, IngestResponse, RowId
 from wangge.serve.storage import CaseRow, case_summary, window_counts
 
 router = APIRouter(tags=["messages and cases"])
@@ -53,7 +53,7 @@ def _case_out(summary: dict, now: datetime) -> CaseOut:
 
 
 @router.get("/v1/cases/{case_id}", summary="A case with its messages")
-def get_case(case_id: int, store: StoreDep) -> CaseOut:
+def get_case(case_id: Annotated[RowId, Path()], store: StoreDep) -> CaseOut:
     with store.session() as session:
         case = session.get(CaseRow, case_id)
         if case is None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
@@ -42,6 +43,7 @@ from wangge.serve.schemas import (
     ReviewChoices,
     ReviewTaskList,
     ReviewTaskOut,
+    RowId,
 )
 from wangge.serve.storage import MessageRow, ReviewTaskRow, Store
 
@@ -155,7 +157,10 @@ def stats(store: StoreDep, _: ReviewerDep) -> dict[str, Any]:
 
 @router.post("/tasks/{task_id}/claim")
 def claim_task(
-    task_id: int, body: ClaimRequest, store: StoreDep, user: ReviewerDep
+    task_id: Annotated[RowId, PathParameter()],
+    body: ClaimRequest,
+    store: StoreDep,
+    user: ReviewerDep,
 ) -> ReviewTaskOut:
     """Take the task: others get 409 until it is decided or the claim lapses."""
     return _act(store, lambda session: claim(session, task_id, user.username, body.version))
@@ -163,7 +168,7 @@ def claim_task(
 
 @router.post("/tasks/{task_id}/decision")
 def decide_task(
-    task_id: int,
+    task_id: Annotated[RowId, PathParameter()],
     body: DecisionRequest,
     request: Request,
     store: StoreDep,

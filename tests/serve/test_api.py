@@ -419,3 +419,10 @@ def test_routing_can_be_switched_off(trained: MessageClassifier, meta: ModelMeta
     with TestClient(app) as test_client:
         [result] = classify(test_client, {"content": "城厢街道路灯坏了"}).json()["results"]
     assert result["street_code"] == "" and result["departments"] == []
+
+
+@pytest.mark.parametrize("case_id", [0, 2**31, 2**63, 2**64])
+def test_case_ids_out_of_the_database_range_are_refused(client: TestClient, case_id: int) -> None:
+    response = client.get(f"/v1/cases/{case_id}")
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["path", "case_id"]

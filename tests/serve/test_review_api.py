@@ -97,6 +97,10 @@ def test_two_reviewers_cannot_overwrite_each_other(client: TestClient) -> None:
     assert unknown.status_code == 422  # reasons are a fixed set, not a pattern
     missing = client.post("/review/api/tasks/999/claim", json={"version": 1}, headers=wang)
     assert missing.status_code == 404
+    for task_id, version in ((2**63, 1), (1, 2**63)):  # beyond the database's INTEGER
+        huge = client.post(f"/review/api/tasks/{task_id}/claim", json={"version": version},
+                           headers=wang)  # fmt: skip
+        assert huge.status_code == 422, huge.text
 
 
 def test_a_disabled_account_loses_its_session(client: TestClient, database_url: str) -> None:
