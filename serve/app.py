@@ -21,6 +21,7 @@ from wangge.pipeline.artifact import ModelMeta
 from wangge.pipeline.triage import Classifier
 from wangge.serve.config import Settings, get_settings
 from wangge.serve.dependencies import ApiKeyDep
+from wangge.serve.headers import SecurityHeaders
 from wangge.serve.ingest import Ingestor
 from wangge.serve.migrate import open_store
 from wangge.serve.routes import classify, health, messages, model_info, review
@@ -94,6 +95,7 @@ def create_app(
     app.include_router(review.router)  # reviewers' accounts
     app.include_router(review.page)
     app.mount("/review/static", StaticFiles(directory=review.STATIC), name="review-static")
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -426,3 +426,22 @@ def test_case_ids_out_of_the_database_range_are_refused(client: TestClient, case
     response = client.get(f"/v1/cases/{case_id}")
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["path", "case_id"]
+
+
+def test_security_headers(client: TestClient) -> None:
+    """No framing, no sniffing, no referrer anywhere; no inline script but on the API docs;
+    answers carrying messages or a session token are not stored by caches."""
+    for path in ("/review", "/review/static/review.js", "/healthz", "/openapi.json"):
+        response = client.get(path)
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+        assert response.headers["Referrer-Policy"] == "no-referrer", path
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy, path
+        assert "unsafe-inline" not in policy
+    assert "Content-Security-Policy" not in client.get("/docs").headers  # Swagger UI is inline
+    assert client.get("/docs").headers["X-Frame-Options"] == "DENY"
+    classified = client.post("/v1/classify", json={"title": "路灯不亮"})
+    login = client.post("/review/api/login", json={"username": "nobody", "password": "x" * 12})
+    for response in (classified, login):
+        assert response.headers["Cache-Control"] == "no-store"
+    assert "Cache-Control" not in client.get("/review/static/review.css").headers
