@@ -22,6 +22,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import select
 
@@ -134,18 +135,34 @@ def disable_user(store: Store, username: str) -> None:
             session.delete(login)
 
 
+@lru_cache(maxsize=1)
+def _unknown_user_hash() -> str:
+    """What a password given with an unknown name is checked against: the same scrypt work as
+    for a known name, so that the time of the answer does not tell which names exist."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
 def log_in(store: Store, username: str, password: str) -> str | None:
-    """A new session token, or ``None`` for a wrong name or password or a disabled account."""
+    """A new session token, or ``None`` for a wrong name or password or a disabled account
+    (each checked with the same work: see :func:`_unknown_user_hash`)."""
     with store.session() as session:
         user = session.scalar(select(UserRow).where(UserRow.username == username))
-        if user is None or user.disabled_at is not None:
-            return None
-        if not password_matches(password, user.password_hash):
+        stored = user.password_hash if user is not None else _unknown_user_hash()
+        matches = password_matches(password, stored)
+        if user is None or user.disabled_at is not None or not matches:
             return None
         token = secrets.token_urlsafe(32)
         expires = datetime.now() + timedelta(hours=SESSION_HOURS)
         session.add(SessionRow(token_hash=hash_key(token), user_id=user.id, expires_at=expires))
     return token
+
+
+def log_out(store: Store, token: str) -> None:
+    """End the session of ``token`` (nothing happens for an unknown one)."""
+    with store.session() as session:
+        login = session.get(SessionRow, hash_key(token))
+        if login is not None:
+            session.delete(login)
 
 
 def session_user(store: Store, token: str) -> User | None:

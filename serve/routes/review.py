@@ -20,7 +20,7 @@ from wangge.errors import WanggeError
 from wangge.models.router import MessageRouter
 from wangge.pipeline.reasons import ReviewReason
 from wangge.pipeline.store import promote, rollback
-from wangge.serve.auth import SESSION_HOURS, User, log_in, session_user
+from wangge.serve.auth import SESSION_HOURS, User, log_in, log_out, session_user
 from wangge.serve.dependencies import IngestorDep, LoadedModelDep, RouterDep, StoreDep, store_of
 from wangge.serve.review import (
     Choices,
@@ -55,10 +55,15 @@ SHOWN = ("category", "probability", "top_k", "evidence", "review_reasons", "depa
          "dup_evidence", "review")  # fmt: skip
 
 
+def bearer_token(request: Request) -> str:
+    """The token of ``Authorization: Bearer TOKEN``, or ``""``."""
+    authorization = request.headers.get("authorization", "")
+    return authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+
+
 def reviewer(request: Request) -> User:
     """The logged-in reviewer of ``Authorization: Bearer TOKEN``; 401 otherwise."""
-    authorization = request.headers.get("authorization", "")
-    token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+    token = bearer_token(request)
     user = session_user(store_of(request), token) if token else None
     if user is None:
         challenge = {"WWW-Authenticate": 'Bearer realm="wangge review"'}
@@ -91,6 +96,12 @@ def login(body: LoginRequest, store: StoreDep) -> LoginResponse:
     assert user is not None
     return LoginResponse(token=token, username=user.username, role=user.role,
                          expires_in_s=SESSION_HOURS * 3600)  # fmt: skip
+
+
+@router.post("/logout", status_code=204)
+def logout(request: Request, store: StoreDep, _: ReviewerDep) -> None:
+    """End this session: its token is refused from now on."""
+    log_out(store, bearer_token(request))
 
 
 @router.get("/tasks")

@@ -41,6 +41,7 @@ function options(values) {
 
 function showLogin() {
   $("#login").hidden = false;
+  $("#logout").hidden = true;
   $("#work").hidden = true;
 }
 
@@ -168,8 +169,16 @@ $("#login-form").addEventListener("submit", async (event) => {
   await start(body.username);
 });
 
+$("#logout").addEventListener("click", async () => {
+  await api("/logout", { method: "POST" }).catch(() => {});  // the session ends on the server
+  state.token = null;
+  sessionStorage.removeItem("wangge-token");
+  showLogin();
+});
+
 async function start(username) {
   $("#login").hidden = true;
+  $("#logout").hidden = false;
   $("#work").hidden = false;
   $("#who").textContent = username || "";
   state.choices = await api("/choices");

@@ -1,4 +1,4 @@
-"""API keys: created and revoked by the CLI, stored hashed, required on /v1/."""
+"""API keys (created and revoked by the CLI, stored hashed, required on /v1/) and staff sessions."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from wangge.cli import app as cli
 from wangge.models.classifier import MessageClassifier
 from wangge.pipeline.artifact import ModelMeta
+from wangge.serve import auth
 from wangge.serve.app import create_app
 from wangge.serve.auth import hash_key
 from wangge.serve.config import Settings
@@ -76,3 +77,39 @@ def test_only_the_hash_is_stored_and_names_are_unique(setup: tuple[TestClient, s
     assert "grid-app" in listed and "active" in listed and key not in listed
     unknown = CliRunner().invoke(cli, ["keys", "revoke", "nobody", "--database-url", url])
     assert unknown.exit_code == 2 and "no key named" in unknown.output
+
+
+PASSWORD = "correct horse battery"
+
+
+def test_logout_ends_the_session(setup: tuple[TestClient, str]) -> None:
+    client, url = setup
+    added = CliRunner().invoke(cli, ["users", "add", "wang", "--database-url", url], input=PASSWORD)
+    assert added.exit_code == 0, added.output
+    login = client.post("/review/api/login", json={"username": "wang", "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    assert client.get("/review/api/stats", headers=headers).status_code == 200
+    assert client.post("/review/api/logout", headers=headers).status_code == 204
+    assert client.get("/review/api/stats", headers=headers).status_code == 401
+    assert client.post("/review/api/logout", headers=headers).status_code == 401
+
+
+def test_an_unknown_name_costs_the_same_password_check(
+    setup: tuple[TestClient, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong password is checked with scrypt whether the name exists or not, so the time
+    of the answer does not tell which names exist."""
+    client, url = setup
+    CliRunner().invoke(cli, ["users", "add", "li", "--database-url", url], input=PASSWORD)
+    checked: list[str] = []
+    real = auth.password_matches
+
+    def counting(password: str, stored: str) -> bool:
+        checked.append(stored)
+        return real(password, stored)
+
+    monkeypatch.setattr(auth, "password_matches", counting)
+    for name in ("li", "nobody"):
+        body = {"username": name, "password": "wrong password!"}
+        assert client.post("/review/api/login", json=body).status_code == 401
+    assert len(checked) == 2 and all(stored.startswith("scrypt$") for stored in checked)

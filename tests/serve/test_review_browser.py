@@ -83,4 +83,7 @@ def test_a_reviewer_corrects_a_task_in_the_browser(server: str) -> None:
         assert "陈公桥社区" in page.inner_text("#task")
         if shots:
             page.screenshot(path=f"{shots}/review-queue.png")
+        page.click("#logout")  # the session ends: the login form again, the token forgotten
+        page.locator("#login-form").wait_for()
+        assert page.evaluate("sessionStorage.getItem('wangge-token')") is None
         browser.close()
