@@ -32,6 +32,10 @@ _HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000:
 _BLANKS_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])\s+(?=[0-9])")
 
 
+#: A character of an e-mail address's local part (the common ones).
+_EMAIL_LOCAL_PART = re.compile(r"[A-Za-z0-9._%+-]")
+
+
 @dataclass(frozen=True)
 class PiiSpan:
     kind: str  # a key of MASKS
@@ -74,7 +78,17 @@ def _extracted(text: str) -> list[PiiSpan]:
         ("email", jionlp.extract_email),
     ):
         found += [PiiSpan(kind, *item["offset"]) for item in extract(text, detail=True)]
-    return found
+    return [_whole_email(text, span) if span.kind == "email" else span for span in found]
+
+
+def _whole_email(text: str, span: PiiSpan) -> PiiSpan:
+    """The e-mail span widened to the start of its local part: jionlp's pattern starts a match
+    only after a character that cannot be in an address, and so finds ``li@example.com`` in
+    ``/wang.li@example.com`` (a URL's path) or ``?to=wang.li@example.com``."""
+    start = span.start
+    while start > 0 and _EMAIL_LOCAL_PART.fullmatch(text[start - 1]):
+        start -= 1
+    return PiiSpan(span.kind, start, span.end)
 
 
 def _without_blanks_between_digits(text: str) -> tuple[str, list[int]]:
@@ -119,8 +133,9 @@ class PiiMaskingFilter(logging.Filter):
             record.args = tuple(_masked_argument(arg) for arg in record.args)
         elif isinstance(record.args, Mapping):
             record.args = {key: _masked_argument(arg) for key, arg in record.args.items()}
-        if isinstance(record.__dict__.get("color_message"), str):  # uvicorn's coloured format
-            record.color_message = mask_pii(record.color_message)
+        coloured = record.__dict__.get("color_message")  # uvicorn's format for a terminal
+        if isinstance(coloured, str):
+            record.__dict__["color_message"] = mask_pii(coloured)
         message = record.getMessage()
         masked = mask_pii(message)
         if masked != message:

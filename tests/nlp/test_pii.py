@@ -40,6 +40,7 @@ def test_each_kind_is_found_and_masked() -> None:
         ("浙Ａ１２３４５", "[车牌号]"),
         ("wang.li@example.com", "[邮箱]"),
         ("ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ", "[邮箱]"),
+        ("/v1/cases/wang.li@example.com", "/v1/cases/[邮箱]"),
     ],
 )
 def test_half_width_full_width_and_spaced_values_are_masked(value: str, mask: str) -> None:
