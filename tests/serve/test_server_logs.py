@@ -14,25 +14,12 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
+from conftest import SEEDED_PII as SEEDED
 from conftest import tiny_model
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from wangge.serve.storage import make_engine
-
-#: A phone number, an ID-card number, a licence plate and an e-mail address, each as written
-#: plainly, in full-width characters and (the numbers) in groups.
-SEEDED = [
-    "13812345678",
-    "１３８１２３４５６７８",
-    "138 1234 5678",
-    "330109199001011234",
-    "３３０１０９１９９００１０１１２３４",
-    "3301091990 0101 1234",
-    "浙A12345",
-    "浙Ａ１２３４５",
-    "wang.li@example.com",
-]
 
 
 def _free_port() -> int:
