@@ -31,7 +31,6 @@ _HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000:
 #: The blanks between two digits: those of a number written in groups.
 _BLANKS_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])\s+(?=[0-9])")
 
-
 #: A character of an e-mail address's local part (the common ones).
 _EMAIL_LOCAL_PART = re.compile(r"[A-Za-z0-9._%+-]")
 
