@@ -153,8 +153,9 @@ class ApiKeyRow(Base):
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL journaling, synchronous commits and enforced
-    foreign keys."""
-    engine = create_engine(url)
+    foreign keys. Its errors never show the statement's parameters (messages, phone numbers),
+    so that they do not reach logs."""
+    engine = create_engine(url, hide_parameters=True)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

@@ -258,6 +258,22 @@ def _no_api_keys_unless_asked() -> Iterator[None]:
         yield
 
 
+#: Personal data to seed into messages and requests: a phone number, an ID-card number, a
+#: licence plate and an e-mail address, each as written plainly, in full-width characters and
+#: (the numbers) in groups.
+SEEDED_PII = [
+    "13812345678",
+    "１３８１２３４５６７８",
+    "138 1234 5678",
+    "330109199001011234",
+    "３３０１０９１９９００１０１１２３４",
+    "3301091990 0101 1234",
+    "浙A12345",
+    "浙Ａ１２３４５",
+    "wang.li@example.com",
+]
+
+
 def tiny_model(directory: Path, review_threshold: float = 0.5) -> tuple[Any, Any]:
     """A classifier of 环境卫生 vs 噪音 fitted on six sentences and saved to ``directory``:
     the model the API tests serve (a message it is less sure of than ``review_threshold``

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import DEMO_LABELS, tiny_model
+from conftest import DEMO_LABELS, SEEDED_PII, tiny_model
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -116,7 +116,10 @@ def test_a_disabled_account_loses_its_session(client: TestClient, database_url: 
 def test_reviews_are_exported_masked_and_trained_on(
     client: TestClient, database_url: str, demo_csv: Path, tmp_path: Path
 ) -> None:
-    body = {"id": "m2", "content": "工地晚上施工太吵，我的电话13812345678"}
+    body = {
+        "id": "m2",
+        "content": "工地晚上施工太吵，我的电话、证件、车牌、邮箱：" + "，".join(SEEDED_PII),
+    }
     assert client.post("/v1/messages", json=body).status_code == 200
     wang = log_in(client, "wang")
     tasks = client.get("/review/api/tasks", headers=wang).json()["tasks"]
@@ -138,7 +141,8 @@ def test_reviews_are_exported_masked_and_trained_on(
     assert rows["一级标签"].tolist() == [DEMO_LABELS[0]] and rows["reviewed_by"].tolist() == [
         "wang"
     ]
-    assert "[手机号]" in rows["留言详情"][0] and "13812345678" not in exported.read_text()
+    assert "[手机号]" in rows["留言详情"][0]
+    assert not [value for value in SEEDED_PII if value in exported.read_text()]
 
     model_dir = tmp_path / "retrained"
     args = ["train", "--data", str(demo_csv), "--model-dir", str(model_dir)]

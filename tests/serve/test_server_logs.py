@@ -1,0 +1,100 @@
+"""A real ``wangge serve`` (uvicorn's logging, a subprocess on loopback) writes no personal data
+to its output, whatever requests carry it: paths, query strings, bodies, a request that fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import httpx
+import pytest
+from conftest import SEEDED_PII as SEEDED
+from conftest import tiny_model
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from wangge.serve.storage import make_engine
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_up(base: str, server: subprocess.Popen[bytes]) -> None:
+    for _ in range(600):
+        assert server.poll() is None, "the server exited while starting"
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not answer /healthz within a minute")
+
+
+def _send_seeded_requests(base: str) -> list[int]:
+    """Each seeded value in a path, a query string and a body; the status codes answered."""
+    statuses = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for value in SEEDED:
+            statuses += [
+                client.get(f"/v1/cases/{quote(value)}").status_code,
+                client.get(f"/{quote(value)}").status_code,
+                client.get("/review/api/tasks", params={"reason": value}).status_code,
+                client.post("/v1/classify", json={"title": "垃圾没人清理", "content": value,
+                                                  "address": value}).status_code,
+                client.post("/v1/messages", json={"content": f"垃圾没人清理，电话{value}",
+                                                  "reporter": value}).status_code,
+            ]  # fmt: skip
+        # Too large for SQLite's integers: the insert fails with the message as a parameter.
+        failing = {"content": f"楼道垃圾很臭 {SEEDED[0]} {SEEDED[5]}", "likes": 2**63}
+        statuses.append(client.post("/v1/messages", json=failing).status_code)
+    return statuses
+
+
+def test_a_real_server_logs_no_seeded_personal_data(tmp_path: Path) -> None:
+    tiny_model(tmp_path / "model")
+    port = _free_port()
+    env = os.environ | {
+        "WANGGE_MODEL_DIR": str(tmp_path / "model"),
+        "WANGGE_HOST": "127.0.0.1",
+        "WANGGE_PORT": str(port),
+        "WANGGE_LOG_LEVEL": "debug",
+        "WANGGE_DATABASE_URL": f"sqlite:///{tmp_path / 'logs.sqlite3'}",
+    }
+    wangge = shutil.which("wangge", path=str(Path(sys.executable).parent))
+    assert wangge is not None
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [wangge, "serve"], env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_until_up(f"http://127.0.0.1:{port}", server)
+            statuses = _send_seeded_requests(f"http://127.0.0.1:{port}")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    output_text = log.read_text(encoding="utf-8")
+    assert 200 in statuses and 404 in statuses
+    assert output_text.count(' HTTP/1.1" ') >= len(statuses)  # every request has its access line
+    assert all(mask in output_text for mask in ("[手机号]", "[身份证号]", "[车牌号]", "[邮箱]"))
+    assert "Exception in ASGI application" in output_text or 500 not in statuses
+    assert "Logging error" not in output_text
+    for value in [*SEEDED, "wang.li"]:  # and the local part alone, should a mask leave it
+        for form in {value, quote(value), quote_plus(value)}:
+            assert form not in output_text, form
+
+
+def test_database_errors_do_not_show_the_statements_parameters() -> None:
+    engine = make_engine("sqlite://")
+    with pytest.raises(OperationalError) as error, engine.connect() as connection:
+        connection.execute(text("SELECT :phone FROM no_such_table"), {"phone": SEEDED[0]})
+    assert "no_such_table" in str(error.value) and SEEDED[0] not in str(error.value)
