@@ -53,9 +53,9 @@ def _send_seeded_requests(base: str) -> list[int]:
                 client.post("/v1/messages", json={"content": f"垃圾没人清理，电话{value}",
                                                   "reporter": value}).status_code,
             ]  # fmt: skip
-        # Too large for SQLite's integers: the insert fails with the message as a parameter.
-        failing = {"content": f"楼道垃圾很臭 {SEEDED[0]} {SEEDED[5]}", "likes": 2**63}
-        statuses.append(client.post("/v1/messages", json=failing).status_code)
+        # Refused (likes beyond the database's integers): the refusal logs no text of it.
+        refused = {"content": f"楼道垃圾很臭 {SEEDED[0]} {SEEDED[5]}", "likes": 2**63}
+        statuses.append(client.post("/v1/messages", json=refused).status_code)
     return statuses
 
 
@@ -83,10 +83,9 @@ def test_a_real_server_logs_no_seeded_personal_data(tmp_path: Path) -> None:
             server.terminate()
             server.wait(timeout=30)
     output_text = log.read_text(encoding="utf-8")
-    assert 200 in statuses and 404 in statuses
+    assert 200 in statuses and 404 in statuses and 422 in statuses and 500 not in statuses
     assert output_text.count(' HTTP/1.1" ') >= len(statuses)  # every request has its access line
     assert all(mask in output_text for mask in ("[手机号]", "[身份证号]", "[车牌号]", "[邮箱]"))
-    assert "Exception in ASGI application" in output_text or 500 not in statuses
     assert "Logging error" not in output_text
     for value in [*SEEDED, "wang.li"]:  # and the local part alone, should a mask leave it
         for form in {value, quote(value), quote_plus(value)}:
