@@ -10,7 +10,8 @@ invalid (spam, a test). Every task carries a version that each change bumps: an 
 with an older version fails with :class:`ReviewConflict` instead of overwriting a colleague's
 work, and a task claimed by someone else cannot be decided (a claim lapses after
 ``CLAIM_MINUTES``). The version is checked in the UPDATE itself (``WHERE version = ...``), so
-of two concurrent actions on one task exactly one wins, on SQLite as on PostgreSQL. Each action is written to the audit log with who, when, before and after.
+of two concurrent actions on one task exactly one wins, on SQLite as on PostgreSQL. Each action
+is written to the audit log with who, when, before and after.
 """
 
 from __future__ import annotations
@@ -292,12 +293,14 @@ def _current(session: Session, task_id: int, version: int) -> ReviewTaskRow:
 
 def _save(session: Session, task: ReviewTaskRow) -> None:
     """Write the task's change now: its UPDATE holds the version read, so if a concurrent
-    action changed the task in between, it matches no row and this one fails."""
+    action changed the task in between, it matches no row and this one fails (the failed
+    flush rolls the transaction back, so nothing of the task may be read after it)."""
+    task_id = task.id
     try:
         session.flush()
     except StaleDataError as error:
         raise ReviewConflict(
-            f"task {task.id} was changed by someone else at the same time: reload it"
+            f"task {task_id} was changed by someone else at the same time: reload it"
         ) from error
 
 
