@@ -49,7 +49,14 @@ from wangge.serve.config import Settings
 from wangge.serve.review import enqueue, priority, review_reasons
 from wangge.serve.schemas import IngestMessage, IngestResult
 from wangge.serve.service import LoadedModel, message_result, pipeline_message
-from wangge.serve.storage import CaseRow, MessageRow, Store, load_detector, stored_features
+from wangge.serve.storage import (
+    CaseRow,
+    MessageRow,
+    Store,
+    load_detector,
+    recount_reports,
+    stored_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +233,7 @@ class Ingestor:
         """Open the message's case or add it to the one it repeats; queue it for review when
         in doubt (in the same transaction: no doubtful message escapes the queue)."""
         prediction = row.result
+        row.case_id = int(decision.case_id)
         if decision.duplicate_of is None:
             session.add(
                 CaseRow(
@@ -242,13 +250,12 @@ class Ingestor:
             session.flush()
             reports = 1
         else:
-            case = session.get(CaseRow, int(decision.case_id))
+            case = session.get(CaseRow, row.case_id)
             assert case is not None  # the detector only knows committed cases
-            case.reports += 1
-            reports = case.reports
             case.last_at = max(case.last_at, row.created_at)
             case.first_at = min(case.first_at, row.created_at)
-        row.case_id = int(decision.case_id)
+            # Counted, not incremented: a reviewer may move a message of this case meanwhile.
+            reports = recount_reports(session, [row.case_id])[row.case_id]
         row.duplicate_of = int(decision.duplicate_of) if decision.duplicate_of else None
         row.dup_score = decision.score
         row.result = prediction | {"dup_evidence": decision.evidence}

@@ -9,7 +9,9 @@ A reviewer claims a task, then accepts the predictions, corrects them or marks t
 invalid (spam, a test). Every task carries a version that each change bumps: an action sent
 with an older version fails with :class:`ReviewConflict` instead of overwriting a colleague's
 work, and a task claimed by someone else cannot be decided (a claim lapses after
-``CLAIM_MINUTES``). Each action is written to the audit log with who, when, before and after.
+``CLAIM_MINUTES``). The version is checked in the UPDATE itself (``WHERE version = ...``), so
+of two concurrent actions on one task exactly one wins, on SQLite as on PostgreSQL. Each action
+is written to the audit log with who, when, before and after.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Literal
 
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from wangge.errors import WanggeError
 from wangge.models.dedup import Decision
@@ -29,7 +32,14 @@ from wangge.models.router import MessageRouter
 from wangge.models.taxonomy import load_taxonomy
 from wangge.nlp.pii import mask_pii
 from wangge.pipeline import ReviewReason
-from wangge.serve.storage import AuditRow, CaseRow, MessageRow, ReviewTaskRow, window_counts
+from wangge.serve.storage import (
+    AuditRow,
+    CaseRow,
+    MessageRow,
+    ReviewTaskRow,
+    recount_reports,
+    window_counts,
+)
 
 BORDERLINE_DUPLICATE = 0.1  # a match scoring less than this above the threshold is doubtful
 CLAIM_MINUTES = 30
@@ -189,6 +199,7 @@ def claim(session: Session, task_id: int, reviewer: str, version: int) -> Review
     task.status, task.claimed_by, task.claimed_at = "claimed", reviewer, now
     task.version += 1
     _audit(session, reviewer, "claim", task, before, {"status": "claimed", "claimed_by": reviewer})
+    _save(session, task)
     return task
 
 
@@ -233,12 +244,14 @@ def decide(
     task.resolved_at = now
     task.version += 1
     _audit(session, reviewer, action, task, before, fields | {"status": task.status})
+    _save(session, task)
     return task
 
 
 def _relink(session: Session, message: MessageRow, duplicate_of: Any) -> None:
-    """Move ``message`` to the case of message ``duplicate_of`` (``None``: a case of its own),
-    keeping the cases' report counts right."""
+    """Move ``message`` to the case of message ``duplicate_of`` (``None``: a case of its own);
+    both cases' reports are counted again from their messages (:func:`recount_reports`), so
+    concurrent corrections cannot leave a count that no longer matches."""
     if duplicate_of is None:
         target_case = message.id
         if session.get(CaseRow, target_case) is None:
@@ -258,14 +271,12 @@ def _relink(session: Session, message: MessageRow, duplicate_of: Any) -> None:
     if target_case == message.case_id:
         message.duplicate_of = duplicate_of
         return
-    old = session.get(CaseRow, message.case_id) if message.case_id is not None else None
-    if old is not None:
-        old.reports = max(0, old.reports - 1)
+    old_case = message.case_id
+    message.case_id, message.duplicate_of = target_case, duplicate_of
+    recount_reports(session, [case for case in (old_case, target_case) if case is not None])
     new = session.get(CaseRow, target_case)
     assert new is not None
-    new.reports += 1
     new.last_at = max(new.last_at, message.created_at)
-    message.case_id, message.duplicate_of = target_case, duplicate_of
 
 
 def _current(session: Session, task_id: int, version: int) -> ReviewTaskRow:
@@ -278,6 +289,19 @@ def _current(session: Session, task_id: int, version: int) -> ReviewTaskRow:
             "reload it"
         )
     return task
+
+
+def _save(session: Session, task: ReviewTaskRow) -> None:
+    """Write the task's change now: its UPDATE holds the version read, so if a concurrent
+    action changed the task in between, it matches no row and this one fails (the failed
+    flush rolls the transaction back, so nothing of the task may be read after it)."""
+    task_id = task.id
+    try:
+        session.flush()
+    except StaleDataError as error:
+        raise ReviewConflict(
+            f"task {task_id} was changed by someone else at the same time: reload it"
+        ) from error
 
 
 def _lapsed(task: ReviewTaskRow, now: datetime) -> bool:

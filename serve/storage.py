@@ -10,7 +10,7 @@ A :class:`Store` only opens the database: its schema is brought up to date by
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -98,6 +98,11 @@ class ReviewTaskRow(Base):
     version: Mapped[int] = mapped_column(Integer)  # bumped by every change: stale writes fail
     created_at: Mapped[datetime] = mapped_column(DateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    # Every UPDATE of a task holds ``WHERE version = <the version read>``: of two concurrent
+    # changes the second matches no row and fails with StaleDataError, on every database
+    # (SQLite ignores SELECT ... FOR UPDATE). The review actions bump the version themselves.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
 
 class AuditRow(Base):
@@ -293,3 +298,28 @@ def window_counts(
         for case_id, reports, reporters, likes, dislikes, last_at in session.execute(query)
         if case_id is not None
     }
+
+
+def recount_reports(session: Session, case_ids: Iterable[int]) -> dict[int, int]:
+    """Set the ``reports`` of these cases to the number of their messages, and return them.
+
+    Call it after moving messages between cases, in the same transaction: the moves are
+    flushed, then the case rows locked in id order (PostgreSQL; on SQLite the flushed writes
+    hold the database's write lock already) before counting, so that a concurrent move into or
+    out of the same cases waits for this one to commit and counts it."""
+    ids = sorted(set(case_ids))
+    session.flush()
+    cases = session.scalars(
+        select(CaseRow)
+        .where(CaseRow.id.in_(ids))
+        .order_by(CaseRow.id)
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: foreign-key checks do not wait
+        .execution_options(populate_existing=True)
+    ).all()
+    counted = select(MessageRow.case_id, func.count()).where(MessageRow.case_id.in_(ids))
+    counts = {
+        case_id: count for case_id, count in session.execute(counted.group_by(MessageRow.case_id))
+    }
+    for case in cases:
+        case.reports = counts.get(case.id, 0)
+    return {case_id: counts.get(case_id, 0) for case_id in ids}
