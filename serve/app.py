@@ -23,6 +23,7 @@ from wangge.serve.config import Settings, get_settings
 from wangge.serve.dependencies import ApiKeyDep
 from wangge.serve.headers import SecurityHeaders
 from wangge.serve.ingest import Ingestor
+from wangge.serve.limits import BodyLimit
 from wangge.serve.migrate import open_store
 from wangge.serve.routes import classify, health, messages, model_info, review
 from wangge.serve.service import prepare_model
@@ -95,6 +96,7 @@ def create_app(
     app.include_router(review.router)  # reviewers' accounts
     app.include_router(review.page)
     app.mount("/review/static", StaticFiles(directory=review.STATIC), name="review-static")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
             "could be classified on its preamble alone without anyone noticing."
         ),
     )
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body; a larger one is refused with 413 before it is read "
+        "whole. The default holds a full batch of the longest messages, even \\u-escaped.",
+    )
     top_k: int = Field(default=3, ge=1, description="Categories listed per message, best first.")
     route: bool = Field(
         default=True, description="Add routing (place, grid, departments) to every result."

@@ -17,6 +17,7 @@ because they are configured at runtime.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -37,6 +38,7 @@ _INPUT_CONFIG = ConfigDict(strict=True, extra="forbid")
 MAX_INT = 2**31 - 1  # the database's INTEGER on PostgreSQL
 MAX_ID_CHARS = 128  # the stored columns' lengths (messages.external_id, messages.reporter)
 MAX_ADDRESS_CHARS = 500  # a postal address is a few dozen characters
+MAX_METADATA_CHARS = 10_000  # the caller's metadata, as JSON: echoed back, so kept small
 
 
 def _storable(text: str) -> str:
@@ -54,6 +56,17 @@ ShortText = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS), AfterVali
 """An identifier: at most :data:`MAX_ID_CHARS` characters, storable."""
 RowId = Annotated[int, Field(ge=1, le=MAX_INT)]
 """The id of a stored row (case, message, review task): a positive database INTEGER."""
+
+
+def _small_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(metadata, ensure_ascii=False, default=str))
+    if size > MAX_METADATA_CHARS:
+        raise ValueError(f"is {size} characters as JSON; at most {MAX_METADATA_CHARS}")
+    return metadata
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_small_metadata)]
+"""What the caller wants echoed back: any JSON object of at most :data:`MAX_METADATA_CHARS`."""
 Address = Annotated[str, StringConstraints(max_length=MAX_ADDRESS_CHARS), AfterValidator(_storable)]
 
 
@@ -75,7 +88,7 @@ class MessageIn(BaseModel):
         default=None, ge=-180, le=180, description="WGS84 longitude of the problem."
     )
     grid_id: ShortText | None = Field(default=None, description="The reporter's registered grid.")
-    metadata: dict[str, Any] | None = Field(
+    metadata: Metadata | None = Field(
         default=None, description="Anything the caller wants back; not used for scoring."
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -66,6 +67,9 @@ def client(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     settings = Settings(model_dir=model_dir, database_url=f"sqlite:///{database}")
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+JSON = {"Content-Type": "application/json"}
 
 
 def classify(client: TestClient, body: Any) -> Any:
@@ -445,3 +449,28 @@ def test_security_headers(client: TestClient) -> None:
     for response in (classified, login):
         assert response.headers["Cache-Control"] == "no-store"
     assert "Cache-Control" not in client.get("/review/static/review.css").headers
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    settings = Settings(
+        model_dir=model_dir, database_url=f"sqlite:///{tmp_path / 'w.sqlite3'}", max_body_bytes=2048
+    )
+    body = json.dumps({"title": "路灯不亮", "content": "灯" * 1000}).encode()  # 3 KB
+    with TestClient(create_app(settings)) as small:
+        declared = small.post("/v1/classify", content=body, headers=JSON)
+        chunked = small.post("/v1/classify", content=iter([body[:1500], body[1500:]]), headers=JSON)
+        within = small.post("/v1/classify", json={"title": "路灯不亮"})
+    for response in (declared, chunked):  # with Content-Length, and streamed without one
+        assert response.status_code == 413, response.text
+        assert response.json()["detail"] == "the request body is larger than 2048 bytes"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert within.status_code == 200
+
+
+def test_metadata_is_bounded(client: TestClient) -> None:
+    response = classify(client, {"title": "路灯不亮", "metadata": {"note": "x" * 10_001}})
+    assert "at most 10000" in error_messages(response)
+    echoed = classify(client, {"title": "路灯不亮", "metadata": {"ticket": "T-1"}})
+    assert echoed.json()["results"][0]["metadata"] == {"ticket": "T-1"}
