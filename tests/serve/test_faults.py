@@ -3,13 +3,14 @@ message; the liveness and readiness probes."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import tiny_model
 from fastapi.testclient import TestClient
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
@@ -49,6 +50,19 @@ def test_a_route_on_a_broken_database_answers_503_with_retry_after(
         assert str(tmp_path) not in response.text and "SELECT" not in response.text
     assert "database unavailable on GET /v1/hot-issues" in caplog.text
     assert "unable to open database file" in caplog.text  # the traceback is logged
+
+
+def test_a_full_disk_on_ingest_answers_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: Store) -> None:
+        error = sqlite3.OperationalError("database or disk is full")
+        raise OperationalError("INSERT INTO messages ...", None, error)
+
+    monkeypatch.setattr(Store, "session", full)
+    response = client.post("/v1/messages", json={"title": "垃圾没人清理"})
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert "INSERT" not in response.text and "disk" not in response.text
 
 
 def test_an_integrity_error_is_not_taken_for_an_outage(
