@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from wangge.models.router import MessageRouter
 from wangge.pipeline.artifact import ModelMeta
@@ -26,9 +28,23 @@ from wangge.serve.ingest import Ingestor
 from wangge.serve.limits import BodyLimit
 from wangge.serve.migrate import open_store
 from wangge.serve.routes import classify, health, messages, model_info, review
+from wangge.serve.schemas import ErrorResponse
 from wangge.serve.service import prepare_model
 
 logger = logging.getLogger(__name__)
+
+# The database cannot be reached or cannot do its work now (down, locked, disk full, connection
+# pool exhausted): worth retrying. Other database errors (integrity, data, programming) are
+# handled where they can happen or are bugs, and stay 500.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+RETRY_AFTER_SECONDS = 5
+DATABASE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorResponse,
+        "description": f"The database is unavailable; retry after `Retry-After` seconds "
+        f"({RETRY_AFTER_SECONDS}).",
+    }
+}
 
 DESCRIPTION = """\
 Classifies residents' messages for grid management into categories, with calibrated
@@ -38,6 +54,7 @@ must handle it, with the evidence behind each.
 
 Errors: every refused request gets **422** with `detail`, a list of `{loc, msg, type}` saying
 where the problem is (`loc`, e.g. `["body", "batch", "messages", 2]`) and what it is (`msg`).
+When the database is unavailable the answer is **503** with `Retry-After`.
 """
 
 
@@ -90,10 +107,12 @@ def create_app(
     app.state.settings = settings
     app.state.model_swap_lock = threading.Lock()
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, _database_error_handler)
     app.include_router(health.router)
     for routes in (classify, model_info, messages):  # /v1/: API key when settings.api_keys
-        app.include_router(routes.router, dependencies=[ApiKeyDep])
-    app.include_router(review.router)  # reviewers' accounts
+        app.include_router(routes.router, dependencies=[ApiKeyDep], responses=DATABASE_RESPONSES)
+    app.include_router(review.router, responses=DATABASE_RESPONSES)  # reviewers' accounts
     app.include_router(review.page)
     app.mount("/review/static", StaticFiles(directory=review.STATIC), name="review-static")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -126,6 +145,16 @@ async def _validation_error_handler(request: Request, exc: RequestValidationErro
     """
     return JSONResponse(
         status_code=422, content={"detail": [_readable(error) for error in exc.errors()]}
+    )
+
+
+async def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 with ``Retry-After`` and a short message: no statement, parameters or paths."""
+    logger.error("database unavailable on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "the database is unavailable; retry later"},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 

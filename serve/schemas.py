@@ -303,9 +303,20 @@ class HealthResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Body of a 500 response."""
+    """Body of a 500 or 503 response."""
 
     detail: str
+
+
+class LivenessResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadinessResponse(BaseModel):
+    status: Literal["ready", "unavailable"]
+    failed: list[Literal["database", "model"]] = Field(
+        description="The checks that failed: the database did not answer, no model is loaded."
+    )
 
 
 class ModelInfo(BaseModel):

@@ -1,0 +1,109 @@
+"""Faults: a database that cannot be opened answers 503 with ``Retry-After`` and a short JSON
+message; the liveness and readiness probes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import tiny_model
+from fastapi.testclient import TestClient
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from wangge.serve.app import create_app
+from wangge.serve.config import Settings
+from wangge.serve.storage import Store
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    classifier, meta = tiny_model(tmp_path / "model")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'wangge.sqlite3'}", route=False,
+                        encoder_dir=None)  # fmt: skip
+    with TestClient(create_app(settings, model=classifier, meta=meta)) as test_client:
+        yield test_client
+
+
+@pytest.fixture()
+def broken_database(client: TestClient, tmp_path: Path) -> Iterator[None]:
+    """The app's store replaced by one whose SQLite file cannot be opened (its directory is
+    missing): every query fails with sqlite3's OperationalError."""
+    app = client.app
+    healthy = app.state.store  # type: ignore[attr-defined]
+    broken = Store(f"sqlite:///{tmp_path / 'missing' / 'wangge.sqlite3'}")
+    app.state.store = broken  # type: ignore[attr-defined]
+    yield
+    app.state.store = healthy  # type: ignore[attr-defined]
+    broken.engine.dispose()
+
+
+def test_a_route_on_a_broken_database_answers_503_with_retry_after(
+    client: TestClient, broken_database: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for path in ("/v1/hot-issues", "/v1/cases/1"):
+        response = client.get(path)
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "5"
+        assert response.json() == {"detail": "the database is unavailable; retry later"}
+        assert str(tmp_path) not in response.text and "SELECT" not in response.text
+    assert "database unavailable on GET /v1/hot-issues" in caplog.text
+    assert "unable to open database file" in caplog.text  # the traceback is logged
+
+
+def test_a_full_disk_on_ingest_answers_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(self: Store) -> None:
+        error = sqlite3.OperationalError("database or disk is full")
+        raise OperationalError("INSERT INTO messages ...", None, error)
+
+    monkeypatch.setattr(Store, "session", full)
+    response = client.post("/v1/messages", json={"title": "垃圾没人清理"})
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert "INSERT" not in response.text and "disk" not in response.text
+
+
+def test_an_integrity_error_is_not_taken_for_an_outage(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def conflict(self: Store) -> None:
+        raise IntegrityError("INSERT ...", None, Exception("UNIQUE constraint failed"))
+
+    monkeypatch.setattr(Store, "session", conflict)
+    with pytest.raises(IntegrityError):  # TestClient re-raises what no handler answered
+        client.get("/v1/hot-issues")
+
+
+def test_ready_answers_503_naming_the_database_when_it_fails(
+    client: TestClient, broken_database: None
+) -> None:
+    response = client.get("/healthz/ready")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "failed": ["database"]}
+    assert client.get("/healthz/live").status_code == 200
+
+
+def test_ready_and_live_answer_200_on_a_healthy_service(client: TestClient) -> None:
+    assert client.get("/healthz/ready").json() == {"status": "ready", "failed": []}
+    assert client.get("/healthz/live").json() == {"status": "ok"}
+    assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_ready_names_the_model_when_none_is_loaded(client: TestClient) -> None:
+    loaded = client.app.state.loaded_model  # type: ignore[attr-defined]
+    client.app.state.loaded_model = None  # type: ignore[attr-defined]
+    try:
+        response = client.get("/healthz/ready")
+    finally:
+        client.app.state.loaded_model = loaded  # type: ignore[attr-defined]
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "failed": ["model"]}
+
+
+def test_the_schema_documents_the_503s(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "503" in paths["/healthz/ready"]["get"]["responses"]
+    assert "503" in paths["/v1/hot-issues"]["get"]["responses"]
+    assert "503" not in paths["/healthz/live"]["get"]["responses"]
