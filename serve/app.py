@@ -19,6 +19,7 @@ from fastapi_offline import FastAPIOffline
 from wangge.models.router import MessageRouter
 from wangge.pipeline.artifact import ModelMeta
 from wangge.pipeline.triage import Classifier
+from wangge.serve.auth import LoginThrottle
 from wangge.serve.config import Settings, get_settings
 from wangge.serve.dependencies import ApiKeyDep
 from wangge.serve.headers import SecurityHeaders
@@ -88,6 +89,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.model_swap_lock = threading.Lock()
+    app.state.login_throttle = LoginThrottle()
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
     app.include_router(health.router)
     for routes in (classify, model_info, messages):  # /v1/: API key when settings.api_keys
