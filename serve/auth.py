@@ -176,9 +176,8 @@ def disable_user(store: Store, username: str) -> None:
 @lru_cache(maxsize=2)
 def _unknown_user_hash(log_n: int) -> str:
     """What a password given with an unknown name is checked against: the same scrypt work as
-    for a known name (at cost ``log_n``), so that the time of the answer does not tell which
-    names exist."""
-    assert log_n == SCRYPT_LOG_N
+    for a known name, so that the time of the answer does not tell which names exist. Called
+    with the current ``SCRYPT_LOG_N``, which keys the cache: a changed cost makes a new hash."""
     return hash_password(secrets.token_urlsafe(16))
 
 
