@@ -21,6 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from wangge.models.router import MessageRouter
 from wangge.pipeline.artifact import ModelMeta
 from wangge.pipeline.triage import Classifier
+from wangge.serve.auth import LoginThrottle
 from wangge.serve.config import Settings, get_settings
 from wangge.serve.dependencies import ApiKeyDep
 from wangge.serve.headers import SecurityHeaders
@@ -106,6 +107,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.model_swap_lock = threading.Lock()
+    app.state.login_throttle = LoginThrottle()
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, _database_error_handler)

@@ -328,3 +328,11 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def cheap_scrypt(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passwords hashed at n=2^10 instead of 2^17 (~0.7 s a hash), except in tests marked
+    ``real_scrypt_cost``."""
+    if request.node.get_closest_marker("real_scrypt_cost") is None:
+        monkeypatch.setattr("wangge.serve.auth.SCRYPT_LOG_N", 10)

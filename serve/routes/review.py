@@ -20,7 +20,14 @@ from wangge.errors import WanggeError
 from wangge.models.router import MessageRouter
 from wangge.pipeline.reasons import ReviewReason
 from wangge.pipeline.store import promote, rollback
-from wangge.serve.auth import SESSION_HOURS, User, log_in, log_out, session_user
+from wangge.serve.auth import (
+    SESSION_HOURS,
+    LoginThrottle,
+    User,
+    log_in,
+    log_out,
+    session_user,
+)
 from wangge.serve.dependencies import IngestorDep, LoadedModelDep, RouterDep, StoreDep, store_of
 from wangge.serve.review import (
     Choices,
@@ -36,6 +43,7 @@ from wangge.serve.review import (
 from wangge.serve.schemas import (
     ClaimRequest,
     DecisionRequest,
+    ErrorResponse,
     LoginRequest,
     LoginResponse,
     PromoteRequest,
@@ -87,11 +95,31 @@ def task_out(task: ReviewTaskRow, message: MessageRow) -> ReviewTaskOut:
     )  # fmt: skip
 
 
-@router.post("/login")
-def login(body: LoginRequest, store: StoreDep) -> LoginResponse:
+@router.post(
+    "/login",
+    responses={
+        401: {"model": ErrorResponse, "description": "A wrong name or password."},
+        429: {
+            "model": ErrorResponse,
+            "description": "Too many failed logins for this name or from this address; "
+            "`Retry-After` gives the seconds to wait.",
+        },
+    },
+)
+def login(body: LoginRequest, request: Request, store: StoreDep) -> LoginResponse:
+    """A session token; see :class:`wangge.serve.auth.LoginThrottle` for the lockout."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    account = f"user:{body.username}"
+    keys = [account, f"addr:{request.client.host if request.client else ''}"]
+    wait = throttle.retry_after(keys)
+    if wait:
+        raise HTTPException(429, "too many failed logins: try again later",
+                            headers={"Retry-After": str(wait)})  # fmt: skip
     token = log_in(store, body.username, body.password)
     if token is None:
+        throttle.failed(keys)
         raise HTTPException(401, "wrong user name or password, or the account is disabled")
+    throttle.succeeded(account)
     user = session_user(store, token)
     assert user is not None
     return LoginResponse(token=token, username=user.username, role=user.role,

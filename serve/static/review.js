@@ -163,6 +163,11 @@ $("#login-form").addEventListener("submit", async (event) => {
   const form = Object.fromEntries(new FormData(event.target));
   const response = await fetch("/review/api/login", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(form) });
   const body = await response.json();
+  if (response.status === 429) {
+    const minutes = Math.ceil(Number(response.headers.get("Retry-After")) / 60);
+    $("#login-error").textContent = `登录失败次数过多，请 ${minutes} 分钟后再试`;
+    return;
+  }
   if (!response.ok) { $("#login-error").textContent = "用户名或密码错误"; return; }
   state.token = body.token;
   sessionStorage.setItem("wangge-token", body.token);

@@ -87,3 +87,19 @@ def test_a_reviewer_corrects_a_task_in_the_browser(server: str) -> None:
         page.locator("#login-form").wait_for()
         assert page.evaluate("sessionStorage.getItem('wangge-token')") is None
         browser.close()
+
+
+def test_the_page_says_when_logins_are_locked_out(server: str) -> None:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(locale="zh-CN")
+        page.goto(f"{server}/review")
+        page.fill("input[name=username]", "wang")
+        for attempt in range(6):
+            page.fill("input[name=password]", f"wrong password {attempt}")
+            with page.expect_response("**/review/api/login"):
+                page.click("button[type=submit]")
+            if attempt == 4:
+                assert page.inner_text("#login-error") == "用户名或密码错误"
+        page.locator("#login-error", has_text="登录失败次数过多，请 15 分钟后再试").wait_for()
+        browser.close()
