@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from wangge.errors import WanggeError
 from wangge.models.router import MessageRouter
 from wangge.pipeline.reasons import ReviewReason
-from wangge.pipeline.store import promote, rollback
+from wangge.pipeline.store import VersionError, promote, rollback
 from wangge.serve.auth import (
     SESSION_HOURS,
     LoginThrottle,
@@ -262,7 +262,7 @@ def _refused(action: str, error: WanggeError) -> HTTPException:
     """422 with what the admin can act on; a broken version's details, which name server
     paths, go to the server log only."""
     message = str(error)
-    if "/" in message or "\\" in message:
+    if not isinstance(error, VersionError):
         logger.warning("model %s refused: %s", action, message)
         message = "the version does not load (details in the server log)"
     return HTTPException(422, f"{action} refused: {message}")

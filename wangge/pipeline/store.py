@@ -28,6 +28,11 @@ HISTORY_FILE = "HISTORY"
 VERSION_NAME = re.compile(r"[^\W_][\w.-]{0,127}")
 
 
+class VersionError(ModelLoadError):
+    """A version that is not in the store, or nothing to roll back to: its message names no
+    server path, so the admin API can answer with it."""
+
+
 @dataclass(frozen=True)
 class Version:
     name: str
@@ -62,16 +67,16 @@ def served_dir(store: str | Path) -> Path:
 
 def version_dir(store: str | Path, version: str) -> Path:
     """The directory of ``version``, a model directory right inside ``store``;
-    :class:`~wangge.errors.ModelLoadError` for anything else (a path, a name with a separator,
+    :class:`VersionError` for anything else (a path, a name with a separator,
     a link out of the store), naming no server path."""
     if not VERSION_NAME.fullmatch(version):
-        raise ModelLoadError(
-            f"not a version name: {version!r} (a directory of the store: letters, digits, "
-            "'.', '_', '-')"
+        raise VersionError(
+            "not a version name: a version is a directory of the store, named with letters, "
+            "digits, '.', '_' and '-'"
         )
     path = Path(store) / version
     if not _is_version(Path(store), path):
-        raise ModelLoadError(
+        raise VersionError(
             f"version {version!r} does not exist in the store (`wangge models list`)"
         )
     return path
@@ -102,7 +107,7 @@ def rollback(store: str | Path, *, by: str = "cli") -> str:
     current = current_version(store)
     earlier = [v for v in promoted if v != current]
     if not earlier:
-        raise ModelLoadError(f"nothing to roll back to in {store}: only {current} was promoted")
+        raise VersionError(f"nothing to roll back to: only {current} was promoted")
     promote(store, earlier[-1], by=by)
     return earlier[-1]
 
