@@ -30,7 +30,7 @@ from wangge.serve.limits import BodyLimit
 from wangge.serve.migrate import open_store
 from wangge.serve.routes import classify, health, messages, model_info, review
 from wangge.serve.schemas import ErrorResponse
-from wangge.serve.service import prepare_model
+from wangge.serve.service import ShuttingDown, prepare_model
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ RETRY_AFTER_SECONDS = 5
 DATABASE_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {
         "model": ErrorResponse,
-        "description": f"The database is unavailable; retry after `Retry-After` seconds "
-        f"({RETRY_AFTER_SECONDS}).",
+        "description": f"The database is unavailable, or the server is shutting down; retry "
+        f"after `Retry-After` seconds ({RETRY_AFTER_SECONDS}).",
     }
 }
 
@@ -55,7 +55,8 @@ must handle it, with the evidence behind each.
 
 Errors: every refused request gets **422** with `detail`, a list of `{loc, msg, type}` saying
 where the problem is (`loc`, e.g. `["body", "batch", "messages", 2]`) and what it is (`msg`).
-When the database is unavailable the answer is **503** with `Retry-After`.
+When the database is unavailable, or the server is shutting down, the answer is **503** with
+`Retry-After`.
 """
 
 
@@ -90,7 +91,7 @@ def create_app(
         try:
             app.state.store = store
             app.state.ingestor = Ingestor.open(
-                settings, store, app.state.loaded_model.dedup_weights
+                settings, store, app.state.loaded_model.dedup_weights, app.state.stopping
             )
             yield
             app.state.ingestor.close()
@@ -107,10 +108,12 @@ def create_app(
     )
     app.state.settings = settings
     app.state.model_swap_lock = threading.Lock()
+    app.state.stopping = threading.Event()  # set by the server on SIGTERM (serve/server.py)
     app.state.login_throttle = LoginThrottle()
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, _database_error_handler)
+    app.add_exception_handler(ShuttingDown, _shutting_down_handler)
     app.include_router(health.router)
     for routes in (classify, model_info, messages):  # /v1/: API key when settings.api_keys
         app.include_router(routes.router, dependencies=[ApiKeyDep], responses=DATABASE_RESPONSES)
@@ -158,6 +161,18 @@ async def _database_error_handler(request: Request, exc: Exception) -> JSONRespo
         content={"detail": "the database is unavailable; retry later"},
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
+
+
+async def _shutting_down_handler(request: Request, exc: Exception) -> JSONResponse:
+    """503 with ``Retry-After`` for a batch refused because the server is stopping."""
+    logger.warning("%s %s refused: the server is stopping (%s)", request.method,
+                   request.url.path, exc)  # fmt: skip
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "the server is shutting down; nothing of this request was stored: "
+                 "send it again"},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )  # fmt: skip
 
 
 def _readable(error: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,15 @@ class Settings(BaseSettings):
         description="Locations less confident than this need review (reason `location`).",
     )
     log_level: LogLevel = "info"
+    shutdown_timeout: int = Field(
+        default=5,
+        ge=1,
+        le=60,
+        description="Seconds that requests in flight at SIGTERM or SIGINT get to finish "
+        "(uvicorn's graceful shutdown timeout); those still running then are cancelled. A "
+        "batch still being scored is refused with 503 at once, before anything of it is "
+        "stored. The process exits about a second after this at the latest.",
+    )
     database_url: str = Field(
         default="sqlite:///wangge.sqlite3",
         description="Where POST /v1/messages stores messages and cases (SQLAlchemy URL).",

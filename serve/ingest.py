@@ -48,7 +48,12 @@ from wangge.pipeline.triage import load_encoder
 from wangge.serve.config import Settings
 from wangge.serve.review import enqueue, priority, review_reasons
 from wangge.serve.schemas import IngestMessage, IngestResult
-from wangge.serve.service import LoadedModel, message_result, pipeline_message
+from wangge.serve.service import (
+    LoadedModel,
+    message_result,
+    pipeline_message,
+    triage_in_chunks,
+)
 from wangge.serve.storage import (
     CaseRow,
     MessageRow,
@@ -67,18 +72,28 @@ class Ingestor:
     """The store and the duplicate detector of one service."""
 
     def __init__(
-        self, store: Store, detector: DuplicateDetector, snapshot: Path | None = None
+        self,
+        store: Store,
+        detector: DuplicateDetector,
+        snapshot: Path | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.store = store
         self.detector = detector
         self.snapshot = snapshot
+        #: Set when the server stops: a batch still being scored is refused (ShuttingDown).
+        self.stopping = stopping if stopping is not None else threading.Event()
         self._lock = threading.Lock()
         #: How long each recent hold of the ingest lock lasted, in seconds.
         self.lock_holds: deque[float] = deque(maxlen=LOCK_HOLDS_KEPT)
 
     @classmethod
     def open(
-        cls, settings: Settings, store: Store, weights: DedupWeights | None = None
+        cls,
+        settings: Settings,
+        store: Store,
+        weights: DedupWeights | None = None,
+        stopping: threading.Event | None = None,
     ) -> Ingestor:
         """``store`` with its duplicate detector rebuilt from what is stored, comparing pairs
         with ``weights`` (those of the served model's directory; default: the shipped ones)
@@ -106,7 +121,7 @@ class Ingestor:
             count,
             restored,
         )
-        return cls(store, detector, snapshot)
+        return cls(store, detector, snapshot, stopping)
 
     def use_weights(self, weights: DedupWeights | None, threshold: float | None) -> None:
         """Compare pairs with ``weights`` from now on (a promoted model's; None: the shipped
@@ -159,7 +174,8 @@ class Ingestor:
         fresh = [i for i in range(len(messages)) if i not in results]
         times = {i: (messages[i].created_at or datetime.now()).replace(tzinfo=None) for i in fresh}
         triage = loaded.triage(router, top_k=top_k, detector=self.detector)
-        triaged = triage([replace(pipeline_message(messages[i]), time=times[i]) for i in fresh])
+        pending = [replace(pipeline_message(messages[i]), time=times[i]) for i in fresh]
+        triaged = triage_in_chunks(triage, pending, self.stopping)  # all scored, then stored
         for i, result in zip(fresh, triaged, strict=True):
             prediction = _jsonable(message_result(messages[i], result).model_dump())
             dedup, features = self._dedup(result, messages[i].reporter, times[i])

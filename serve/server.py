@@ -1,8 +1,25 @@
-"""Run the service under uvicorn (what ``wangge serve`` calls)."""
+"""Run the service under uvicorn (what ``wangge serve`` calls), and stop it in bounded time.
+
+On SIGTERM or SIGINT the listening socket closes (new connections are refused) and requests in
+flight finish, except a batch still being scored: it is refused with 503 at its next chunk,
+before anything of it is stored (:func:`wangge.serve.service.triage_in_chunks`). Then the app
+shuts down (the duplicate index is saved) and the process exits with status 0, a few seconds
+after the signal under load. A request still running ``shutdown_timeout`` seconds after the
+signal is cancelled, and if its thread is still busy a second later the process exits with
+status 1 without it: what it committed is stored, and it was never acknowledged.
+"""
 
 from __future__ import annotations
 
 import copy
+import faulthandler
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -14,9 +31,16 @@ from wangge.serve.config import Settings
 from wangge.serve.migrate import open_store
 from wangge.serve.service import prepare_model
 
+logger = logging.getLogger(__name__)
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app cannot start
+# How long threads of cancelled requests may still run once uvicorn has shut down.
+BUSY_THREAD_GRACE = 1.0
+
 
 def run(settings: Settings) -> None:
-    """Serve until interrupted, in this process; raises ModelLoadError for an unusable model.
+    """Serve until SIGTERM or SIGINT, in this process; raises ModelLoadError for an unusable
+    model.
 
     One uvicorn worker: each worker process would load its own copy of the model (TF-IDF
     vocabularies and weights, the bulk of the memory), so memory would grow with the worker
@@ -24,22 +48,70 @@ def run(settings: Settings) -> None:
     (the GIL); for more throughput run more instances behind a load balancer. Within the
     worker, scoring runs in the threadpool (see :mod:`wangge.serve.routes.classify`).
     """
+    # A fatal signal (SIGSEGV, SIGBUS …) in native code writes the Python stacks to stderr
+    # rather than ending the process without a line.
+    faulthandler.enable()
+    # SIGTERM before uvicorn handles it (while the model loads) ends the process cleanly too.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Loaded here rather than in the app's lifespan so that a bad model directory raises
     # ModelLoadError to the caller instead of ending in uvicorn's startup traceback and exit 3;
     # likewise a database the migrations cannot bring up to date raises SchemaError (the
     # lifespan's upgrade then finds nothing to do).
     loaded = prepare_model(settings)
     open_store(settings.database_url, upgrade=True).engine.dispose()
-    uvicorn.run(
-        create_app(
-            settings, model=loaded.model, meta=loaded.meta, department_model=loaded.department_model
-        ),
+    app = create_app(
+        settings, model=loaded.model, meta=loaded.meta, department_model=loaded.department_model
+    )
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         workers=1,
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
+    server = GracefulServer(config, app.state.stopping)
+    try:
+        server.run()
+    except (SystemExit, KeyboardInterrupt):
+        pass  # uvicorn raises the SIGTERM or SIGINT it caught again once it has shut down
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+    _leave_busy_threads(BUSY_THREAD_GRACE)
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, which also sets ``stopping`` as soon as a signal asks it to stop, so
+    that long requests stop scoring and answer 503 instead of holding up the shutdown."""
+
+    def __init__(self, config: uvicorn.Config, stopping: threading.Event) -> None:
+        super().__init__(config)
+        self.stopping = stopping
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.stopping.set()
+        super().handle_exit(sig, frame)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def _leave_busy_threads(timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for request threads still running (cancelled requests
+    whose work goes on in the threadpool), then exit without them: Python would otherwise
+    wait for each to finish before the process ends."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    busy = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon
+            and t is not threading.main_thread()]  # fmt: skip
+    if busy:
+        logger.error("exiting with %d request thread(s) still running: %s", len(busy), busy)
+        logging.shutdown()
+        os._exit(1)
 
 
 def log_config(level: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ pipeline records.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,15 @@ from wangge.serve.config import Settings
 from wangge.serve.schemas import IngestMessage, MessageIn, MessageResult
 
 logger = logging.getLogger(__name__)
+
+# Messages of a batch scored between two looks at whether the server is stopping: a batch
+# of maximal messages then refuses within a second or so of SIGTERM (see ShuttingDown).
+TRIAGE_CHUNK = 16
+
+
+class ShuttingDown(Exception):
+    """The server is stopping (SIGTERM): a batch still being scored is refused (503), before
+    anything of it is stored, rather than holding up the shutdown."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +134,24 @@ def triage_messages(
     *,
     top_k: int,
     router: MessageRouter | None = None,
+    stopping: threading.Event | None = None,
 ) -> list[MessageResult]:
-    """Score (and route, with a ``router``) ``messages``; results follow the input order."""
-    results = loaded.triage(router, top_k=top_k)([pipeline_message(m) for m in messages])
+    """Score (and route, with a ``router``) ``messages``; results follow the input order.
+    Raises :class:`ShuttingDown` once ``stopping`` is set (:func:`triage_in_chunks`)."""
+    triage = loaded.triage(router, top_k=top_k)
+    results = triage_in_chunks(triage, [pipeline_message(m) for m in messages], stopping)
     return [message_result(m, r) for m, r in zip(messages, results, strict=True)]
+
+
+def triage_in_chunks(
+    triage: Triage, messages: Sequence[Message], stopping: threading.Event | None
+) -> list[TriageResult]:
+    """``triage(messages)``, :data:`TRIAGE_CHUNK` messages at a time; raises
+    :class:`ShuttingDown` before any chunk but the first once ``stopping`` is set, so that a
+    request of one chunk always finishes."""
+    results: list[TriageResult] = []
+    for start in range(0, len(messages), TRIAGE_CHUNK):
+        if start and stopping is not None and stopping.is_set():
+            raise ShuttingDown(f"stopped after scoring {start} of {len(messages)} messages")
+        results += triage(messages[start : start + TRIAGE_CHUNK])
+    return results

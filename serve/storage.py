@@ -1,4 +1,4 @@
-"""Storage of ingested messages and their cases (SQLAlchemy; SQLite in WAL mode by default).
+"""Storage of ingested messages and their cases (SQLAlchemy; SQLite by default).
 
 The database is the record: a message is committed before the API answers, and on start the
 duplicate detector is rebuilt from it (:func:`load_detector`), with the stored embeddings and
@@ -10,6 +10,9 @@ A :class:`Store` only opens the database: its schema is brought up to date by
 
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -34,10 +37,13 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from wangge.models.dedup import DedupMessage, DuplicateDetector, MessageFeatures
 from wangge.nlp.fields import normalized
+
+logger = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -157,21 +163,39 @@ class ApiKeyRow(Base):
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL journaling, synchronous commits and enforced
-    foreign keys. Its errors never show the statement's parameters (messages, phone numbers),
-    so that they do not reach logs."""
+    """An engine for ``url``; SQLite gets a rollback journal (:func:`_sqlite_pragmas`),
+    synchronous commits and enforced foreign keys. Its errors never show the statement's
+    parameters (messages, phone numbers), so that they do not reach logs."""
     engine = create_engine(url, hide_parameters=True)
     if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged message survives a crash
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
+        event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """No shared memory: a rollback journal rather than WAL, and no memory-mapped I/O.
+
+    WAL keeps its index in ``<database>-shm``, mapped into memory and written through the
+    mapping: when that file cannot be written any more (made immutable, a file system remounted
+    read-only), the next transaction's write to the mapping kills the process with SIGBUS,
+    without a log line. Through a rollback journal every write is a system call, and a refused
+    one is an ``OperationalError``: the service answers 503 and logs it. A database left in
+    WAL mode by an earlier version is switched back unless another connection holds it open.
+    """
+    cursor = connection.cursor()
+    try:
+        (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+        if mode == "wal":
+            try:
+                cursor.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError as error:
+                logger.warning("the SQLite database stays in WAL mode (%s): close the other "
+                               "processes using it and restart", error)  # fmt: skip
+        cursor.execute("PRAGMA mmap_size=0")
+        cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged message survives a crash
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
 
 
 class Store:
@@ -185,6 +209,24 @@ class Store:
     def session(self) -> Iterator[Session]:
         with self._sessions() as session, session.begin():
             yield session
+
+    def unavailable(self) -> str | None:
+        """Why the database cannot take requests now, or ``None``: a read of a table fails,
+        or a SQLite file cannot be written (nor its directory, where the journal is created)
+        though reads still work — immutable files, a read-only file system."""
+        try:
+            with self.session() as session:
+                session.execute(select(ApiKeyRow.id).limit(1))
+        except SQLAlchemyError as error:
+            return f"the database does not answer ({type(error).__name__})"
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            return None
+        path = Path(database)
+        for where in (path, path.parent):
+            if where.exists() and not os.access(where, os.W_OK):
+                return f"{where} cannot be written"
+        return None
 
 
 def dedup_message(row: MessageRow) -> DedupMessage:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -310,9 +312,7 @@ def live_server(app: Any) -> Iterator[str]:
     import httpx
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -328,6 +328,45 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def wangge_serve(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real ``wangge serve`` (a subprocess with uvicorn's logging, its output in ``log``) on
+    a free loopback port, ``WANGGE_*`` settings from ``env``; yields its base URL and the
+    process once ``/healthz`` answers, and terminates it afterwards if it still runs."""
+    import httpx
+
+    port = free_port()
+    env = os.environ | {"WANGGE_HOST": "127.0.0.1", "WANGGE_PORT": str(port)} | env
+    wangge = shutil.which("wangge", path=str(Path(sys.executable).parent))
+    assert wangge is not None
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as output:
+        server = subprocess.Popen([wangge, "serve"], env=env, stdout=output,
+                                  stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            for _ in range(600):
+                assert server.poll() is None, "the server exited while starting"
+                try:
+                    if httpx.get(f"{base}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            else:
+                raise AssertionError("the server did not answer /healthz within a minute")
+            yield base, server
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=30)
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from wangge.serve.dependencies import CheckedMessages, LoadedModelDep, RouterDep, SettingsDep
 from wangge.serve.schemas import ClassifyResponse, ErrorResponse
-from wangge.serve.service import triage_messages
+from wangge.serve.service import ShuttingDown, triage_messages
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,19 @@ router = APIRouter(tags=["classify"])
     responses={500: {"model": ErrorResponse, "description": "A server bug; it is logged."}},
 )
 def classify(
-    messages: CheckedMessages, loaded: LoadedModelDep, settings: SettingsDep, router: RouterDep
+    request: Request,
+    messages: CheckedMessages,
+    loaded: LoadedModelDep,
+    settings: SettingsDep,
+    router: RouterDep,
 ) -> ClassifyResponse:
     try:
-        results = triage_messages(loaded, messages, top_k=settings.top_k, router=router)
+        results = triage_messages(
+            loaded, messages, top_k=settings.top_k, router=router,
+            stopping=request.app.state.stopping,
+        )  # fmt: skip
+    except ShuttingDown:
+        raise  # 503 (the app's handler)
     except Exception:
         # The input was validated, so whatever fails here is a bug in the model or the service.
         logger.exception(

@@ -8,8 +8,6 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from wangge.serve.dependencies import LoadedModelDep
 from wangge.serve.schemas import HealthResponse, LivenessResponse, ReadinessResponse
@@ -57,10 +55,7 @@ def ready(request: Request) -> ReadinessResponse | JSONResponse:
 def _database_answers(store: Store | None) -> bool:
     if store is None:
         return False
-    try:
-        with store.session() as session:
-            session.execute(text("SELECT 1"))
-    except SQLAlchemyError as error:
-        logger.warning("readiness: the database does not answer (%s)", type(error).__name__)
-        return False
-    return True
+    problem = store.unavailable()
+    if problem is not None:
+        logger.warning("readiness: %s", problem)
+    return problem is None

@@ -3,13 +3,16 @@ message; the liveness and readiness probes."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import tiny_model
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from wangge.serve.app import create_app
@@ -107,3 +110,57 @@ def test_the_schema_documents_the_503s(client: TestClient) -> None:
     assert "503" in paths["/healthz/ready"]["get"]["responses"]
     assert "503" in paths["/v1/hot-issues"]["get"]["responses"]
     assert "503" not in paths["/healthz/live"]["get"]["responses"]
+
+
+def _chattr(flag: str, paths: list[Path]) -> None:
+    """``chattr flag`` on ``paths``; skips the test where that cannot be done (not root, a file
+    system without the immutable attribute)."""
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("no chattr (e2fsprogs)")
+    done = subprocess.run([chattr, flag, *map(str, paths)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"chattr {flag} failed: {done.stderr.strip()} (needs root and ext4/xfs/btrfs)")
+
+
+def test_immutable_database_files_answer_503_and_make_the_service_unready(
+    client: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe that killed the server with SIGBUS (a write through WAL's memory-mapped index
+    once the files were immutable): now every write is a system call whose refusal is an
+    OperationalError, so the answer is 503, the log says so, and readiness fails."""
+    assert client.post("/v1/messages", json={"title": "垃圾没人清理"}).status_code == 200
+    files = sorted(tmp_path.glob("wangge.sqlite3*"))
+    _chattr("+i", files)
+    try:
+        assert client.get("/healthz/ready").json() == {"status": "unavailable",
+                                                       "failed": ["database"]}  # fmt: skip
+        response = client.post("/v1/messages", json={"title": "楼道垃圾很臭"})
+        assert response.status_code == 503, response.text
+        assert response.json() == {"detail": "the database is unavailable; retry later"}
+        assert client.get("/healthz/ready").status_code == 503
+    finally:
+        _chattr("-i", files)
+    assert "database unavailable on POST /v1/messages" in caplog.text
+    assert "cannot be written" in caplog.text or "does not answer" in caplog.text
+    assert client.get("/healthz/ready").status_code == 200  # writable again: ready again
+    assert client.post("/v1/messages", json={"title": "楼道垃圾很臭"}).status_code == 200
+
+
+def test_sqlite_keeps_no_shared_memory_index(tmp_path: Path) -> None:
+    """No WAL (whose ``-shm`` index is written through a memory mapping: SIGBUS when it cannot
+    be written) and no memory-mapped I/O; a database left in WAL mode is switched back."""
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute("PRAGMA journal_mode=WAL")
+        old.execute("CREATE TABLE t (x)")
+    old.close()
+    store = Store(f"sqlite:///{path}")
+    try:
+        with store.session() as session:
+            session.execute(text("INSERT INTO t VALUES (1)"))
+            assert session.execute(text("PRAGMA journal_mode")).scalar() == "delete"
+            assert session.execute(text("PRAGMA mmap_size")).scalar() == 0
+        assert not Path(f"{path}-shm").exists() and not Path(f"{path}-wal").exists()
+    finally:
+        store.engine.dispose()

@@ -3,40 +3,17 @@ to its output, whatever requests carry it: paths, query strings, bodies, a reque
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
 from conftest import SEEDED_PII as SEEDED
-from conftest import tiny_model
+from conftest import tiny_model, wangge_serve
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from wangge.serve.storage import make_engine
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_until_up(base: str, server: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):
-        assert server.poll() is None, "the server exited while starting"
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not answer /healthz within a minute")
 
 
 def _send_seeded_requests(base: str) -> list[int]:
@@ -61,27 +38,14 @@ def _send_seeded_requests(base: str) -> list[int]:
 
 def test_a_real_server_logs_no_seeded_personal_data(tmp_path: Path) -> None:
     tiny_model(tmp_path / "model")
-    port = _free_port()
-    env = os.environ | {
+    env = {
         "WANGGE_MODEL_DIR": str(tmp_path / "model"),
-        "WANGGE_HOST": "127.0.0.1",
-        "WANGGE_PORT": str(port),
         "WANGGE_LOG_LEVEL": "debug",
         "WANGGE_DATABASE_URL": f"sqlite:///{tmp_path / 'logs.sqlite3'}",
     }
-    wangge = shutil.which("wangge", path=str(Path(sys.executable).parent))
-    assert wangge is not None
     log = tmp_path / "server.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [wangge, "serve"], env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-        try:
-            _wait_until_up(f"http://127.0.0.1:{port}", server)
-            statuses = _send_seeded_requests(f"http://127.0.0.1:{port}")
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with wangge_serve(env, log) as (base, _server):
+        statuses = _send_seeded_requests(base)
     output_text = log.read_text(encoding="utf-8")
     assert 200 in statuses and 404 in statuses and 422 in statuses and 500 not in statuses
     assert output_text.count(' HTTP/1.1" ') >= len(statuses)  # every request has its access line

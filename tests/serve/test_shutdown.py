@@ -1,0 +1,154 @@
+"""SIGTERM stops a real ``wangge serve`` under load (20 clients posting messages, batches of
+256 maximal messages) within 10 s with exit status 0: requests in flight finish or are refused
+with 503, a refused batch stores nothing, and every acknowledged message is stored. Once the
+server is stopping, a batch is refused after its first chunk (in-process)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import tiny_model, wangge_serve
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from wangge.serve.app import create_app
+from wangge.serve.config import Settings
+from wangge.serve.service import TRIAGE_CHUNK
+from wangge.serve.storage import MessageRow
+
+logger = logging.getLogger(__name__)
+
+CLIENTS = 20
+BATCH = [
+    {"title": "路灯不亮", "content": "城厢街道萧山路灯不亮，晚上很黑，请尽快维修。" * 900}
+] * 256
+
+
+class Load:
+    """Clients posting to ``/v1/messages`` until stopped; what each answer was, and the ids of
+    the messages acknowledged (200) and refused with 503."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.answers: Counter[str] = Counter()
+        self.acknowledged: list[str] = []
+        self.refused: list[str] = []
+        self.unanswered: list[str] = []  # the connection closed or refused: no answer
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._one_by_one, args=(c,)) for c in range(CLIENTS)
+        ]
+        self.threads.append(threading.Thread(target=self._batches))
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def _post(self, client: httpx.Client, kind: str, messages: list[dict]) -> None:
+        try:
+            response = client.post("/v1/messages", json={"messages": messages})
+        except httpx.TransportError as error:  # refused or closed before it was read
+            with self._lock:
+                self.answers[f"{kind} {type(error).__name__}"] += 1
+                self.unanswered += [m["id"] for m in messages]
+            time.sleep(0.05)
+            return
+        ids = [m["id"] for m in messages]
+        with self._lock:
+            self.answers[f"{kind} {response.status_code}"] += 1
+            if response.status_code == 200:
+                self.acknowledged += ids
+            elif response.status_code == 503:
+                self.refused += ids
+
+    def _one_by_one(self, client_number: int) -> None:
+        with httpx.Client(base_url=self.base, timeout=60) as client:
+            for i in range(1_000_000):
+                if self.stop.is_set():
+                    return
+                message = {
+                    "id": f"c{client_number}-{i}",
+                    "content": f"{client_number}号楼垃圾没人清理",
+                }
+                self._post(client, "message", [message])
+
+    def _batches(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=120) as client:
+            for i in range(1_000_000):
+                if self.stop.is_set():
+                    return
+                batch = [m | {"id": f"b{i}-{j}"} for j, m in enumerate(BATCH)]
+                self._post(client, "batch", batch)
+
+
+def test_sigterm_under_load_ends_the_server_within_10_s_losing_no_acknowledged_message(
+    tmp_path: Path,
+) -> None:
+    tiny_model(tmp_path / "model")
+    database = tmp_path / "shutdown.sqlite3"
+    env = {
+        "WANGGE_MODEL_DIR": str(tmp_path / "model"),
+        "WANGGE_DATABASE_URL": f"sqlite:///{database}",
+    }
+    with wangge_serve(env, tmp_path / "server.log") as (base, server), Load(base) as load:
+        time.sleep(3)
+        signalled = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        status = server.wait(timeout=30)
+        took = time.monotonic() - signalled
+    log = (tmp_path / "server.log").read_text(encoding="utf-8")
+    logger.info(f"exit {status} {took:.2f} s after SIGTERM; answers {dict(load.answers)}")
+    assert status == 0 and took < 10, log[-3000:]
+    with sqlite3.connect(database) as connection:
+        stored = {row[0] for row in connection.execute("SELECT external_id FROM messages")}
+    logger.info(
+        f"stored {len(stored)}; of those without an answer {len(set(load.unanswered) & stored)}"
+    )
+    assert load.acknowledged and set(load.acknowledged) <= stored
+    assert not set(load.refused) & stored  # a refused batch stored nothing
+    assert {answer.split()[1] for answer in load.answers} <= {"200", "503", "ConnectError",
+        "ReadError", "RemoteProtocolError", "WriteError"}, load.answers  # fmt: skip
+    assert "Traceback" not in log
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    classifier, meta = tiny_model(tmp_path / "model")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'wangge.sqlite3'}", route=False,
+                        encoder_dir=None)  # fmt: skip
+    with TestClient(create_app(settings, model=classifier, meta=meta)) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/classify"])
+def test_once_stopping_a_batch_is_refused_with_503_after_its_first_chunk(
+    client: TestClient, path: str
+) -> None:
+    client.app.state.stopping.set()  # type: ignore[attr-defined]  # what SIGTERM does
+    batch = [{"id": f"m{i}", "title": "垃圾没人清理"} for i in range(TRIAGE_CHUNK + 1)]
+    response = client.post(path, json={"messages": batch})
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "5"
+    assert "shutting down" in response.json()["detail"]
+    one_chunk = client.post(path, json={"messages": batch[:TRIAGE_CHUNK]})
+    assert one_chunk.status_code == 200  # a request of one chunk finishes
+    if path == "/v1/messages":
+        with client.app.state.store.session() as session:  # type: ignore[attr-defined]
+            stored = set(session.scalars(select(MessageRow.external_id)))
+        assert stored == {f"m{i}" for i in range(TRIAGE_CHUNK)}  # the refused batch: none
