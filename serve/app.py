@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -30,7 +30,14 @@ from wangge.serve.limits import BodyLimit
 from wangge.serve.migrate import open_store
 from wangge.serve.routes import classify, health, messages, model_info, review
 from wangge.serve.schemas import ErrorResponse
-from wangge.serve.service import ShuttingDown, prepare_model
+from wangge.serve.service import prepare_model
+from wangge.serve.shutdown import (
+    REFUSED,
+    RETRY_AFTER_SECONDS,
+    AnswerCancelled,
+    ShuttingDown,
+    unavailable_body,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +45,6 @@ logger = logging.getLogger(__name__)
 # pool exhausted): worth retrying. Other database errors (integrity, data, programming) are
 # handled where they can happen or are bugs, and stay 500.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
-RETRY_AFTER_SECONDS = 5
 DATABASE_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {
         "model": ErrorResponse,
@@ -122,6 +128,7 @@ def create_app(
     app.mount("/review/static", StaticFiles(directory=review.STATIC), name="review-static")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(AnswerCancelled, stopping=app.state.stopping)
     return app
 
 
@@ -163,16 +170,12 @@ async def _database_error_handler(request: Request, exc: Exception) -> JSONRespo
     )
 
 
-async def _shutting_down_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _shutting_down_handler(request: Request, exc: Exception) -> Response:
     """503 with ``Retry-After`` for a batch refused because the server is stopping."""
     logger.warning("%s %s refused: the server is stopping (%s)", request.method,
                    request.url.path, exc)  # fmt: skip
-    return JSONResponse(
-        status_code=503,
-        content={"detail": "the server is shutting down; nothing of this request was stored: "
-                 "send it again"},
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )  # fmt: skip
+    body, headers = unavailable_body(REFUSED)
+    return Response(body, status_code=503, headers={k.decode(): v.decode() for k, v in headers})
 
 
 def _readable(error: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,7 @@ from wangge.serve.storage import (
 
 logger = logging.getLogger(__name__)
 
+CLOSE_LOCK_TIMEOUT = 1.0  # seconds the shutdown waits for the ingest lock to save the index
 LOCK_HOLDS_KEPT = 100_000  # the most recent holds of the ingest lock, for their percentiles
 
 
@@ -141,9 +142,18 @@ class Ingestor:
                 "ingest lock held %d times: p50 %.2f ms, p99 %.2f ms, max %.2f ms",
                 len(self.lock_holds), p50, p99, max(self.lock_holds) * 1000,
             )  # fmt: skip
-        if self.snapshot is not None:
-            with self._lock:
-                self.detector.save_ann(self.snapshot)
+        if self.snapshot is None:
+            return
+        # A request cancelled by the shutdown may still hold the lock (a commit waiting for a
+        # locked database): then the graph is not saved, and the next start adds to the one
+        # saved before (or rebuilds it) the messages stored since.
+        if not self._lock.acquire(timeout=CLOSE_LOCK_TIMEOUT):
+            logger.warning("ingest still busy at shutdown: the HNSW graph was not saved")
+            return
+        try:
+            self.detector.save_ann(self.snapshot)
+        finally:
+            self._lock.release()
 
     @contextmanager
     def _serial(self) -> Iterator[None]:

@@ -27,17 +27,13 @@ from wangge.pipeline.store import current_version, served_dir
 from wangge.pipeline.triage import Classifier
 from wangge.serve.config import Settings
 from wangge.serve.schemas import IngestMessage, MessageIn, MessageResult
+from wangge.serve.shutdown import ShuttingDown
 
 logger = logging.getLogger(__name__)
 
 # Messages of a batch scored between two looks at whether the server is stopping: a batch
 # of maximal messages then refuses within a second or so of SIGTERM (see ShuttingDown).
 TRIAGE_CHUNK = 16
-
-
-class ShuttingDown(Exception):
-    """The server is stopping (SIGTERM): a batch still being scored is refused (503), before
-    anything of it is stored, rather than holding up the shutdown."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException, Request
 
 from wangge.serve.dependencies import CheckedMessages, LoadedModelDep, RouterDep, SettingsDep
 from wangge.serve.schemas import ClassifyResponse, ErrorResponse
-from wangge.serve.service import ShuttingDown, triage_messages
+from wangge.serve.service import triage_messages
+from wangge.serve.shutdown import ShuttingDown
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,8 @@ server is stopping, a batch is refused after its first chunk (in-process)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import signal
 import sqlite3
@@ -19,10 +21,12 @@ import pytest
 from conftest import tiny_model, wangge_serve
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from starlette.types import Message, Receive, Scope, Send
 
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
 from wangge.serve.service import TRIAGE_CHUNK
+from wangge.serve.shutdown import AnswerCancelled
 from wangge.serve.storage import MessageRow
 
 logger = logging.getLogger(__name__)
@@ -152,3 +156,64 @@ def test_once_stopping_a_batch_is_refused_with_503_after_its_first_chunk(
         with client.app.state.store.session() as session:  # type: ignore[attr-defined]
             stored = set(session.scalars(select(MessageRow.external_id)))
         assert stored == {f"m{i}" for i in range(TRIAGE_CHUNK)}  # the refused batch: none
+
+
+def test_a_request_stuck_past_the_shutdown_timeout_is_answered_and_left_behind(
+    tmp_path: Path,
+) -> None:
+    """A commit waiting for a database locked by another process (SQLite waits 5 s) outlives
+    a 1 s shutdown timeout: the request is answered 503 and the process exits without its
+    thread, with status 1, well within 10 s."""
+    tiny_model(tmp_path / "model")
+    database = tmp_path / "locked.sqlite3"
+    env = {
+        "WANGGE_MODEL_DIR": str(tmp_path / "model"),
+        "WANGGE_DATABASE_URL": f"sqlite:///{database}",
+        "WANGGE_ROUTE": "false",
+        "WANGGE_SHUTDOWN_TIMEOUT": "1",
+    }
+    answers: list[int] = []
+    with wangge_serve(env, tmp_path / "server.log") as (base, server):
+        assert httpx.post(f"{base}/v1/messages", json={"title": "垃圾没人清理"}).status_code == 200
+        holder = sqlite3.connect(database, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        url = f"{base}/v1/messages"
+        stuck = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(url, json={"title": "楼道垃圾很臭"}, timeout=30).status_code
+            )
+        )
+        stuck.start()
+        time.sleep(1)  # the commit now waits for the lock
+        signalled = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        status = server.wait(timeout=30)
+        took = time.monotonic() - signalled
+        stuck.join()
+        holder.execute("ROLLBACK")
+        holder.close()
+    log = (tmp_path / "server.log").read_text(encoding="utf-8")
+    assert answers == [503] and status == 1 and took < 10, (answers, status, took, log[-3000:])
+    assert "exiting with 1 request thread(s) still running" in log
+    assert "Exception in ASGI application" not in log
+
+
+def test_a_request_cancelled_by_the_shutdown_is_answered_503() -> None:
+    async def cancelled(scope: Scope, receive: Receive, send: Send) -> None:
+        raise asyncio.CancelledError
+
+    async def nothing() -> Message:
+        return {"type": "http.request"}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    stopping = threading.Event()
+    with pytest.raises(asyncio.CancelledError):  # not stopping: not ours to answer
+        asyncio.run(AnswerCancelled(cancelled, stopping)({"type": "http"}, nothing, send))
+    stopping.set()
+    asyncio.run(AnswerCancelled(cancelled, stopping)({"type": "http"}, nothing, send))
+    assert sent[0]["status"] == 503 and (b"retry-after", b"5") in sent[0]["headers"]
+    assert "did not finish" in json.loads(sent[1]["body"])["detail"]
