@@ -27,7 +27,7 @@ from wangge.serve.app import create_app
 from wangge.serve.config import Settings
 from wangge.serve.service import TRIAGE_CHUNK
 from wangge.serve.shutdown import AnswerCancelled
-from wangge.serve.storage import MessageRow
+from wangge.serve.storage import MessageRow, Store
 
 logger = logging.getLogger(__name__)
 
@@ -102,14 +102,10 @@ class Load:
 
 
 def test_sigterm_under_load_ends_the_server_within_10_s_losing_no_acknowledged_message(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
     tiny_model(tmp_path / "model")
-    database = tmp_path / "shutdown.sqlite3"
-    env = {
-        "WANGGE_MODEL_DIR": str(tmp_path / "model"),
-        "WANGGE_DATABASE_URL": f"sqlite:///{database}",
-    }
+    env = {"WANGGE_MODEL_DIR": str(tmp_path / "model"), "WANGGE_DATABASE_URL": database_url}
     with wangge_serve(env, tmp_path / "server.log") as (base, server), Load(base) as load:
         time.sleep(3)
         signalled = time.monotonic()
@@ -119,8 +115,12 @@ def test_sigterm_under_load_ends_the_server_within_10_s_losing_no_acknowledged_m
     log = (tmp_path / "server.log").read_text(encoding="utf-8")
     logger.info(f"exit {status} {took:.2f} s after SIGTERM; answers {dict(load.answers)}")
     assert status == 0 and took < 10, log[-3000:]
-    with sqlite3.connect(database) as connection:
-        stored = {row[0] for row in connection.execute("SELECT external_id FROM messages")}
+    store = Store(database_url)
+    try:
+        with store.session() as session:
+            stored = set(session.scalars(select(MessageRow.external_id)))
+    finally:
+        store.engine.dispose()
     logger.info(
         f"stored {len(stored)}; of those without an answer {len(set(load.unanswered) & stored)}"
     )
