@@ -1,23 +1,30 @@
-"""Faults: a database that cannot be opened answers 503 with ``Retry-After`` and a short JSON
-message; the liveness and readiness probes."""
+"""Faults: a database that cannot be opened or written answers 503 with ``Retry-After`` and a
+short JSON message; the liveness and readiness probes; requests caught by the shutdown are
+answered 503 (the real server's shutdown: tests/serve/test_shutdown.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import tiny_model
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.types import Message, Receive, Scope, Send
 
 from wangge.serve.app import create_app
 from wangge.serve.config import Settings
-from wangge.serve.storage import Store
+from wangge.serve.service import TRIAGE_CHUNK
+from wangge.serve.shutdown import AnswerCancelled
+from wangge.serve.storage import MessageRow, Store
 
 
 @pytest.fixture()
@@ -164,3 +171,42 @@ def test_sqlite_keeps_no_shared_memory_index(tmp_path: Path) -> None:
         assert not Path(f"{path}-shm").exists() and not Path(f"{path}-wal").exists()
     finally:
         store.engine.dispose()
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/classify"])
+def test_once_stopping_a_batch_is_refused_with_503_after_its_first_chunk(
+    client: TestClient, path: str
+) -> None:
+    client.app.state.stopping.set()  # type: ignore[attr-defined]  # what SIGTERM does
+    batch = [{"id": f"m{i}", "title": "垃圾没人清理"} for i in range(TRIAGE_CHUNK + 1)]
+    response = client.post(path, json={"messages": batch})
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "5"
+    assert "shutting down" in response.json()["detail"]
+    one_chunk = client.post(path, json={"messages": batch[:TRIAGE_CHUNK]})
+    assert one_chunk.status_code == 200  # a request of one chunk finishes
+    if path == "/v1/messages":
+        with client.app.state.store.session() as session:  # type: ignore[attr-defined]
+            stored = set(session.scalars(select(MessageRow.external_id)))
+        assert stored == {f"m{i}" for i in range(TRIAGE_CHUNK)}  # the refused batch: none
+
+
+def test_a_request_cancelled_by_the_shutdown_is_answered_503() -> None:
+    async def cancelled(scope: Scope, receive: Receive, send: Send) -> None:
+        raise asyncio.CancelledError
+
+    async def nothing() -> Message:
+        return {"type": "http.request"}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    stopping = threading.Event()
+    with pytest.raises(asyncio.CancelledError):  # not stopping: not ours to answer
+        asyncio.run(AnswerCancelled(cancelled, stopping)({"type": "http"}, nothing, send))
+    stopping.set()
+    asyncio.run(AnswerCancelled(cancelled, stopping)({"type": "http"}, nothing, send))
+    assert sent[0]["status"] == 503 and (b"retry-after", b"5") in sent[0]["headers"]
+    assert "did not finish" in json.loads(sent[1]["body"])["detail"]
