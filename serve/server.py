@@ -11,6 +11,7 @@ status 1 without it: what it committed is stored, and it was never acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import faulthandler
 import logging
@@ -50,9 +51,21 @@ def run(settings: Settings) -> None:
     """
     # A fatal signal (SIGSEGV, SIGBUS …) in native code writes the Python stacks to stderr
     # rather than ending the process without a line.
-    faulthandler.enable()
+    with contextlib.suppress(OSError, ValueError):  # a stderr without a file descriptor
+        faulthandler.enable()
     # SIGTERM before uvicorn handles it (while the model loads) ends the process cleanly too.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        server = _serve(settings)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+    _leave_busy_threads(BUSY_THREAD_GRACE)
+
+
+def _serve(settings: Settings) -> GracefulServer:
+    """Load the model, bring the database up to date, serve until a signal; the server."""
     # Loaded here rather than in the app's lifespan so that a bad model directory raises
     # ModelLoadError to the caller instead of ending in uvicorn's startup traceback and exit 3;
     # likewise a database the migrations cannot bring up to date raises SchemaError (the
@@ -76,9 +89,7 @@ def run(settings: Settings) -> None:
         server.run()
     except (SystemExit, KeyboardInterrupt):
         pass  # uvicorn raises the SIGTERM or SIGINT it caught again once it has shut down
-    if not server.started:
-        sys.exit(STARTUP_FAILURE)
-    _leave_busy_threads(BUSY_THREAD_GRACE)
+    return server
 
 
 class GracefulServer(uvicorn.Server):

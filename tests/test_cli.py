@@ -546,11 +546,12 @@ def test_serve_honours_wangge_environment_variables(
 def test_serve_stops_before_listening_on_a_database_it_cannot_migrate(
     runner: CliRunner, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import uvicorn
     from sqlalchemy import create_engine, text
 
+    from wangge.serve.server import GracefulServer
+
     listened = []
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: listened.append(args))
+    monkeypatch.setattr(GracefulServer, "run", lambda *args, **kwargs: listened.append(args))
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     engine = create_engine(url)
     with engine.begin() as connection:
