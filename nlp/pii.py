@@ -48,7 +48,8 @@ class PiiSpan:
 
 
 def find_pii(text: str) -> list[PiiSpan]:
-    """The personal data in ``text``, in order, without overlaps (the earlier span wins).
+    """The personal data in ``text``, in order, without overlaps: spans that overlap are joined
+    into one of the longer one's kind (浙ab1234@example.com is a plate and an e-mail).
 
     Full-width characters (``１３８…``, ``ｘ＠ｙ．ｃｎ``) are read as their half-width forms, and
     a number written in groups (``3301061990 0101 1234``, ``330106-19900101-1234``) is also
@@ -67,6 +68,10 @@ def find_pii(text: str) -> list[PiiSpan]:
     for span in sorted(map(partial(_trimmed, half), found), key=lambda s: (s.start, -s.end)):
         if not spans or span.start >= spans[-1].end:
             spans.append(span)
+        elif span.end > spans[-1].end:
+            last = spans[-1]
+            longer = span if span.end - span.start > last.end - last.start else last
+            spans[-1] = PiiSpan(longer.kind, last.start, span.end)
     return spans
 
 

@@ -65,6 +65,12 @@ def test_e_mails_next_to_ascii_punctuation_are_masked(text: str, masked: str) ->
     assert mask_pii(text) == masked
 
 
+def test_overlapping_values_are_masked_as_one() -> None:
+    # 浙ab1234 reads as a plate too: masking only it left the address's domain.
+    assert mask_pii("联系浙ab1234@example.com谢谢") == "联系[邮箱]谢谢"
+    assert mask_pii("车牌浙A12345，谢谢") == "车牌[车牌号]，谢谢"
+
+
 def test_numbers_that_are_not_personal_data_keep_their_blanks() -> None:
     for text in ("房号 12 单元 3", "2026-12-03 08:29:06 INFO", "路灯坏了 3 天 12 户"):
         assert mask_pii(text) == text
