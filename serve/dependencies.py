@@ -212,7 +212,8 @@ StoreDep = Annotated[Store, Depends(app_store)]
 def api_key(request: Request) -> str | None:
     """The caller's name when ``/v1/`` needs a key (``WANGGE_API_KEYS``), else ``None``.
 
-    401 when the key is missing or unknown, 403 when it was revoked.
+    401 when the key is missing or unknown, 403 when it was revoked. Neither answer names the
+    key's owner or prefix: whoever holds a key learns nothing from the answer about whose it is.
     """
     if not request.app.state.settings.api_keys:
         return None
@@ -227,7 +228,9 @@ def api_key(request: Request) -> str | None:
     if name is None:
         raise HTTPException(401, "unknown API key", headers=challenge)
     if revoked:
-        raise HTTPException(403, f"the API key {name!r} was revoked")
+        raise HTTPException(
+            403, "this API key was revoked: ask the service's operator for a new one"
+        )
     return name
 
 
