@@ -1,0 +1,96 @@
+"""Schemathesis fuzzes every operation of the service's OpenAPI schema: no answer may be a
+server error, a status code the schema does not document, or a body or content type that does
+not match the schema.
+
+The service runs in-process on a model store of two versions (so that the admin's promote and
+rollback have something to swap), with API keys on and an administrator's session for the
+review API, on SQLite and, when WANGGE_TEST_POSTGRES_URL is set, on PostgreSQL.
+``WANGGE_FUZZ_EXAMPLES`` (default 100) sets the examples per operation of the fuzzing phase.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import tiny_model
+from hypothesis import HealthCheck, settings
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis (the dev extra) fuzzes")
+from schemathesis.python import asgi  # noqa: E402
+
+from wangge.pipeline.store import promote  # noqa: E402
+from wangge.serve import auth  # noqa: E402
+from wangge.serve.app import create_app  # noqa: E402
+from wangge.serve.config import Settings  # noqa: E402
+from wangge.serve.migrate import open_store  # noqa: E402
+
+EXAMPLES = int(os.environ.get("WANGGE_FUZZ_EXAMPLES", "100"))
+PASSWORD = "correct horse battery"
+
+
+# The schema is the app's: it does not depend on settings or the database.
+schema = schemathesis.openapi.from_dict(create_app(Settings(api_keys=True)).openapi())
+
+
+@dataclass
+class Fuzzed:
+    app: Any
+    api_key: str
+    admin_token: str
+    store: Any
+
+
+@pytest.fixture()
+def fuzzed(database_url: str, tmp_path: Path) -> Iterator[Fuzzed]:
+    """The service on ``database_url`` with an API key, an administrator logged in and three
+    stored messages waiting for review."""
+    models = tmp_path / "models"
+    tiny_model(models / "v1", review_threshold=0.99)
+    tiny_model(models / "v2", review_threshold=0.9)
+    promote(models, "v1")
+    store = open_store(database_url, upgrade=True)
+    auth.add_user(store, "boss", PASSWORD, "admin")
+    api_key = auth.create_key(store, "fuzz")
+    token = auth.log_in(store, "boss", PASSWORD)
+    assert token is not None
+    app_settings = Settings(
+        database_url=database_url, model_store=models, encoder_dir=None, route=False,
+        api_keys=True,
+    )  # fmt: skip
+    app = create_app(app_settings)
+    try:
+        with asgi.get_client(app) as client:  # starts the app's lifespan until shutdown
+            for n, text in enumerate(["垃圾没人清理", "工地噪音很大", "楼道垃圾很臭"]):
+                stored = client.post("/v1/messages", json={"id": f"m{n}", "content": text},
+                                     headers={"X-API-Key": api_key})  # fmt: skip
+                assert stored.status_code == 200, stored.text
+        yield Fuzzed(app, api_key, token, store)
+    finally:
+        asgi.shutdown_lifespans()
+        store.engine.dispose()
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
+def test_every_operation_answers_as_documented(case: Any, fuzzed: Fuzzed) -> None:
+    path = case.operation.path
+    headers: dict[str, str] = {}
+    if path.startswith("/v1/"):
+        headers["Authorization"] = f"Bearer {fuzzed.api_key}"
+    elif path == "/review/api/logout":  # ends its session: a fresh one each time
+        token = auth.log_in(fuzzed.store, "boss", PASSWORD)
+        headers["Authorization"] = f"Bearer {token}"
+    elif path.startswith("/review/api/") and path != "/review/api/login":
+        headers["Authorization"] = f"Bearer {fuzzed.admin_token}"
+    case.call_and_validate(app=fuzzed.app, headers=headers)
