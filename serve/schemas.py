@@ -414,7 +414,7 @@ class ModelInfo(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT_CONFIG
 
     username: Name = Field(min_length=1)
     password: Password = Field(min_length=1)
@@ -461,7 +461,7 @@ class ReviewChoices(BaseModel):
 
 
 class ClaimRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT_CONFIG
 
     version: int = Field(ge=0, le=MAX_INT)
 
@@ -484,7 +484,7 @@ class Corrections(BaseModel):
 
 
 class DecisionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT_CONFIG
 
     version: int = Field(ge=0, le=MAX_INT)
     action: Literal["accept", "correct", "invalid"]
@@ -496,7 +496,7 @@ class DecisionRequest(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT_CONFIG
 
     version: str = Field(min_length=1, max_length=128)
 

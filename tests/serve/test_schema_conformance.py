@@ -155,3 +155,19 @@ def test_queue_filters_are_bounded_by_their_columns(client: TestClient) -> None:
         "/review/api/tasks", params={"street": "3" * 32, "category": "噪音"}, headers=admin
     )
     assert fine.status_code == 200 and fine.json() == {"tasks": []}
+
+
+def test_review_requests_are_strictly_typed(client: TestClient) -> None:
+    """``false`` or ``"0"`` is no version, as a number is no title on /v1/."""
+    admin = boss(client)
+    assert (
+        client.post("/v1/messages", json={"id": "m1", "content": "垃圾没人清理"}).status_code == 200
+    )
+    [task] = client.get("/review/api/tasks", headers=admin).json()["tasks"]
+    url = f"/review/api/tasks/{task['task_id']}"
+    for version in (False, "1", 1.0):
+        refusal(client.post(f"{url}/claim", json={"version": version}, headers=admin))
+        body = {"version": version, "action": "accept"}
+        refusal(client.post(f"{url}/decision", json=body, headers=admin))
+    refusal(client.post("/review/api/admin/models/promote", json={"version": 1}, headers=admin))
+    refusal(client.post("/review/api/login", json={"username": "boss", "password": 12345678}))
