@@ -58,7 +58,11 @@ must handle it, with the evidence behind each.
 
 Errors: every refused request gets **422** with `detail`, a list of `{loc, msg, type}` saying
 where the problem is (`loc`, e.g. `["body", "batch", "messages", 2]`) and what it is (`msg`).
-When the database is unavailable the answer is **503** with `Retry-After`.
+Other errors have a `detail` sentence: **401**/**403** for a missing, unknown or revoked
+credential, **404** for an unknown case or task, **409** for a conflict with the current state,
+**413** for a body over the size limit; when the database is unavailable the answer is **503**
+with `Retry-After`. Times are ISO 8601 with their UTC offset; a time sent without one is the
+server's local time.
 """
 
 

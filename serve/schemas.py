@@ -65,7 +65,10 @@ RowId = Annotated[int, Field(ge=1, le=MAX_INT)]
 
 
 def _small_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(metadata, ensure_ascii=False, default=str))
+    try:
+        size = len(json.dumps(metadata, ensure_ascii=False, default=str, allow_nan=False))
+    except ValueError:  # Python's JSON parser takes NaN, Infinity and 1e400; JSON has none
+        raise ValueError("holds NaN or an infinite number, which JSON does not have") from None
     if size > MAX_METADATA_CHARS:
         raise ValueError(f"is {size} characters as JSON; at most {MAX_METADATA_CHARS}")
     return metadata

@@ -171,3 +171,13 @@ def test_review_requests_are_strictly_typed(client: TestClient) -> None:
         refusal(client.post(f"{url}/decision", json=body, headers=admin))
     refusal(client.post("/review/api/admin/models/promote", json={"version": 1}, headers=admin))
     refusal(client.post("/review/api/login", json={"username": "boss", "password": 12345678}))
+
+
+def test_metadata_is_json_without_nan_or_infinity(client: TestClient) -> None:
+    """Python's JSON parser reads NaN, Infinity and 1e400 (infinite); they were echoed as null."""
+    for number in ("NaN", "Infinity", "-Infinity", "1e400"):
+        body = f'{{"title": "路灯不亮", "metadata": {{"reading": {number}}}}}'.encode()
+        [error] = refusal(client.post("/v1/classify", content=body, headers=JSON))
+        assert error["loc"][-1] == "metadata" and "NaN" in error["msg"], number
+    big = b'{"title": "\xe8\xb7\xaf\xe7\x81\xaf", "metadata": {"reading": 1e300}}'
+    assert client.post("/v1/classify", content=big, headers=JSON).status_code == 200
