@@ -1,11 +1,15 @@
 """Schemathesis fuzzes every operation of the service's OpenAPI schema: no answer may be a
-server error, a status code the schema does not document, or a body or content type that does
-not match the schema.
+server error, a status code the schema does not document, a body or content type that does not
+match the schema, or an acceptance of a request the schema rules out.
 
-The service runs in-process on a model store of two versions (so that the admin's promote and
-rollback have something to swap), with API keys on and an administrator's session for the
-review API, on SQLite and, when WANGGE_TEST_POSTGRES_URL is set, on PostgreSQL.
-``WANGGE_FUZZ_EXAMPLES`` (default 100) sets the examples per operation of the fuzzing phase.
+Each operation runs schemathesis's examples, coverage and fuzzing phases with valid and invalid
+data, derandomized (the same requests every run) and without deadlines; the fuzzing phase draws
+``WANGGE_FUZZ_EXAMPLES`` examples (default 100; fewer for a quick local run), an operation
+without parameters the one request it has. Every check runs but positive_data_acceptance (see
+the test). The service runs in-process, routing through the shipped district, on a model store
+of two promoted versions (so that rollback has somewhere to go, and back), with API keys on and
+an administrator's session for the review API; each operation gets a fresh database: SQLite,
+and PostgreSQL when WANGGE_TEST_POSTGRES_URL is set.
 """
 
 from __future__ import annotations
