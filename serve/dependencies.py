@@ -159,6 +159,12 @@ def _error(kind: str, loc: tuple[str | int, ...], msg: str) -> dict[str, Any]:
     return {"type": kind, "loc": loc, "msg": msg}
 
 
+def refused(kind: str, loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
+    """A 422 in the documented shape (``detail``: a list of ``{loc, msg, type}``), for what a
+    route refuses after parsing."""
+    return RequestValidationError([_error(kind, loc, msg)])
+
+
 def _within_limits(body: OneOrBatch, settings: Settings) -> list[Any]:
     """The request's messages, once they are within ``settings``' limits (else 422)."""
     errors = input_errors(body, settings)
