@@ -7,7 +7,7 @@ import logging
 from fastapi import APIRouter, HTTPException, Request
 
 from wangge.serve.dependencies import CheckedMessages, LoadedModelDep, RouterDep, SettingsDep
-from wangge.serve.schemas import ClassifyResponse, ErrorResponse
+from wangge.serve.schemas import ClassifyResponse, ErrorResponse, error_responses
 from wangge.serve.service import triage_messages
 from wangge.serve.shutdown import ShuttingDown
 
@@ -29,7 +29,10 @@ router = APIRouter(tags=["classify"])
         "Results come back in input order with the ids echoed, each with its category, "
         "place (street, community, grid), departments and review reasons."
     ),
-    responses={500: {"model": ErrorResponse, "description": "A server bug; it is logged."}},
+    responses={
+        500: {"model": ErrorResponse, "description": "A server bug; it is logged."},
+        **error_responses(413),
+    },
 )
 def classify(
     request: Request,
