@@ -17,17 +17,22 @@ server's first request), then sends each of these to ``POST /v1/classify`` and t
 2. ``place names``: one message of ``--max-chars`` characters of place names (城厢 repeated,
    with the shipped district's street and community names mixed in: the worst case known for
    location);
-3. ``batch``: ``--batch-size`` messages of ``--max-chars`` characters each, realistic text
+3. ``budget``: as many maximal messages (below) as fit in ``--max-request-chars`` (the
+   server's ``max_request_chars``, the characters it accepts in one request): the largest
+   request it must answer;
+4. ``all title``: the same messages with all their text in the title, which the location
+   tagger (LAC) and the sentence encoder read whole, where they read the start of a body;
+5. ``batch``: ``--batch-size`` messages of ``--max-chars`` characters each, realistic text
    (the dev messages of ``dev_raw_labeled.csv`` one after another, each message starting at
    another one);
-4. ``batch + 1 char``: the same batch with one character more in its last message, which
+6. ``batch + 1 char``: the same batch with one character more in its last message, which
    must be refused (too long) rather than scored.
 
 For each request it prints the status, the latency and, for a 4xx, the server's message; then
 the server's peak resident memory (``VmHWM`` from ``/proc``) after all of them. ``--max-chars``
 and ``--batch-size`` default to the server's own limits (``max_text_chars`` and
-``max_batch_size``): the largest batch it must accept. A request refused for its total size
-(``max_request_chars``) passes as a clear 4xx.
+``max_batch_size``), read from the environment (``WANGGE_*``) as the server reads them; a
+batch refused for its total size (``max_request_chars``) passes as a clear 4xx.
 
 Exits 1 when an answer took more than ``--max-seconds``, was a 5xx (or no answer), or when the
 peak RSS is above ``--max-rss-mib``; 2 when the server or the data is missing.
@@ -116,16 +121,25 @@ def maximal_batch(dev: list[dict[str, str]], size: int, chars: int) -> list[dict
     return batch
 
 
-def requests(dev: list[dict[str, str]], size: int, chars: int) -> list[tuple[str, dict[str, Any]]]:
+def requests(args: argparse.Namespace, dev: list[dict[str, str]]) -> list[tuple[str, dict]]:
     """The named request bodies, without ids (each endpoint's copy gets its own)."""
+    size, chars = args.batch_size, args.max_chars
     batch = maximal_batch(dev, size, chars)
     longer = [*batch[:-1], {**batch[-1], "content": batch[-1]["content"] + "。"}]
+    fitting = min(size, args.max_request_chars // chars)
     return [
         ("address", {"title": "路灯不亮", "address": address_of(ADDRESS_BYTES)}),
         ("place names", {"content": place_text(chars)}),
-        (f"batch {size} x {chars} chars", {"messages": batch}),
+        (f"batch {fitting} x {chars} (budget)", {"messages": batch[:fitting]}),
+        ("the same, all title", {"messages": [_all_title(m) for m in batch[:fitting]]}),
+        (f"batch {size} x {chars}", {"messages": batch}),
         ("batch + 1 char", {"messages": longer}),
     ]
+
+
+def _all_title(message: dict[str, str]) -> dict[str, str]:
+    """``message`` with its text all in the title: LAC and the encoder read titles whole."""
+    return {"title": message["title"] + message["content"]}
 
 
 def with_ids(body: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -166,7 +180,7 @@ def failed(answer: Answer, max_seconds: float) -> bool:
 def run(base_url: str, headers: dict[str, str], args: argparse.Namespace, dev: list) -> list:
     """Warm up, then send every request to both endpoints; the answers in order."""
     answers = []
-    bodies = requests(dev, args.batch_size, args.max_chars)
+    bodies = requests(args, dev)
     with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
         for endpoint in ENDPOINTS:
             client.post(endpoint, json={"id": "warm-up", "title": "城厢街道路灯不亮"})
@@ -188,6 +202,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--model-dir", type=Path, required=True, help="model written by `wangge train`")
     add("--max-chars", type=int, default=settings.max_text_chars, help="characters a message")
     add("--batch-size", type=int, default=settings.max_batch_size, help="messages a batch")
+    add(
+        "--max-request-chars",
+        type=int,
+        default=settings.max_request_chars,
+        help="characters a request (the server's max_request_chars): a batch of the most "
+        "maximal messages within it is sent too",
+    )
     add("--max-seconds", type=float, default=2.0, help="slowest acceptable answer")
     add("--max-rss-mib", type=float, default=1024.0, help="highest acceptable VmHWM")
     args = parser.parse_args(argv)

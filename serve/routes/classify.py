@@ -6,7 +6,13 @@ import logging
 
 from fastapi import APIRouter, HTTPException
 
-from wangge.serve.dependencies import CheckedMessages, LoadedModelDep, RouterDep, SettingsDep
+from wangge.serve.dependencies import (
+    LIMIT_RESPONSES,
+    CheckedMessages,
+    LoadedModelDep,
+    RouterDep,
+    SettingsDep,
+)
 from wangge.serve.schemas import ClassifyResponse, ErrorResponse
 from wangge.serve.service import triage_messages
 
@@ -28,7 +34,10 @@ router = APIRouter(tags=["classify"])
         "Results come back in input order with the ids echoed, each with its category, "
         "place (street, community, grid), departments and review reasons."
     ),
-    responses={500: {"model": ErrorResponse, "description": "A server bug; it is logged."}},
+    responses={
+        500: {"model": ErrorResponse, "description": "A server bug; it is logged."},
+        **LIMIT_RESPONSES,
+    },
 )
 def classify(
     messages: CheckedMessages, loaded: LoadedModelDep, settings: SettingsDep, router: RouterDep
