@@ -16,6 +16,7 @@ import pytest
 from wangge.models.dedup import (
     ENCODER_THRESHOLD,
     ENCODER_WEIGHTS,
+    ENTITY_CHARS,
     LEXICAL_THRESHOLD,
     LEXICAL_WEIGHTS,
     SKETCH_DIM,
@@ -170,6 +171,12 @@ def test_lac_runs_only_for_pairs_its_entities_could_decide(detector: DuplicateDe
     assert features[0].entities is not None and "金城花园" in "".join(features[0].entities)
     # The lamp report was never close enough to anything for its places to matter.
     assert detector._rows[1].features.entities is None
+
+
+def test_lac_reads_the_start_of_a_long_title_only(detector: DuplicateDetector) -> None:
+    long = message("a", "金城花园" + "垃圾没人清理" * 3000, "东门口的垃圾" * 3000)
+    opening = detector.features([long])[0].opening
+    assert opening == long.title[:ENTITY_CHARS] + "。" + long.content[:ENTITY_CHARS]
 
 
 def test_bulk_index_equals_one_by_one_and_keeps_vectors(detector: DuplicateDetector) -> None:
