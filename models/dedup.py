@@ -60,6 +60,7 @@ MINHASH_SEED = 1
 # 2 CPU cores e5-small (int8, ONNX Runtime) embeds ~170 titles/s (21 tokens on average), and
 # its cost grows with the length.
 UNTITLED_CHARS = 40
+TITLE_CHARS = 200  # of a title compared by its 3-grams (Teddy Cup titles: at most 42)
 ENTITY_CHARS = 80  # LAC reads this much of the title and of the body (places, organisations)
 ANN_CANDIDATES = 10
 DEFAULT_WINDOW_DAYS = 365  # a case silent for longer takes no new messages
@@ -286,7 +287,7 @@ class MessageFeatures:
 
     text_hash: bytes
     minhash: RMinHash | None  # None for short texts
-    title: str  # the title as compared (:func:`dedup_text`)
+    title: str  # the first TITLE_CHARS of the title as compared (:func:`dedup_text`)
     opening: str  # what LAC tags: the first ENTITY_CHARS of the normalised title and body
     entities: frozenset[str] | None  # None: not tagged yet (see DuplicateDetector.tagged)
     vector: np.ndarray | None  # the sentence embedding; None without an encoder
@@ -568,7 +569,7 @@ class DuplicateDetector:
             MessageFeatures(
                 hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(),
                 minhashes.get(index),
-                dedup_text(message.title, ""),
+                dedup_text(message.title[:TITLE_CHARS], ""),
                 f"{message.title[:ENTITY_CHARS]}。{message.content[:ENTITY_CHARS]}",
                 entities[index] if entities is not None else None,
                 vectors[index] if vectors is not None else None,
