@@ -17,15 +17,16 @@ server's first request), then sends each of these to ``POST /v1/classify`` and t
 2. ``place names``: one message of ``--max-chars`` characters of place names (城厢 repeated,
    with the shipped district's street and community names mixed in: the worst case known for
    location);
-3. ``budget``: as many maximal messages (below) as fit in ``--max-request-chars`` (the
+3. ``dev messages``: a batch of ``--batch-size`` dev messages as they are (the usual case);
+4. ``budget``: as many maximal messages (below) as fit in ``--max-request-chars`` (the
    server's ``max_request_chars``, the characters it accepts in one request): the largest
    request it must answer;
-4. ``all title``: the same messages with all their text in the title, which the location
+5. ``all title``: the same messages with all their text in the title, which the location
    tagger (LAC) and the sentence encoder read whole, where they read the start of a body;
-5. ``batch``: ``--batch-size`` messages of ``--max-chars`` characters each, realistic text
+6. ``batch``: ``--batch-size`` messages of ``--max-chars`` characters each, realistic text
    (the dev messages of ``dev_raw_labeled.csv`` one after another, each message starting at
    another one);
-6. ``batch + 1 char``: the same batch with one character more in its last message, which
+7. ``batch + 1 char``: the same batch with one character more in its last message, which
    must be refused (too long) rather than scored.
 
 For each request it prints the status, the latency and, for a 4xx, the server's message; then
@@ -130,11 +131,16 @@ def requests(args: argparse.Namespace, dev: list[dict[str, str]]) -> list[tuple[
     return [
         ("address", {"title": "路灯不亮", "address": address_of(ADDRESS_BYTES)}),
         ("place names", {"content": place_text(chars)}),
+        (f"batch {size} dev messages", {"messages": [_as_sent(m) for m in dev[:size]]}),
         (f"batch {fitting} x {chars} (budget)", {"messages": batch[:fitting]}),
         ("the same, all title", {"messages": [_all_title(m) for m in batch[:fitting]]}),
         (f"batch {size} x {chars}", {"messages": batch}),
         ("batch + 1 char", {"messages": longer}),
     ]
+
+
+def _as_sent(message: dict[str, str]) -> dict[str, str]:
+    return {"title": message["title"], "content": message["content"]}
 
 
 def _all_title(message: dict[str, str]) -> dict[str, str]:
@@ -177,13 +183,18 @@ def failed(answer: Answer, max_seconds: float) -> bool:
     return too_slow or answer.status is None or not 200 <= answer.status < 500
 
 
-def run(base_url: str, headers: dict[str, str], args: argparse.Namespace, dev: list) -> list:
-    """Warm up, then send every request to both endpoints; the answers in order."""
-    answers = []
-    bodies = requests(args, dev)
+def warm(base_url: str, headers: dict[str, str]) -> None:
+    """One small message to each endpoint: the server's first requests, unmeasured."""
     with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
         for endpoint in ENDPOINTS:
             client.post(endpoint, json={"id": "warm-up", "title": "城厢街道路灯不亮"})
+
+
+def run(base_url: str, headers: dict[str, str], args: argparse.Namespace, dev: list) -> list:
+    """Send every request to both endpoints, one at a time; the answers in order."""
+    answers = []
+    bodies = requests(args, dev)
+    with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
         for (what, body), endpoint in itertools.product(bodies, ENDPOINTS):
             answer = send(client, what, endpoint, with_ids(body, f"{what}-{time.time_ns()}"))
             verdict = "FAIL" if failed(answer, args.max_seconds) else "ok"
@@ -236,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                 note("error: the server did not start; its output ends with:\n" + "\n".join(tail))
                 return 2
             say(f"server pid {server.pid} on {base_url}, model {health['model_version']}")
+            warm(base_url, headers)
+            started = peak_rss_mib(server.pid) or 0.0
+            say(f"peak RSS (VmHWM) after start-up and a message to each endpoint {started:.0f} MiB")
             answers = run(base_url, headers, args, dev)
             peak = peak_rss_mib(server.pid)  # before stopping: /proc goes with the process
         finally:

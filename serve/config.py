@@ -48,15 +48,15 @@ class Settings(BaseSettings):
         ),
     )
     max_request_chars: int = Field(
-        default=1_000_000,
+        default=400_000,
         ge=1,
         description=(
             "Most characters of title and content in one request, all its messages together; "
-            "a larger batch is refused with 422 before any model runs (split it into several "
-            "requests). It bounds the time and memory one request takes: 256 messages of "
-            "20,000 characters (5.1 million) took 8 s on 2 cores and 1.5 GiB, while a "
-            "request of a million characters answers in about a second. At least "
-            "max_text_chars."
+            "a larger request is refused with 422 (`request_too_large`) before any model runs: "
+            "split it into several. It bounds the time and memory one request takes: on 2 "
+            "cores, 256 messages of 20,000 characters took 8 s on /v1/classify and 13 s on "
+            "/v1/messages, while 20 of them (400,000 characters) take under 1 s and 2 s "
+            "(benchmarks/bench_limits.py). At least max_text_chars."
         ),
     )
     max_body_bytes: int = Field(

@@ -33,7 +33,7 @@ DEDUP_MAX_TOKENS = 32  # titles: longer ones are cut, which costs little for dup
 # The most characters of text run through the models at once: every stage's intermediate data
 # (tokens, n-gram ids, sparse matrices, LAC tags) grows with the characters it holds, about
 # 200 bytes a character, so that 256 messages of 20,000 characters at once peaked above 1 GiB.
-CHUNK_CHARS = 500_000
+CHUNK_CHARS = 200_000
 
 
 class Classifier(Protocol):
