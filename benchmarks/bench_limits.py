@@ -45,24 +45,14 @@ import argparse
 import csv
 import itertools
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_api import (
-    HOST,
-    api_key,
-    free_port,
-    load_dev_messages,
-    peak_rss_mib,
-    start_server,
-    stop,
-    wait_healthy,
-)
-from common import DEV_FILE, argument_parser, data_dir_with, note, say
+from bench_api import StartupError, dev_messages, peak_rss_mib, running_server
+from common import argument_parser, note, say
 
 from wangge.nlp.registry import default_district_dir
 from wangge.serve.config import Settings
@@ -230,30 +220,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir = data_dir_with(args.data_dir, (DEV_FILE,))
-    if data_dir is None:
+    dev = dev_messages(args.data_dir)
+    if dev is None:
         return 2
-    dev = load_dev_messages(data_dir)
-    port = free_port()
-    base_url = f"http://{HOST}:{port}"
-    env, headers = api_key(Path(tempfile.mkdtemp(prefix="wangge-bench-limits-")))
-    with tempfile.TemporaryFile() as log:
-        server = start_server(args.model_dir, port, log, env)
-        try:
-            health = wait_healthy(server, base_url)
-            if health is None:
-                log.seek(0)
-                tail = log.read().decode("utf-8", "replace").splitlines()[-20:]
-                note("error: the server did not start; its output ends with:\n" + "\n".join(tail))
-                return 2
-            say(f"server pid {server.pid} on {base_url}, model {health['model_version']}")
+    try:
+        with running_server(args.model_dir, "wangge-bench-limits-") as running:
+            server, base_url, headers = running.server, running.base_url, running.headers
+            say(f"server pid {server.pid} on {base_url}, model {running.health['model_version']}")
             warm(base_url, headers)
             started = peak_rss_mib(server.pid) or 0.0
             say(f"peak RSS (VmHWM) after start-up and a message to each endpoint {started:.0f} MiB")
             answers = run(base_url, headers, args, dev)
             peak = peak_rss_mib(server.pid)  # before stopping: /proc goes with the process
-        finally:
-            stop(server)
+    except StartupError as error:
+        note(f"error: {error}")
+        return 2
     say(f"\nserver peak RSS (VmHWM) {peak:.0f} MiB" if peak is not None else "VmHWM unavailable")
     failures = [a for a in answers if failed(a, args.max_seconds)]
     too_big = peak is None or peak > args.max_rss_mib
