@@ -48,15 +48,15 @@ class Settings(BaseSettings):
         ),
     )
     max_request_chars: int = Field(
-        default=400_000,
+        default=300_000,
         ge=1,
         description=(
             "Most characters of title and content in one request, all its messages together; "
             "a larger request is refused with 422 (`request_too_large`) before any model runs: "
             "split it into several. It bounds the time and memory one request takes: on 2 "
-            "cores, 256 messages of 20,000 characters took 8 s on /v1/classify and 13 s on "
-            "/v1/messages, while 20 of them (400,000 characters) take under 1 s and 2 s "
-            "(benchmarks/bench_limits.py). At least max_text_chars."
+            "shared cores, 256 messages of 20,000 characters took 8 s on /v1/classify and 13 s "
+            "on /v1/messages; 15 of them (300,000 characters) 0.4 s and 0.9 s, 20 of them up "
+            "to 0.8 s and 1.9 s (benchmarks/bench_limits.py). At least max_text_chars."
         ),
     )
     max_body_bytes: int = Field(
