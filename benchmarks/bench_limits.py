@@ -22,7 +22,7 @@ server's first request), then sends each of these to ``POST /v1/classify`` and t
    server's ``max_request_chars``, the characters it accepts in one request): the largest
    request it must answer;
 5. ``all title``: the same messages with all their text in the title, which the location
-   tagger (LAC) and the sentence encoder read whole, where they read the start of a body;
+   tagger (LAC), dedup's title 3-grams and the sentence encoder read (once took 54 s);
 6. ``batch``: ``--batch-size`` messages of ``--max-chars`` characters each, realistic text
    (the dev messages of ``dev_raw_labeled.csv`` one after another, each message starting at
    another one);
@@ -30,7 +30,8 @@ server's first request), then sends each of these to ``POST /v1/classify`` and t
    must be refused (too long) rather than scored.
 
 For each request it prints the status, the latency and, for a 4xx, the server's message; then
-the server's peak resident memory (``VmHWM`` from ``/proc``) after all of them. ``--max-chars``
+the server's peak resident memory (``VmHWM`` from ``/proc``) after start-up and after all of
+them. ``--max-chars``
 and ``--batch-size`` default to the server's own limits (``max_text_chars`` and
 ``max_batch_size``), read from the environment (``WANGGE_*``) as the server reads them; a
 batch refused for its total size (``max_request_chars``) passes as a clear 4xx.
@@ -130,11 +131,13 @@ def requests(args: argparse.Namespace, dev: list[dict[str, str]]) -> list[tuple[
 
 
 def _as_sent(message: dict[str, str]) -> dict[str, str]:
+    """A dev message without its id (:func:`with_ids` gives a fresh one)."""
     return {"title": message["title"], "content": message["content"]}
 
 
 def _all_title(message: dict[str, str]) -> dict[str, str]:
-    """``message`` with its text all in the title: LAC and the encoder read titles whole."""
+    """``message`` with its text all in the title, which LAC, dedup's title 3-grams and the
+    sentence encoder read (its start only, since the title is unbounded)."""
     return {"title": message["title"] + message["content"]}
 
 
