@@ -133,6 +133,13 @@ def normalize_text(text: str, *, simplify: bool = False) -> str:
     - Invisible characters are dropped; runs of spaces collapse to one, blank lines to one
       line break, and the ends are stripped.
     - With ``simplify=True`` traditional characters become simplified ones.
+
+    Any string is accepted, lone surrogates included (they are kept). Without ``simplify`` the
+    result is in NFKC, its only blanks are single spaces and single line breaks, and it
+    normalises to itself unless it still holds an escape, entity or tag (the text had it
+    encoded twice, ``&amp;lt;``, or in full-width forms, ``＜ｂ＞``): each is decoded once.
+    NFKC may lengthen a text up to 18 times (U+FDFA), the rest only shortens it. OpenCC's t2s
+    is not idempotent for a few phrases (乾縣 → 乾县 → 干县): normalise with ``simplify`` once.
     """
     if not text:
         return ""
@@ -144,8 +151,10 @@ def normalize_text(text: str, *, simplify: bool = False) -> str:
         text = _HTML_TAG.sub(" ", text)
     if "&" in text:
         text = html.unescape(text)
-    text = unicodedata.normalize("NFKC", text)
+    # Before NFKC, which makes none of them: dropped after it, "e\u200b\u0301" would leave an
+    # "e\u0301" that NFKC composes to "é" only on a second pass.
     text = _INVISIBLE.sub("", text)
+    text = unicodedata.normalize("NFKC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _HSPACE.sub(" ", text)
     text = _NEWLINES.sub("\n", text).strip()

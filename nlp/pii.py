@@ -28,11 +28,16 @@ MASKS = {
 #: character for one, so that offsets found in the translated text hold in the original.
 _HALF_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
-#: The blanks between two digits: those of a number written in groups.
-_BLANKS_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])\s+(?=[0-9])")
+#: The blanks and hyphens (dashes) between two digits: those of a number written in groups.
+_SEPARATORS_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])[\s\-\u2010-\u2015]+(?=[0-9])")
 
 #: A character of an e-mail address's local part (the common ones).
 _EMAIL_LOCAL_PART = re.compile(r"[A-Za-z0-9._%+-]")
+
+#: The ASCII punctuation next to which jionlp's e-mail pattern neither starts nor ends a match,
+#: so that it missed ``?to=wang@example.com&x=1``, ``'wang@example.com'`` and ``wang+tag@…``:
+#: blanked, one character for one, in the text the e-mails are searched in.
+_EMAIL_EDGES = str.maketrans(dict.fromkeys("!#$%&'*+/=?^`{|}~", " "))
 
 
 @dataclass(frozen=True)
@@ -43,14 +48,16 @@ class PiiSpan:
 
 
 def find_pii(text: str) -> list[PiiSpan]:
-    """The personal data in ``text``, in order, without overlaps (the earlier span wins).
+    """The personal data in ``text``, in order, without overlaps: spans that overlap are joined
+    into one of the longer one's kind (浙ab1234@example.com is a plate and an e-mail).
 
     Full-width characters (``１３８…``, ``ｘ＠ｙ．ｃｎ``) are read as their half-width forms, and
-    a number written in groups (``3301061990 0101 1234``) is also read without its blanks.
+    a number written in groups (``3301061990 0101 1234``, ``330106-19900101-1234``) is also
+    read without the blanks or hyphens between its groups.
     """
     half = text.translate(_HALF_WIDTH)
     found = _extracted(half)
-    compact, positions = _without_blanks_between_digits(half)
+    compact, positions = _without_separators_between_digits(half)
     if compact != half:
         found += [
             PiiSpan(span.kind, positions[span.start], positions[span.end - 1] + 1)
@@ -61,6 +68,10 @@ def find_pii(text: str) -> list[PiiSpan]:
     for span in sorted(map(partial(_trimmed, half), found), key=lambda s: (s.start, -s.end)):
         if not spans or span.start >= spans[-1].end:
             spans.append(span)
+        elif span.end > spans[-1].end:
+            last = spans[-1]
+            longer = span if span.end - span.start > last.end - last.start else last
+            spans[-1] = PiiSpan(longer.kind, last.start, span.end)
     return spans
 
 
@@ -71,12 +82,12 @@ def _extracted(text: str) -> list[PiiSpan]:
         PiiSpan(item["type"], *item["offset"])
         for item in jionlp.extract_phone_number(text, detail=True)
     ]
-    for kind, extract in (
-        ("id_card", jionlp.extract_id_card),
-        ("licence_plate", jionlp.extract_motor_vehicle_licence_plate),
-        ("email", jionlp.extract_email),
+    for kind, extract, searched in (
+        ("id_card", jionlp.extract_id_card, text),
+        ("licence_plate", jionlp.extract_motor_vehicle_licence_plate, text),
+        ("email", jionlp.extract_email, text.translate(_EMAIL_EDGES)),
     ):
-        found += [PiiSpan(kind, *item["offset"]) for item in extract(text, detail=True)]
+        found += [PiiSpan(kind, *item["offset"]) for item in extract(searched, detail=True)]
     return [_whole_email(text, span) if span.kind == "email" else span for span in found]
 
 
@@ -90,11 +101,13 @@ def _whole_email(text: str, span: PiiSpan) -> PiiSpan:
     return PiiSpan(span.kind, start, span.end)
 
 
-def _without_blanks_between_digits(text: str) -> tuple[str, list[int]]:
-    """``text`` without the blanks between two digits, and for each character kept its index
-    in ``text``."""
+def _without_separators_between_digits(text: str) -> tuple[str, list[int]]:
+    """``text`` without the blanks and hyphens between two digits, and for each character kept
+    its index in ``text``."""
     dropped = {
-        index for blanks in _BLANKS_BETWEEN_DIGITS.finditer(text) for index in range(*blanks.span())
+        index
+        for separators in _SEPARATORS_BETWEEN_DIGITS.finditer(text)
+        for index in range(*separators.span())
     }
     kept = [index for index in range(len(text)) if index not in dropped]
     return "".join(text[index] for index in kept), kept

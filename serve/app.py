@@ -11,12 +11,15 @@ from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from wangge.models.router import MessageRouter
 from wangge.pipeline.artifact import ModelMeta
@@ -29,7 +32,7 @@ from wangge.serve.ingest import Ingestor
 from wangge.serve.limits import BodyLimit
 from wangge.serve.migrate import open_store
 from wangge.serve.routes import classify, health, messages, model_info, review
-from wangge.serve.schemas import ErrorResponse
+from wangge.serve.schemas import ErrorResponse, error_responses
 from wangge.serve.service import prepare_model
 
 logger = logging.getLogger(__name__)
@@ -55,7 +58,11 @@ must handle it, with the evidence behind each.
 
 Errors: every refused request gets **422** with `detail`, a list of `{loc, msg, type}` saying
 where the problem is (`loc`, e.g. `["body", "batch", "messages", 2]`) and what it is (`msg`).
-When the database is unavailable the answer is **503** with `Retry-After`.
+Other errors have a `detail` sentence: **401**/**403** for a missing, unknown or revoked
+credential, **404** for an unknown case or task, **409** for a conflict with the current state,
+**413** for a body over the size limit; when the database is unavailable the answer is **503**
+with `Retry-After`. Times are ISO 8601 with their UTC offset; a time sent without one is the
+server's local time.
 """
 
 
@@ -109,12 +116,15 @@ def create_app(
     app.state.model_swap_lock = threading.Lock()
     app.state.login_throttle = LoginThrottle()
     app.add_exception_handler(RequestValidationError, _validation_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)  # type: ignore[arg-type]
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, _database_error_handler)
     app.include_router(health.router)
     for routes in (classify, model_info, messages):  # /v1/: API key when settings.api_keys
-        app.include_router(routes.router, dependencies=[ApiKeyDep], responses=DATABASE_RESPONSES)
-    app.include_router(review.router, responses=DATABASE_RESPONSES)  # reviewers' accounts
+        app.include_router(routes.router, dependencies=[ApiKeyDep],
+                           responses=DATABASE_RESPONSES | error_responses(401, 403))  # fmt: skip
+    # reviewers' accounts
+    app.include_router(review.router, responses=DATABASE_RESPONSES | error_responses(401))
     app.include_router(review.page)
     app.mount("/review/static", StaticFiles(directory=review.STATIC), name="review-static")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -148,6 +158,16 @@ async def _validation_error_handler(request: Request, exc: RequestValidationErro
     return JSONResponse(
         status_code=422, content={"detail": [_readable(error) for error in exc.errors()]}
     )
+
+
+async def _http_error_handler(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's answer, except for a JSON body that is not UTF-8 text: FastAPI answers 400
+    "There was an error parsing the body"; like any other malformed JSON it is a 422 here."""
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        msg = f"the body is not valid JSON: not UTF-8 text ({exc.__cause__.reason})"
+        error = {"type": "json_invalid", "loc": ["body"], "msg": msg}
+        return JSONResponse(status_code=422, content={"detail": [error]})
+    return await http_exception_handler(request, exc)
 
 
 async def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -18,8 +18,10 @@ for ``SESSION_HOURS``, stored as its SHA-256 like an API key.
 **Throttling** (:class:`LoginThrottle`): after ``MAX_FAILURES`` failed logins within
 ``FAILURE_WINDOW_S`` for one account name, or from one client address, further attempts for it
 answer 429 with ``Retry-After`` for ``LOCKOUT_S``, without checking the password; a successful
-login clears the account's count. The counts live in the memory of the process (one server
-process; a restart forgets them), at most ``THROTTLE_MAX_KEYS`` of them.
+login clears the account's count. The client address is uvicorn's: behind a reverse proxy,
+the one X-Forwarded-For names if the proxy is among ``WANGGE_FORWARDED_ALLOW_IPS``, else the
+proxy's. The counts live in the memory of the process (one server process; a restart forgets
+them), at most ``THROTTLE_MAX_KEYS`` of them.
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ ignored so that other parts of wangge can use the same prefix.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wangge.home import default_encoder_dir
@@ -34,6 +35,14 @@ class Settings(BaseSettings):
         ),
     )
     host: str = "127.0.0.1"
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1",
+        description="Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed "
+        "(IP addresses or networks, comma-separated): a request from one of them counts as from "
+        "the client the header names (login throttling per address, the access log). A request "
+        "from any other peer keeps the peer's address, whatever its headers say. Empty: believe "
+        "no one; `*`: every peer (only when nothing but the proxy can reach the service).",
+    )
     port: int = Field(default=8000, ge=1, le=65535)
     max_batch_size: int = Field(
         default=256, ge=1, description="Most messages accepted in one request."
@@ -126,6 +135,26 @@ class Settings(BaseSettings):
         "restored from at start, so that a restart adds only the messages stored since. "
         "Default: beside a SQLite database (wangge.sqlite3.hnsw); none for other databases.",
     )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        if items == ["*"]:
+            return "*"
+        for item in items:
+            try:
+                ipaddress.ip_network(item)  # an address is a network of one
+            except ValueError as error:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network ({error}): write one such as "
+                    "10.0.0.2 or 10.0.0.0/24 (host names are not resolved; `*` stands alone)"
+                ) from None
+        return ",".join(items)
+
+    def trusted_proxies(self) -> list[str]:
+        """:attr:`forwarded_allow_ips` as a list; empty when no proxy is believed."""
+        return [item for item in self.forwarded_allow_ips.split(",") if item]
 
     @model_validator(mode="after")
     def _one_message_fits(self) -> Settings:

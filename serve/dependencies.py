@@ -187,6 +187,12 @@ def _error(kind: str, loc: tuple[str | int, ...], msg: str) -> dict[str, Any]:
     return {"type": kind, "loc": loc, "msg": msg}
 
 
+def refused(kind: str, loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
+    """A 422 in the documented shape (``detail``: a list of ``{loc, msg, type}``), for what a
+    route refuses after parsing."""
+    return RequestValidationError([_error(kind, loc, msg)])
+
+
 def _within_limits(body: OneOrBatch, settings: Settings) -> list[Any]:
     """The request's messages, once they are within ``settings``' limits (else 422)."""
     errors = input_errors(body, settings)
@@ -240,7 +246,8 @@ StoreDep = Annotated[Store, Depends(app_store)]
 def api_key(request: Request) -> str | None:
     """The caller's name when ``/v1/`` needs a key (``WANGGE_API_KEYS``), else ``None``.
 
-    401 when the key is missing or unknown, 403 when it was revoked.
+    401 when the key is missing or unknown, 403 when it was revoked. Neither answer names the
+    key's owner or prefix: whoever holds a key learns nothing from the answer about whose it is.
     """
     if not request.app.state.settings.api_keys:
         return None
@@ -255,7 +262,9 @@ def api_key(request: Request) -> str | None:
     if name is None:
         raise HTTPException(401, "unknown API key", headers=challenge)
     if revoked:
-        raise HTTPException(403, f"the API key {name!r} was revoked")
+        raise HTTPException(
+            403, "this API key was revoked: ask the service's operator for a new one"
+        )
     return name
 
 

@@ -47,7 +47,7 @@ from wangge.pipeline import TriageResult
 from wangge.pipeline.triage import load_encoder
 from wangge.serve.config import Settings
 from wangge.serve.review import enqueue, priority, review_reasons
-from wangge.serve.schemas import IngestMessage, IngestResult
+from wangge.serve.schemas import IngestMessage, IngestResult, local_time
 from wangge.serve.service import LoadedModel, message_result, pipeline_message
 from wangge.serve.storage import (
     CaseRow,
@@ -157,7 +157,7 @@ class Ingestor:
         """Triage, deduplicate and store ``messages``; results follow the input order."""
         results: dict[int, IngestResult] = self._replays(messages)
         fresh = [i for i in range(len(messages)) if i not in results]
-        times = {i: (messages[i].created_at or datetime.now()).replace(tzinfo=None) for i in fresh}
+        times = {i: local_time(messages[i].created_at or datetime.now()) for i in fresh}
         triage = loaded.triage(router, top_k=top_k, detector=self.detector)
         triaged = triage([replace(pipeline_message(messages[i]), time=times[i]) for i in fresh])
         for i, result in zip(fresh, triaged, strict=True):

@@ -18,18 +18,21 @@ because they are configured at runtime.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     RootModel,
     StringConstraints,
     Tag,
+    WithJsonSchema,
 )
 
 from wangge.pipeline.reasons import ReviewReason
@@ -37,6 +40,9 @@ from wangge.pipeline.reasons import ReviewReason
 _INPUT_CONFIG = ConfigDict(strict=True, extra="forbid")
 MAX_INT = 2**31 - 1  # the database's INTEGER on PostgreSQL
 MAX_ID_CHARS = 128  # the stored columns' lengths (messages.external_id, messages.reporter)
+MAX_NAME_CHARS = 64  # users.username, the review task's category and claimed_by
+MAX_CODE_CHARS = 32  # a street's code (review_tasks.street_code)
+MAX_PASSWORD_CHARS = 256
 MAX_ADDRESS_CHARS = 500  # a postal address is a few dozen characters
 MAX_METADATA_CHARS = 10_000  # the caller's metadata, as JSON: echoed back, so kept small
 
@@ -59,7 +65,10 @@ RowId = Annotated[int, Field(ge=1, le=MAX_INT)]
 
 
 def _small_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(metadata, ensure_ascii=False, default=str))
+    try:
+        size = len(json.dumps(metadata, ensure_ascii=False, default=str, allow_nan=False))
+    except ValueError:  # Python's JSON parser takes NaN, Infinity and 1e400; JSON has none
+        raise ValueError("holds NaN or an infinite number, which JSON does not have") from None
     if size > MAX_METADATA_CHARS:
         raise ValueError(f"is {size} characters as JSON; at most {MAX_METADATA_CHARS}")
     return metadata
@@ -68,6 +77,62 @@ def _small_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 Metadata = Annotated[dict[str, Any], AfterValidator(_small_metadata)]
 """What the caller wants echoed back: any JSON object of at most :data:`MAX_METADATA_CHARS`."""
 Address = Annotated[str, StringConstraints(max_length=MAX_ADDRESS_CHARS), AfterValidator(_storable)]
+
+
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS), AfterValidator(_storable)]
+"""A user's name or a category: as long as their columns (64), storable."""
+Code = Annotated[str, StringConstraints(max_length=MAX_CODE_CHARS), AfterValidator(_storable)]
+"""A street's code: as long as its column (32), storable."""
+Password = Annotated[
+    str, StringConstraints(max_length=MAX_PASSWORD_CHARS), AfterValidator(_storable)
+]
+
+
+def local_time(moment: datetime) -> datetime:
+    """``moment`` as stored: naive, in the server's local time (what ``datetime.now()`` gives).
+    A time with a UTC offset is converted, not stripped of it; a naive one is taken as local."""
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone().replace(tzinfo=None)
+    except (OverflowError, ValueError, OSError):
+        raise ValueError("is out of range: years 1 to 9999 in the server's time zone") from None
+
+
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt]\d{2}:\d{2}:\d{2}|$)")
+
+
+def _iso_text(value: Any) -> Any:
+    """Only RFC 3339 text (``date-time``) or a date alone (midnight): no Unix time."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _DATE_TIME.match(value)):
+        return value
+    raise ValueError("must be a date and time as ISO 8601 text, e.g. 2024-05-01T08:30:00+08:00")
+
+
+InputTime = Annotated[
+    datetime,
+    BeforeValidator(_iso_text),
+    AfterValidator(local_time),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}
+    ),
+]
+"""A time a client sends: ISO 8601 text (a date alone is midnight; no number), stored as the
+server's local time."""
+
+
+def _with_offset(moment: datetime) -> datetime:
+    if moment.tzinfo is not None:
+        return moment
+    try:
+        return moment.astimezone()
+    except (OverflowError, ValueError, OSError):  # at the ends of the datetime range
+        offset = datetime.now().astimezone().tzinfo
+        return moment.replace(tzinfo=offset)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_with_offset)]
+"""A stored time in a response: the server's local time with its UTC offset (RFC 3339)."""
 
 
 class MessageIn(BaseModel):
@@ -151,8 +216,11 @@ class ClassifyRequest(
 class IngestMessage(MessageIn):
     """A message to store: a classify message plus when and by whom it was reported."""
 
-    created_at: datetime | None = Field(
-        default=None, strict=False, description="When it was reported (ISO 8601); default: now."
+    created_at: InputTime | None = Field(
+        default=None,
+        strict=False,
+        description="When it was reported (ISO 8601; without a UTC offset: the server's local "
+        "time); default: now.",
     )
     reporter: ShortText | None = Field(default=None, description="Who reported it (a user id).")
     likes: int = Field(
@@ -262,7 +330,7 @@ class CaseMessage(BaseModel):
     message_id: str
     id: str | None
     title: str
-    created_at: datetime
+    created_at: Timestamp
     duplicate_of: str | None
     dup_score: float
 
@@ -272,8 +340,8 @@ class CaseOut(BaseModel):
 
     case_id: str
     title: str = Field(description="Its first message's title.")
-    first_at: datetime
-    last_at: datetime
+    first_at: Timestamp
+    last_at: Timestamp
     reports: int
     reporters: int = Field(description="Distinct reporters (anonymous reports count one each).")
     likes: int
@@ -286,8 +354,8 @@ class CaseOut(BaseModel):
 
 
 class HotIssuesResponse(BaseModel):
-    since: datetime | None
-    until: datetime
+    since: Timestamp | None
+    until: Timestamp
     cases: list[CaseOut]
 
 
@@ -303,9 +371,25 @@ class HealthResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Body of a 500 or 503 response."""
+    """Body of an error response other than 422: what went wrong, in a sentence."""
 
     detail: str
+
+
+ERRORS = {
+    401: "No valid credentials: a missing or unknown API key (/v1/), no live session "
+    "(/review/api/).",
+    403: "A revoked API key, or an action for administrators only.",
+    404: "No such case or task.",
+    409: "A conflict with the current state: the task changed since it was loaded, someone "
+    "else holds it, or the service runs without a model store.",
+    413: "The request body is larger than the server's limit (`WANGGE_MAX_BODY_BYTES`).",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these status codes, each answered with :class:`ErrorResponse`."""
+    return {code: {"model": ErrorResponse, "description": ERRORS[code]} for code in codes}
 
 
 class LivenessResponse(BaseModel):
@@ -333,10 +417,10 @@ class ModelInfo(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT_CONFIG
 
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
+    username: Name = Field(min_length=1)
+    password: Password = Field(min_length=1)
 
 
 class LoginResponse(BaseModel):
@@ -358,7 +442,7 @@ class ReviewTaskOut(BaseModel):
     message_id: int
     title: str
     content: str
-    created_at: datetime
+    created_at: Timestamp
     prediction: dict[str, Any]
 
 
@@ -380,24 +464,42 @@ class ReviewChoices(BaseModel):
 
 
 class ClaimRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT_CONFIG
 
     version: int = Field(ge=0, le=MAX_INT)
+
+
+class Corrections(BaseModel):
+    """What a reviewer corrects: only the fields sent are changed (``duplicate_of: null``
+    makes the message a case of its own)."""
+
+    model_config = _INPUT_CONFIG
+
+    category: Name | None = None
+    department: ShortText | None = None
+    grid_id: ShortText | None = None
+    duplicate_of: RowId | None = Field(
+        default=None, description="The stored message it repeats; null: none."
+    )
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
 
 
 class DecisionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT_CONFIG
 
     version: int = Field(ge=0, le=MAX_INT)
     action: Literal["accept", "correct", "invalid"]
-    corrections: dict[str, Any] = Field(
-        default_factory=dict,
-        description="With `correct`: new values of category, department, grid_id, duplicate_of.",
+    corrections: Corrections = Field(
+        default_factory=lambda: Corrections(),
+        description="With `correct` (and only then): the new values, among "
+        "`GET /review/api/choices`.",
     )
 
 
 class PromoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _INPUT_CONFIG
 
     version: str = Field(min_length=1, max_length=128)
 

@@ -37,6 +37,7 @@ def run(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=1,
+        **proxy_options(settings),
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
     )
@@ -59,3 +60,10 @@ def log_config(level: str) -> dict[str, Any]:
         "propagate": False,
     }
     return config
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's reading of X-Forwarded-For/-Proto: only from the proxies of
+    ``settings.forwarded_allow_ips``, and not at all when there are none."""
+    trusted = settings.trusted_proxies()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted}

@@ -13,7 +13,7 @@ from wangge.serve.dependencies import (
     RouterDep,
     SettingsDep,
 )
-from wangge.serve.schemas import ClassifyResponse, ErrorResponse
+from wangge.serve.schemas import ClassifyResponse, ErrorResponse, error_responses
 from wangge.serve.service import triage_messages
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ router = APIRouter(tags=["classify"])
     responses={
         500: {"model": ErrorResponse, "description": "A server bug; it is logged."},
         **LIMIT_RESPONSES,
+        **error_responses(413),
     },
 )
 def classify(

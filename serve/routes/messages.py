@@ -17,8 +17,16 @@ from wangge.serve.dependencies import (
     RouterDep,
     SettingsDep,
     StoreDep,
+    refused,
 )
-from wangge.serve.schemas import CaseOut, HotIssuesResponse, IngestResponse, RowId
+from wangge.serve.schemas import (
+    CaseOut,
+    HotIssuesResponse,
+    IngestResponse,
+    InputTime,
+    RowId,
+    error_responses,
+)
 from wangge.serve.storage import CaseRow, case_summary, window_counts
 
 router = APIRouter(tags=["messages and cases"])
@@ -33,7 +41,7 @@ router = APIRouter(tags=["messages and cases"])
         "sending a message with an `id` already stored returns the stored result "
         "(`replayed: true`) and stores nothing."
     ),
-    responses=LIMIT_RESPONSES,
+    responses=LIMIT_RESPONSES | error_responses(413),
 )
 def ingest(
     messages: CheckedIngestMessages,
@@ -54,7 +62,9 @@ def _case_out(summary: dict, now: datetime) -> CaseOut:
     return CaseOut(**summary, heat=round(score, 4))
 
 
-@router.get("/v1/cases/{case_id}", summary="A case with its messages")
+@router.get(
+    "/v1/cases/{case_id}", summary="A case with its messages", responses=error_responses(404)
+)
 def get_case(case_id: Annotated[RowId, Path()], store: StoreDep) -> CaseOut:
     with store.session() as session:
         case = session.get(CaseRow, case_id)
@@ -75,14 +85,13 @@ def get_case(case_id: Annotated[RowId, Path()], store: StoreDep) -> CaseOut:
 )
 def hot_issues(
     store: StoreDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: InputTime | None = None,
+    until: InputTime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> HotIssuesResponse:
-    until = (until or datetime.now()).replace(tzinfo=None)
-    since = since.replace(tzinfo=None) if since else None
+    until = until or datetime.now()
     if since is not None and since > until:
-        raise HTTPException(status_code=422, detail="since is after until")
+        raise refused("since_after_until", ("query", "since"), "since is after until")
     with store.session() as session:
         window = window_counts(session, since, until)
         cases = {c.id: c for c in session.scalars(select(CaseRow).where(CaseRow.id.in_(window)))}

@@ -28,7 +28,14 @@ from wangge.serve.auth import (
     log_out,
     session_user,
 )
-from wangge.serve.dependencies import IngestorDep, LoadedModelDep, RouterDep, StoreDep, store_of
+from wangge.serve.dependencies import (
+    IngestorDep,
+    LoadedModelDep,
+    RouterDep,
+    StoreDep,
+    refused,
+    store_of,
+)
 from wangge.serve.review import (
     Choices,
     QueueFilter,
@@ -42,16 +49,19 @@ from wangge.serve.review import (
 )
 from wangge.serve.schemas import (
     ClaimRequest,
+    Code,
     DecisionRequest,
     ErrorResponse,
     LoginRequest,
     LoginResponse,
+    Name,
     PromoteRequest,
     PromoteResponse,
     ReviewChoices,
     ReviewTaskList,
     ReviewTaskOut,
     RowId,
+    error_responses,
 )
 from wangge.serve.storage import MessageRow, ReviewTaskRow, Store
 
@@ -99,6 +109,7 @@ def task_out(task: ReviewTaskRow, message: MessageRow) -> ReviewTaskOut:
     "/login",
     responses={
         401: {"model": ErrorResponse, "description": "A wrong name or password."},
+        **error_responses(413),
         429: {
             "model": ErrorResponse,
             "description": "Too many failed logins for this name or from this address; "
@@ -138,8 +149,8 @@ def tasks(
     _: ReviewerDep,
     status: Annotated[str, Query(pattern="^(open|claimed|done|invalid)$")] = "open",
     reason: Annotated[ReviewReason | None, Query(description="a reason for review")] = None,
-    street: Annotated[str | None, Query(description="street code")] = None,
-    category: str | None = None,
+    street: Annotated[Code | None, Query(description="street code")] = None,
+    category: Name | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ReviewTaskList:
     """The queue, most in need of a person first."""
@@ -160,7 +171,7 @@ def _act(store: Store, act: Callable[[Session], ReviewTaskRow]) -> ReviewTaskOut
     except ReviewConflict as error:
         raise HTTPException(409, str(error)) from error
     except ReviewError as error:
-        raise HTTPException(422, str(error)) from error
+        raise refused("review_refused", ("body", "corrections"), str(error)) from error
 
 
 def _choices(request: Request, labels: list[str], district: MessageRouter | None) -> Choices:
@@ -194,7 +205,10 @@ def stats(store: StoreDep, _: ReviewerDep) -> dict[str, Any]:
         return queue_stats(session)
 
 
-@router.post("/tasks/{task_id}/claim")
+TASK_RESPONSES = error_responses(404, 409, 413)
+
+
+@router.post("/tasks/{task_id}/claim", responses=TASK_RESPONSES)
 def claim_task(
     task_id: Annotated[RowId, PathParameter()],
     body: ClaimRequest,
@@ -205,7 +219,7 @@ def claim_task(
     return _act(store, lambda session: claim(session, task_id, user.username, body.version))
 
 
-@router.post("/tasks/{task_id}/decision")
+@router.post("/tasks/{task_id}/decision", responses=TASK_RESPONSES)
 def decide_task(
     task_id: Annotated[RowId, PathParameter()],
     body: DecisionRequest,
@@ -219,10 +233,11 @@ def decide_task(
     """Accept, correct or invalidate the message of a task you hold. Corrected values must be
     among ``GET /review/api/choices``; a corrected duplicate link moves the message's case."""
     allowed = _choices(request, loaded.meta.labels, district)
+    corrections = body.corrections.changes()
     decided = _act(store, lambda session: decide(
-        session, task_id, user.username, body.version, body.action, body.corrections, allowed
+        session, task_id, user.username, body.version, body.action, corrections, allowed
     ))  # fmt: skip
-    if "duplicate_of" in body.corrections:
+    if "duplicate_of" in corrections:
         ingestor.move(str(decided.message_id), str(decided.prediction["case_id"]))
     return decided
 
@@ -237,35 +252,38 @@ def admin(user: ReviewerDep) -> User:
 AdminDep = Annotated[User, Depends(admin)]
 
 
-@router.post("/admin/models/promote")
+@router.post("/admin/models/promote", responses=error_responses(403, 409, 413))
 def promote_model(body: PromoteRequest, request: Request, user: AdminDep) -> PromoteResponse:
-    """Serve another version of the model store; the next request swaps to it."""
+    """Serve another version of the model store; the next request swaps to it. A version
+    not in the store, or one that does not load, is refused with 422."""
     store = _model_store(request)
     try:
         promote(store, body.version, by=user.username)
     except WanggeError as error:
-        raise _refused("promotion", error) from error
+        reason = _refusal("promotion", error)
+        raise refused("version_refused", ("body", "version"), reason) from error
     return PromoteResponse(version=body.version)
 
 
-@router.post("/admin/models/rollback")
+@router.post("/admin/models/rollback", responses=error_responses(403, 409))
 def rollback_model(request: Request, user: AdminDep) -> PromoteResponse:
-    """Serve again the version promoted before the current one."""
+    """Serve again the version promoted before the current one; 409 when there is none, or
+    it no longer loads."""
     try:
         version = rollback(_model_store(request), by=user.username)
     except WanggeError as error:
-        raise _refused("rollback", error) from error
+        raise HTTPException(409, _refusal("rollback", error)) from error
     return PromoteResponse(version=version)
 
 
-def _refused(action: str, error: WanggeError) -> HTTPException:
-    """422 with what the admin can act on; a broken version's details, which name server
-    paths, go to the server log only."""
+def _refusal(action: str, error: WanggeError) -> str:
+    """Why ``action`` was refused, as the admin can act on it; a broken version's details,
+    which name server paths, go to the server log only."""
     message = str(error)
     if not isinstance(error, VersionError):
         logger.warning("model %s refused: %s", action, message)
         message = "the version does not load (details in the server log)"
-    return HTTPException(422, f"{action} refused: {message}")
+    return f"{action} refused: {message}"
 
 
 def _model_store(request: Request) -> Path:

@@ -10,8 +10,13 @@ async function api(path, options = {}) {
   const response = await fetch(`/review/api${path}`, { ...options, headers });
   const body = await response.json().catch(() => ({}));
   if (response.status === 401) { showLogin(); }
-  if (!response.ok) { throw new Error(body.detail || `HTTP ${response.status}`); }
+  if (!response.ok) { throw new Error(errorText(body.detail) || `HTTP ${response.status}`); }
   return body;
+}
+
+// `detail` is a sentence, or for a refused request (422) a list of {loc, msg, type}.
+function errorText(detail) {
+  return Array.isArray(detail) ? detail.map((error) => error.msg).join("；") : detail;
 }
 
 function escapeHtml(text) {

@@ -92,6 +92,12 @@ def test_normalize_zero_width_chars_dropped(char: str) -> None:
     assert normalize_text(f"路{char}灯坏了{char}") == "路灯坏了"
 
 
+def test_normalize_drops_invisible_chars_before_composing() -> None:
+    # Dropped after NFKC, the soft hyphen left "a\u0301" for a second pass to make "á".
+    assert normalize_text("a\u00ad\u0301") == "\u00e1"
+    assert normalize_text("\u1100\u200b\u1161") == "\uac00"  # Hangul jamo: 가
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

@@ -36,15 +36,39 @@ def test_each_kind_is_found_and_masked() -> None:
         ("３３０１０９１９９００１０１１２３４", "[身份证号]"),
         ("3301091990 0101 1234", "[身份证号]"),
         ("330109 19900101 123X", "[身份证号]"),
+        ("330109-19900101-123X", "[身份证号]"),
+        ("138–1234–5678", "[手机号]"),  # en dashes
         ("浙A12345", "[车牌号]"),
         ("浙Ａ１２３４５", "[车牌号]"),
         ("wang.li@example.com", "[邮箱]"),
         ("ｗａｎｇ＠ｅｘａｍｐｌｅ．ｃｏｍ", "[邮箱]"),
         ("/v1/cases/wang.li@example.com", "/v1/cases/[邮箱]"),
+        ("wang+tag@example.com", "[邮箱]"),
+        ("wang%li@example.com", "[邮箱]"),
     ],
 )
 def test_half_width_full_width_and_spaced_values_are_masked(value: str, mask: str) -> None:
     assert mask_pii(f"联系我：{value}，谢谢") == f"联系我：{mask}，谢谢"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("/x?to=wang@example.com&y=1", "/x?to=[邮箱]&y=1"),  # jionlp alone found none of these
+        ("'wang@example.com'", "'[邮箱]'"),
+        ("wang@example.com!", "[邮箱]!"),
+        ("a|wang@example.com|b", "a|[邮箱]|b"),
+        ("wang@example.com/", "[邮箱]/"),
+    ],
+)
+def test_e_mails_next_to_ascii_punctuation_are_masked(text: str, masked: str) -> None:
+    assert mask_pii(text) == masked
+
+
+def test_overlapping_values_are_masked_as_one() -> None:
+    # 浙ab1234 reads as a plate too: masking only it left the address's domain.
+    assert mask_pii("联系浙ab1234@example.com谢谢") == "联系[邮箱]谢谢"
+    assert mask_pii("车牌浙A12345，谢谢") == "车牌[车牌号]，谢谢"
 
 
 def test_numbers_that_are_not_personal_data_keep_their_blanks() -> None:
@@ -87,6 +111,12 @@ def test_uvicorns_access_line_stays_whole_and_is_masked(path: str) -> None:
     )
     assert line.startswith('INFO:     127.0.0.1:50000 - "GET /')
     assert line.endswith('[手机号] HTTP/1.1" 200 OK')
+
+
+def test_an_e_mail_in_a_query_string_is_masked_in_the_access_line() -> None:
+    record = _access_record("/v1/cases?reporter=wang@example.com&limit=5")
+    assert PiiMaskingFilter().filter(record)
+    assert record.getMessage().endswith('"GET /v1/cases?reporter=[邮箱]&limit=5 HTTP/1.1" 200')
 
 
 def test_an_access_line_without_personal_data_is_unchanged() -> None:

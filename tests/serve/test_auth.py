@@ -68,6 +68,20 @@ def test_v1_needs_a_valid_key_and_health_does_not(setup: tuple[TestClient, str])
     assert revoked.status_code == 403 and "revoked" in revoked.json()["detail"]
 
 
+def test_a_revoked_keys_answer_does_not_name_the_key(setup: tuple[TestClient, str]) -> None:
+    client, url = setup
+    key = keys("create", "hotline-12345", "--database-url", url)
+    keys("revoke", "hotline-12345", "--database-url", url)
+    with Store(url).session() as session:
+        prefix = session.scalars(select(ApiKeyRow.prefix)).one()
+    for headers in ({"X-API-Key": key}, {"Authorization": f"Bearer {key}"}):
+        revoked = client.post("/v1/classify", json=BODY, headers=headers)
+        assert revoked.status_code == 403
+        answer = revoked.text + str(revoked.headers)
+        for secret in ("hotline", "12345", prefix, prefix[len(auth.KEY_PREFIX) :], key):
+            assert secret not in answer
+
+
 def test_only_the_hash_is_stored_and_names_are_unique(setup: tuple[TestClient, str]) -> None:
     _, url = setup
     key = keys("create", "grid-app", "--database-url", url)
