@@ -24,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,6 +55,13 @@ def load_dev_messages(data_dir: Path) -> list[Message]:
             frame["留言编号"], frame["留言主题"], frame["留言详情"], strict=True
         )
     ]
+
+
+def dev_messages(data_dir: Path) -> list[Message] | None:
+    """:func:`load_dev_messages` of the data folder, or None when it lacks the dev file (said
+    on stderr: the caller exits with 2)."""
+    found = data_dir_with(data_dir, (DEV_FILE,))
+    return None if found is None else load_dev_messages(found)
 
 
 def free_port() -> int:
@@ -231,18 +240,32 @@ def measure(
     say(f"throughput {total / wall:,.0f} messages/s ({total} messages in {wall:.2f} s)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    data_dir = data_dir_with(args.data_dir, (DEV_FILE,))
-    if data_dir is None:
-        return 2
-    messages = load_dev_messages(data_dir)
+class StartupError(RuntimeError):
+    """The server exited or did not answer ``/healthz`` in time (the message ends with its
+    output)."""
+
+
+@dataclass(frozen=True)
+class Running:
+    """A healthy ``wangge serve`` with an API key: where it listens and how long it took."""
+
+    server: subprocess.Popen[bytes]
+    base_url: str
+    headers: dict[str, str]
+    health: dict[str, Any]
+    startup_s: float
+
+
+@contextmanager
+def running_server(model_dir: Path, prefix: str) -> Iterator[Running]:
+    """``wangge serve`` of ``model_dir`` on a free loopback port, with a fresh SQLite database
+    in a temporary folder named ``prefix...``, healthy; stopped on exit. Raises
+    :class:`StartupError` when it does not become healthy."""
     port = free_port()
     base_url = f"http://{HOST}:{port}"
-    scratch = Path(tempfile.mkdtemp(prefix="wangge-bench-api-"))
-    env, headers = api_key(scratch)
+    env, headers = api_key(Path(tempfile.mkdtemp(prefix=prefix)))
     with tempfile.TemporaryFile() as log:
-        server = start_server(args.model_dir, port, log, env)
+        server = start_server(model_dir, port, log, env)
         try:
             started = time.perf_counter()
             health = wait_healthy(server, base_url)
@@ -256,23 +279,38 @@ def main(argv: list[str] | None = None) -> int:
                     if exited is not None
                     else f"did not answer /healthz within {STARTUP_TIMEOUT_S:.0f} s"
                 )
-                note(f"error: the server {problem}; its output ends with:\n" + "\n".join(tail))
-                return 2
+                raise StartupError(
+                    f"the server {problem}; its output ends with:\n" + "\n".join(tail)
+                )
+            yield Running(server, base_url, headers, health, time.perf_counter() - started)
+        finally:
+            stop(server)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    messages = dev_messages(args.data_dir)
+    if messages is None:
+        return 2
+    try:
+        with running_server(args.model_dir, "wangge-bench-api-") as running:
+            server, base_url = running.server, running.base_url
             say(
-                f"server pid {server.pid} on {base_url}, model {health['model_version']}, "
-                f"healthy after {time.perf_counter() - started:.1f} s"
+                f"server pid {server.pid} on {base_url}, model {running.health['model_version']}, "
+                f"healthy after {running.startup_s:.1f} s"
             )
             try:
-                measure(base_url, messages, args, headers)
+                measure(base_url, messages, args, running.headers)
             except (httpx.HTTPError, RuntimeError) as error:
                 note(f"error: a request failed: {error}")
                 return 1
             peak = peak_rss_mib(server.pid)  # read before stopping: /proc goes with the process
-            say("\n## server memory")
-            say(f"peak RSS (VmHWM) {peak:.0f} MiB" if peak is not None else "VmHWM unavailable")
-            return 0
-        finally:
-            stop(server)
+    except StartupError as error:
+        note(f"error: {error}")
+        return 2
+    say("\n## server memory")
+    say(f"peak RSS (VmHWM) {peak:.0f} MiB" if peak is not None else "VmHWM unavailable")
+    return 0
 
 
 if __name__ == "__main__":

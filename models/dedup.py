@@ -60,7 +60,8 @@ MINHASH_SEED = 1
 # 2 CPU cores e5-small (int8, ONNX Runtime) embeds ~170 titles/s (21 tokens on average), and
 # its cost grows with the length.
 UNTITLED_CHARS = 40
-ENTITY_CHARS = 80  # LAC reads the title and this much of the body for places and organisations
+TITLE_CHARS = 200  # of a title compared by its 3-grams (Teddy Cup titles: at most 42)
+ENTITY_CHARS = 80  # LAC reads this much of the title and of the body (places, organisations)
 ANN_CANDIDATES = 10
 DEFAULT_WINDOW_DAYS = 365  # a case silent for longer takes no new messages
 NEAR_IDENTICAL = 0.8  # Jaccard from which two texts are one report whatever names LAC tags
@@ -286,8 +287,8 @@ class MessageFeatures:
 
     text_hash: bytes
     minhash: RMinHash | None  # None for short texts
-    title: str  # the title as compared (:func:`dedup_text`)
-    opening: str  # what LAC tags: the normalised title and the body's first ENTITY_CHARS
+    title: str  # the first TITLE_CHARS of the title as compared (:func:`dedup_text`)
+    opening: str  # what LAC tags: the first ENTITY_CHARS of the normalised title and body
     entities: frozenset[str] | None  # None: not tagged yet (see DuplicateDetector.tagged)
     vector: np.ndarray | None  # the sentence embedding; None without an encoder
     sketch: np.ndarray  # the lexical sketch (float16), see lexical_sketches
@@ -568,8 +569,8 @@ class DuplicateDetector:
             MessageFeatures(
                 hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(),
                 minhashes.get(index),
-                dedup_text(message.title, ""),
-                f"{message.title}。{message.content[:ENTITY_CHARS]}",
+                dedup_text(message.title[:TITLE_CHARS], ""),
+                f"{message.title[:ENTITY_CHARS]}。{message.content[:ENTITY_CHARS]}",
                 entities[index] if entities is not None else None,
                 vectors[index] if vectors is not None else None,
                 sketches[index],

@@ -20,6 +20,10 @@ import numpy as np
 ENCODER_FILE = "encoder.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
+# Texts are cut to this many characters per token of ``max_length`` before they are tokenised:
+# far more than ``max_length`` tokens ever cover, so the tokens kept are the same, while a
+# 20,000-character title tokenised whole took 35 ms to keep its first 32 tokens.
+CHARS_PER_TOKEN = 16
 
 
 class OnnxTextModel:
@@ -70,7 +74,9 @@ class OnnxTextModel:
     def batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """The graph's inputs for ``texts``, batch by batch, with the rows each batch holds.
         Texts are sorted by length before batching so that each batch pads little."""
-        ids = [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts))]
+        limit = self.max_length * CHARS_PER_TOKEN
+        cut = [text[:limit] for text in texts]
+        ids = [encoding.ids for encoding in self.tokenizer.encode_batch(cut)]
         order = sorted(range(len(texts)), key=lambda i: len(ids[i]), reverse=True)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]

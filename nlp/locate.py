@@ -39,7 +39,7 @@ from wangge.nlp.registry import Registry, Unit
 FIELD_WEIGHT = {"address": 3.0, "title": 1.5, "content": 1.0}
 TEXT_FIELDS = tuple(FIELD_WEIGHT)
 DEFAULT_REVIEW_THRESHOLD = 0.6
-NER_CHARS = 160  # LAC reads the title and this much of the body: places come early
+NER_CHARS = 160  # LAC reads this much of the title and of the body: places come early
 # LAC's ORG spans that are places a grid worker would know (compounds, markets, schools …).
 PLACE_LIKE_SUFFIXES = ("小区", "苑", "花园", "公寓", "家园", "新村", "广场", "大厦", "市场", "府")
 MAX_GAP = 1  # characters between two names read as one address (西兴街道的官河社区)
@@ -404,7 +404,11 @@ class LocationExtractor:
         for index in indices:
             fields = self._text_fields(messages[index])
             texts.append(
-                (fields.get("title", "") + "。" + fields.get("content", "")[:NER_CHARS]).strip("。")
+                (
+                    fields.get("title", "")[:NER_CHARS]
+                    + "。"
+                    + fields.get("content", "")[:NER_CHARS]
+                ).strip("。")
             )
         for index, tagged in zip(indices, self._lac.run(texts), strict=True):
             known = " ".join(results[index].evidence)

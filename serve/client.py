@@ -5,7 +5,8 @@ by the same loaders as the batch commands (:mod:`wangge.batch.files`), each row 
 becomes a message with its id, title, body (normalised), time, reporter, likes and place
 fields, and batches are sent in file order. The service stores a batch before it answers,
 and ids make sending again safe (stored messages come back ``replayed``), so an interrupted
-run is simply run again. A message the service refuses stops the run with the file, row and
+run is simply run again. A batch with more characters than the service takes in one request
+is sent in halves. A message the service refuses stops the run with the file, row and
 column at fault. A row without text is not sent (the service refuses a message without text):
 it is counted in the summary with its file, row and column, unless ``strict``, where it stops
 the run before anything is sent.
@@ -100,35 +101,53 @@ def ingest_file(
     for start in range(0, len(sent), batch_size):
         rows = sent[start : start + batch_size]
         batch = messages[start : start + batch_size]
-        body = {"messages": [{k: v for k, v in m.items() if v is not None} for m in batch]}
-        try:
-            response = client.post("/v1/messages", json=body)
-        except httpx.HTTPError as error:
-            raise ServiceError(f"cannot reach the service at {client.base_url}: {error}") from error
-        if response.status_code == 422:
-            raise _refused(response.json(), data, rows)
-        if response.status_code in (401, 403):
-            raise ServiceError(
-                f"the service refused the API key ({response.status_code}): create one with "
-                "`wangge keys create NAME` and pass it with --api-key or WANGGE_API_KEY"
-            )
-        if response.status_code != 200:
-            raise ServiceError(
-                f"the service answered {response.status_code} for rows "
-                f"{data.rows[rows[0]]}-{data.rows[rows[-1]]}: {response.text[:300]}"
-            )
-        answer = response.json()
-        summary.model_versions.add(answer["model_version"])
-        for result in answer["results"]:
-            if result["replayed"]:
-                summary.replayed += 1
-                continue
-            summary.stored += 1
-            summary.needs_review += bool(result["needs_review"])
-            summary.new_cases += result["duplicate_of"] is None
+        for answer in _send(client, data, rows, batch):
+            summary.model_versions.add(answer["model_version"])
+            for result in answer["results"]:
+                if result["replayed"]:
+                    summary.replayed += 1
+                    continue
+                summary.stored += 1
+                summary.needs_review += bool(result["needs_review"])
+                summary.new_cases += result["duplicate_of"] is None
         if progress is not None:
             progress(start + len(batch), len(sent))
     return summary
+
+
+def _send(
+    client: httpx.Client, data: LoadedMessages, rows: list[int], batch: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The service's answer to ``batch`` (the file's rows at ``rows``); or, when it has more
+    characters than the service takes in one request (``request_too_large``), the answers to
+    its halves, in order."""
+    body = {"messages": [{k: v for k, v in m.items() if v is not None} for m in batch]}
+    try:
+        response = client.post("/v1/messages", json=body)
+    except httpx.HTTPError as error:
+        raise ServiceError(f"cannot reach the service at {client.base_url}: {error}") from error
+    if response.status_code == 422:
+        answer = response.json()
+        detail = answer.get("detail")
+        kind = detail[0].get("type") if isinstance(detail, list) and detail else None
+        if kind == "request_too_large" and len(batch) > 1:
+            half = len(batch) // 2
+            return [
+                *_send(client, data, rows[:half], batch[:half]),
+                *_send(client, data, rows[half:], batch[half:]),
+            ]
+        raise _refused(answer, data, rows)
+    if response.status_code in (401, 403):
+        raise ServiceError(
+            f"the service refused the API key ({response.status_code}): create one with "
+            "`wangge keys create NAME` and pass it with --api-key or WANGGE_API_KEY"
+        )
+    if response.status_code != 200:
+        raise ServiceError(
+            f"the service answered {response.status_code} for rows "
+            f"{data.rows[rows[0]]}-{data.rows[rows[-1]]}: {response.text[:300]}"
+        )
+    return [response.json()]
 
 
 def _refused(answer: dict[str, Any], data: LoadedMessages, rows: list[int]) -> WanggeError:

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wangge.home import default_encoder_dir
@@ -54,6 +54,18 @@ class Settings(BaseSettings):
             "Most characters (Unicode code points) of one message's title and content together. "
             "Longer messages are refused with 422 rather than truncated: a truncated complaint "
             "could be classified on its preamble alone without anyone noticing."
+        ),
+    )
+    max_request_chars: int = Field(
+        default=300_000,
+        ge=1,
+        description=(
+            "Most characters of title and content in one request, all its messages together; "
+            "a larger request is refused with 422 (`request_too_large`) before any model runs: "
+            "split it into several. It bounds the time and memory one request takes: on 2 "
+            "shared cores, 256 messages of 20,000 characters took 8 s on /v1/classify and 13 s "
+            "on /v1/messages; 15 of them (300,000 characters) 0.4 s and 0.9 s, 20 of them up "
+            "to 0.8 s and 1.9 s (benchmarks/bench_limits.py). At least max_text_chars."
         ),
     )
     max_body_bytes: int = Field(
@@ -152,6 +164,15 @@ class Settings(BaseSettings):
     def trusted_proxies(self) -> list[str]:
         """:attr:`forwarded_allow_ips` as a list; empty when no proxy is believed."""
         return [item for item in self.forwarded_allow_ips.split(",") if item]
+
+    @model_validator(mode="after")
+    def _one_message_fits(self) -> Settings:
+        if self.max_request_chars < self.max_text_chars:
+            raise ValueError(
+                f"max_request_chars ({self.max_request_chars}) is below max_text_chars "
+                f"({self.max_text_chars}): the longest message allowed could never be sent"
+            )
+        return self
 
     def ann_snapshot_path(self) -> Path | None:
         """:attr:`ann_snapshot`, or its default beside a SQLite database file."""

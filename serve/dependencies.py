@@ -92,6 +92,23 @@ RouterDep = Annotated[MessageRouter | None, Depends(app_router)]
 LoadedModelDep = Annotated[LoadedModel, Depends(loaded_model)]
 
 
+# The 422 of the endpoints that take messages, with the limits it enforces. The body is
+# FastAPI's HTTPValidationError (``detail``: a list of ``{loc, msg, type}``).
+LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "Refused input, nothing scored or stored: a field of the wrong type or "
+        "unknown; a message without text or over `WANGGE_MAX_TEXT_CHARS` characters (type "
+        "`text_too_long`); a batch empty or over `WANGGE_MAX_BATCH_SIZE` messages "
+        "(`batch_too_large`) or over `WANGGE_MAX_REQUEST_CHARS` characters of title and "
+        "content in all (`request_too_large`: split it into several requests). `detail` "
+        "lists `{loc, msg, type}` for each problem.",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+        },
+    }
+}
+
+
 def input_errors(body: OneOrBatch, settings: Settings) -> list[dict[str, Any]]:
     """What is wrong with a parsed body under ``settings``' limits, as validation errors.
 
@@ -114,11 +131,22 @@ def input_errors(body: OneOrBatch, settings: Settings) -> list[dict[str, Any]]:
                 "split it into several requests",
             )
         ]
-    return [
+    errors = [
         error
         for index, message in enumerate(messages)
         for error in _message_errors(message, (*loc, index), f"message {index}", settings)
     ]
+    chars = sum(len(message.title or "") + len(message.content or "") for message in messages)
+    if not errors and chars > settings.max_request_chars:
+        errors.append(
+            _error(
+                "request_too_large",
+                loc,
+                f"the batch has {chars} characters in all, the limit is "
+                f"{settings.max_request_chars}: split it into several requests",
+            )
+        )
+    return errors
 
 
 def _message_errors(

@@ -6,7 +6,13 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Request
 
-from wangge.serve.dependencies import CheckedMessages, LoadedModelDep, RouterDep, SettingsDep
+from wangge.serve.dependencies import (
+    LIMIT_RESPONSES,
+    CheckedMessages,
+    LoadedModelDep,
+    RouterDep,
+    SettingsDep,
+)
 from wangge.serve.schemas import ClassifyResponse, ErrorResponse, error_responses
 from wangge.serve.service import triage_messages
 from wangge.serve.shutdown import ShuttingDown
@@ -31,6 +37,7 @@ router = APIRouter(tags=["classify"])
     ),
     responses={
         500: {"model": ErrorResponse, "description": "A server bug; it is logged."},
+        **LIMIT_RESPONSES,
         **error_responses(413),
     },
 )

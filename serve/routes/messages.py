@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from wangge.models.dedup import heat
 from wangge.serve.dependencies import (
+    LIMIT_RESPONSES,
     CheckedIngestMessages,
     IngestorDep,
     LoadedModelDep,
@@ -40,7 +41,7 @@ router = APIRouter(tags=["messages and cases"])
         "sending a message with an `id` already stored returns the stored result "
         "(`replayed: true`) and stores nothing."
     ),
-    responses=error_responses(413),
+    responses=LIMIT_RESPONSES | error_responses(413),
 )
 def ingest(
     messages: CheckedIngestMessages,

@@ -16,9 +16,11 @@ import pytest
 from wangge.models.dedup import (
     ENCODER_THRESHOLD,
     ENCODER_WEIGHTS,
+    ENTITY_CHARS,
     LEXICAL_THRESHOLD,
     LEXICAL_WEIGHTS,
     SKETCH_DIM,
+    TITLE_CHARS,
     DedupMessage,
     DuplicateDetector,
     dedup_text,
@@ -170,6 +172,15 @@ def test_lac_runs_only_for_pairs_its_entities_could_decide(detector: DuplicateDe
     assert features[0].entities is not None and "金城花园" in "".join(features[0].entities)
     # The lamp report was never close enough to anything for its places to matter.
     assert detector._rows[1].features.entities is None
+
+
+def test_lac_and_title_grams_read_the_start_of_a_long_title_only(
+    detector: DuplicateDetector,
+) -> None:
+    long = message("a", "金城花园" + "垃圾没人清理" * 3000, "东门口的垃圾" * 3000)
+    features = detector.features([long])[0]
+    assert features.opening == long.title[:ENTITY_CHARS] + "。" + long.content[:ENTITY_CHARS]
+    assert features.title == dedup_text(long.title[:TITLE_CHARS], "")  # its 3-grams compared
 
 
 def test_bulk_index_equals_one_by_one_and_keeps_vectors(detector: DuplicateDetector) -> None:

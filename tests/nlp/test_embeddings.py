@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wangge.nlp.embeddings import SentenceEncoder
+from wangge.nlp.embeddings import CHARS_PER_TOKEN, SentenceEncoder
 from wangge.nlp.onnx_export import quantize_encoder
 
 CHARS = "路灯坏了小区物业乱收费工地夜间施工噪音扰民垃圾没人清理停车难公交车不按站点"
@@ -84,3 +84,31 @@ def test_int8_quantised_encoder_stays_close_to_fp32(
 def test_missing_onnx_file_says_how_to_export(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="wangge models export-encoder"):
         SentenceEncoder(tmp_path)
+
+
+def test_a_long_text_is_cut_before_it_is_tokenised(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = SentenceEncoder(model_dir, prefix="", max_length=4)
+    long = "路灯坏了小区" * 4000
+    seen: list[int] = []
+    encode_batch = short.tokenizer.encode_batch
+
+    def recorded(texts: list[str]) -> list:
+        seen.extend(len(text) for text in texts)
+        return encode_batch(texts)
+
+    monkeypatch.setattr(short, "tokenizer", _Wrapped(short.tokenizer, recorded))
+    vectors = short.encode([long, "路灯坏了"])
+    assert seen == [4 * CHARS_PER_TOKEN, 4]
+    np.testing.assert_allclose(vectors[0], short.encode(["路灯"])[0], atol=1e-6)
+
+
+class _Wrapped:
+    """A tokenizer whose ``encode_batch`` is replaced."""
+
+    def __init__(self, tokenizer: object, encode_batch: object) -> None:
+        self._tokenizer, self.encode_batch = tokenizer, encode_batch
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._tokenizer, name)

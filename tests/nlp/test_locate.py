@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from wangge.nlp.gazetteer import Mention
-from wangge.nlp.locate import MAX_GAP, RESIDENCE_CUES, Location, LocationExtractor, _residences
+from wangge.nlp.locate import (
+    MAX_GAP,
+    NER_CHARS,
+    RESIDENCE_CUES,
+    Location,
+    LocationExtractor,
+    _residences,
+)
 from wangge.nlp.registry import Registry
 
 BINJIANG = Path(__file__).resolve().parent.parent / "fixtures" / "district_binjiang"
@@ -181,3 +188,20 @@ def test_ner_adds_unknown_places_to_the_evidence() -> None:
     location = extractor.locate(content="我住在金城路银隆百货附近，旁边工地晚上施工")
     assert location.needs_review()
     assert any(e.startswith("未登记地点") and "银隆百货" in e for e in location.evidence)
+
+
+def test_ner_reads_the_start_of_a_long_title_only() -> None:
+    """LAC takes about a second for 20,000 characters: it reads NER_CHARS of the title (as of
+    the body), where places come, however long the title is."""
+    read: list[str] = []
+
+    class Recorder:
+        def run(self, texts: list[str]) -> list[list[tuple[str, str]]]:
+            read.extend(texts)
+            return [[] for _ in texts]
+
+    extractor = LocationExtractor(ner=True)
+    extractor._lac = Recorder()
+    extractor.locate_many([{"title": "银隆百货附近" + "工地晚上施工" * 4000, "content": "吵"}])
+    assert read and len(read[0]) <= 2 * NER_CHARS + 1
+    assert read[0].startswith("银隆百货附近") and read[0].endswith("。吵")

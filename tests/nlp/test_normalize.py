@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from wangge.nlp.normalize import normalize_text, to_simplified
@@ -152,3 +154,37 @@ def test_normalize_combined_mess() -> None:
 def test_normalize_is_idempotent(text: str) -> None:
     once = normalize_text(text)
     assert normalize_text(once) == once
+
+
+def test_to_simplified_is_opencc_t2s() -> None:
+    """The linear-time conversion gives what OpenCC's t2s gives, on texts made of its phrases
+    (those that map to themselves too), pieces of them, traditional characters and separators:
+    where phrases overlap, nest or protect a character the character table would convert."""
+    import random
+
+    import opencc
+
+    from wangge.nlp.normalize import _opencc_dictionary
+
+    reference = opencc.OpenCC("t2s")
+    phrases = list(_opencc_dictionary("TSPhrases.txt"))
+    pieces = [
+        *phrases,
+        *(phrase[:k] for phrase in phrases for k in range(1, len(phrase))),
+        *(phrase[k:] for phrase in phrases for k in range(1, len(phrase))),
+        *list(_opencc_dictionary("TSCharacters.txt"))[:300],
+        *"的了是在这个小区路灯 ,。、-!?\n",
+    ]
+    rng = random.Random(16)
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        assert to_simplified(text) == reference.convert(text), text
+
+
+def test_to_simplified_of_a_long_text_is_fast() -> None:
+    text = ("這個國際機場發生問題" * 2000) + "乾隆" * 1000  # 22,000 characters to convert
+    started = time.perf_counter()
+    converted = to_simplified(text)
+    # Measured: 3 ms here, 85 ms with OpenCC's pure Python conversion; the bound is loose.
+    assert time.perf_counter() - started < 0.05
+    assert converted.startswith("这个国际机场发生问题") and converted.endswith("乾隆")

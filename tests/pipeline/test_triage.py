@@ -9,7 +9,7 @@ import pytest
 from wangge.models.classifier import MessageClassifier
 from wangge.models.router import MessageRouter
 from wangge.pipeline import Message, ReviewReason, Triage
-from wangge.pipeline.triage import MIN_MESSAGES_PER_JOB
+from wangge.pipeline.triage import MIN_MESSAGES_PER_JOB, text_chunks
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,29 @@ def test_without_a_classifier_nothing_is_predicted() -> None:
 def _two_class_corpus() -> tuple[list[str], list[str]]:
     texts = ["路灯坏了不亮", "路灯一直不亮", "垃圾没人清理", "垃圾堆满了"] * 5
     return texts, ["城建", "城建", "环保", "环保"] * 5
+
+
+def test_text_chunks_bound_the_characters_of_each_run() -> None:
+    messages = [Message.of(title="路灯", content="坏了" * n) for n in (1, 2, 30, 1, 1, 1)]
+    # 4, 6, 62, 4, 4 and 4 characters
+    chunks = text_chunks(messages, max_chars=10)
+    assert [len(chunk) for chunk in chunks] == [2, 1, 2, 1]  # 4+6, 62 alone, 4+4, 4
+    assert [m for chunk in chunks for m in chunk] == messages  # in order, none lost
+    assert all(
+        len(chunk) == 1 or sum(len(m.title) + len(m.content) for m in chunk) <= 10
+        for chunk in chunks
+    )
+    assert text_chunks([], max_chars=10) == []
+
+
+def test_a_batch_in_chunks_gives_what_it_gives_whole(
+    model: MessageClassifier, corpus: tuple[list[str], list[str]]
+) -> None:
+    texts, _ = corpus
+    messages = messages_of(texts[:40])
+    router = MessageRouter.load(ner=False)
+    whole = Triage(model, router=router)(messages)
+    chunked = Triage(model, router=router, chunk_chars=60)(messages)
+    assert [r.prediction for r in chunked] == [r.prediction for r in whole]
+    assert [r.route for r in chunked] == [r.route for r in whole]
+    assert [r.message for r in chunked] == messages

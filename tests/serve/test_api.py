@@ -274,6 +274,47 @@ def test_limits_are_read_from_settings_at_runtime(client: TestClient) -> None:
     assert "6 characters together, the limit is 5" in error_messages(text)
 
 
+@pytest.mark.parametrize("endpoint", ["/v1/classify", "/v1/messages"])
+def test_request_over_the_character_budget_is_refused_before_any_model_runs(
+    client: TestClient, endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = client.app
+    settings = Settings(max_text_chars=10, max_request_chars=20, database_url="sqlite://")
+    app.dependency_overrides[app_settings] = lambda: settings
+    within = [{"title": "路灯不亮", "content": "坏了"}] * 2 + [{"content": "路灯" * 4}]
+    over = [*within[:2], {"content": "路灯" * 4 + "坏"}]
+    try:
+        accepted = client.post(endpoint, json={"messages": within})  # 6 + 6 + 8 = 20
+        monkeypatch.setattr("wangge.serve.routes.classify.triage_messages", _must_not_run)
+        monkeypatch.setattr("wangge.serve.ingest.Ingestor.ingest", _must_not_run)
+        refused = client.post(endpoint, json={"messages": over})  # 6 + 6 + 9 = 21
+    finally:
+        app.dependency_overrides.clear()
+    assert accepted.status_code == 200, accepted.text
+    assert "the batch has 21 characters in all, the limit is 20: split it into several " \
+        "requests" in error_messages(refused)  # fmt: skip
+    assert refused.json()["detail"][0]["loc"] == ["body", "batch", "messages"]
+    assert refused.json()["detail"][0]["type"] == "request_too_large"
+
+
+def test_openapi_documents_the_limits_of_both_endpoints(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    for path in ("/v1/classify", "/v1/messages"):
+        refused = schema["paths"][path]["post"]["responses"]["422"]
+        assert "WANGGE_MAX_REQUEST_CHARS" in refused["description"]
+        reference = refused["content"]["application/json"]["schema"]["$ref"]
+        assert reference.rsplit("/", 1)[-1] in schema["components"]["schemas"]
+
+
+def _must_not_run(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a refused request reached the models")
+
+
+def test_character_budget_holds_the_longest_message() -> None:
+    with pytest.raises(ValueError, match="max_request_chars .* is below max_text_chars"):
+        Settings(max_text_chars=100, max_request_chars=99)
+
+
 @pytest.mark.parametrize(
     ("body", "loc"),
     [

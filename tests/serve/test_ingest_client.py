@@ -3,6 +3,7 @@ batch; sending it again stores nothing twice; a refused row is named by file, ro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +76,28 @@ def test_a_refused_row_is_named(client: TestClient, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="whole number") as raised:
         ingest_file(bad_likes, client)
     assert (raised.value.row, raised.value.column) == (3, "点赞数")
+
+
+def test_a_batch_over_the_services_character_limit_is_sent_in_halves(
+    tmp_path: Path,
+) -> None:
+    model, meta = tiny_model(tmp_path / "model", review_threshold=0.9)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'wangge.sqlite3'}", encoder_dir=None, route=False,
+        max_text_chars=40, max_request_chars=60,
+    )  # fmt: skip
+    rows = [(f"b{i}", "路灯不亮", f"第{i}个路口的路灯坏了" * 2, f"2026-11-0{i} 09:00:00")
+            for i in range(1, 6)]  # fmt: skip
+    path = write_messages(tmp_path / "messages.csv", rows)  # 5 messages of 24 characters
+    with TestClient(create_app(settings, model=model, meta=meta)) as client:
+        sizes: list[int] = []
+        client.event_hooks["request"].append(
+            lambda request: sizes.append(len(json.loads(request.content)["messages"]))
+        )
+        progress: list[tuple[int, int]] = []
+        summary = ingest_file(path, client, batch_size=5, progress=lambda *a: progress.append(a))
+    assert summary.stored == 5 and progress == [(5, 5)]
+    assert sizes == [5, 2, 3, 1, 2]  # 120 and 72 characters refused, then 48, 24 and 48
 
 
 def test_rows_without_text_are_counted_not_sent(client: TestClient, tmp_path: Path) -> None:

