@@ -96,7 +96,9 @@ def test_sigterm_under_load_ends_the_server_within_10_s_losing_no_acknowledged_m
     tmp_path: Path, database_url: str
 ) -> None:
     tiny_model(tmp_path / "model")
-    env = {"WANGGE_MODEL_DIR": str(tmp_path / "model"), "WANGGE_DATABASE_URL": database_url}
+    # The request budget raised so that the batches take longer than the shutdown timeout.
+    env = {"WANGGE_MODEL_DIR": str(tmp_path / "model"), "WANGGE_DATABASE_URL": database_url,
+           "WANGGE_MAX_REQUEST_CHARS": str(sum(len(m["title"] + m["content"]) for m in BATCH))}  # fmt: skip
     with wangge_serve(env, tmp_path / "server.log") as (base, server), Load(base) as load:
         time.sleep(3)
         signalled = time.monotonic()
