@@ -97,8 +97,9 @@ def test_sigterm_under_load_ends_the_server_within_10_s_losing_no_acknowledged_m
 ) -> None:
     tiny_model(tmp_path / "model")
     # The request budget raised so that the batches take longer than the shutdown timeout.
+    batch_chars = sum(len(m["title"] + m["content"]) for m in BATCH)
     env = {"WANGGE_MODEL_DIR": str(tmp_path / "model"), "WANGGE_DATABASE_URL": database_url,
-           "WANGGE_MAX_REQUEST_CHARS": str(sum(len(m["title"] + m["content"]) for m in BATCH))}  # fmt: skip
+           "WANGGE_MAX_REQUEST_CHARS": str(batch_chars)}  # fmt: skip
     with wangge_serve(env, tmp_path / "server.log") as (base, server), Load(base) as load:
         time.sleep(3)
         signalled = time.monotonic()
