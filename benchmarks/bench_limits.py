@@ -17,7 +17,9 @@ server's first request), then sends each of these to ``POST /v1/classify`` and t
 2. ``place names``: one message of ``--max-chars`` characters of place names (城厢 repeated,
    with the shipped district's street and community names mixed in: the worst case known for
    location);
-3. ``dev messages``: a batch of ``--batch-size`` dev messages as they are (the usual case);
+3. ``dev messages``: a batch of ``--batch-size`` dev messages as they are (the usual case,
+   printed with its messages/s: a throughput figure, not held to ``--max-seconds``; a full
+   batch of ordinary messages is no attack, and ingest scores about 90 to 130 a second);
 4. ``budget``: as many maximal messages (below) as fit in ``--max-request-chars`` (the
    server's ``max_request_chars``, the characters it accepts in one request): the largest
    request it must answer;
@@ -36,8 +38,9 @@ and ``--batch-size`` default to the server's own limits (``max_text_chars`` and
 ``max_batch_size``), read from the environment (``WANGGE_*``) as the server reads them; a
 batch refused for its total size (``max_request_chars``) passes as a clear 4xx.
 
-Exits 1 when an answer took more than ``--max-seconds``, was a 5xx (or no answer), or when the
-peak RSS is above ``--max-rss-mib``; 2 when the server or the data is missing.
+Exits 1 when an answer (but the usual case's) took more than ``--max-seconds``, or any was a
+5xx (or no answer), or when the peak RSS is above ``--max-rss-mib``; 2 when the server or the
+data is missing.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from wangge.serve.config import Settings
 
 REQUEST_TIMEOUT_S = 300.0  # long enough to measure a slow answer rather than give up on it
 ADDRESS_BYTES = 200 * 1024
+USUAL = "usual batch"  # the request held to no time bound
 ENDPOINTS = ("/v1/classify", "/v1/messages")
 
 
@@ -122,7 +126,7 @@ def requests(args: argparse.Namespace, dev: list[dict[str, str]]) -> list[tuple[
     return [
         ("address", {"title": "路灯不亮", "address": address_of(ADDRESS_BYTES)}),
         ("place names", {"content": place_text(chars)}),
-        (f"batch {size} dev messages", {"messages": [_as_sent(m) for m in dev[:size]]}),
+        (f"{USUAL} {size} dev messages", {"messages": [_as_sent(m) for m in dev[:size]]}),
         (f"batch {fitting} x {chars} (budget)", {"messages": batch[:fitting]}),
         ("the same, all title", {"messages": [_all_title(m) for m in batch[:fitting]]}),
         (f"batch {size} x {chars}", {"messages": batch}),
@@ -172,7 +176,7 @@ def send(client: httpx.Client, what: str, endpoint: str, body: dict[str, Any]) -
 
 
 def failed(answer: Answer, max_seconds: float) -> bool:
-    too_slow = answer.seconds > max_seconds
+    too_slow = answer.seconds > max_seconds and not answer.what.startswith(USUAL)
     return too_slow or answer.status is None or not 200 <= answer.status < 500
 
 
@@ -191,9 +195,11 @@ def run(base_url: str, headers: dict[str, str], args: argparse.Namespace, dev: l
         for (what, body), endpoint in itertools.product(bodies, ENDPOINTS):
             answer = send(client, what, endpoint, with_ids(body, f"{what}-{time.time_ns()}"))
             verdict = "FAIL" if failed(answer, args.max_seconds) else "ok"
+            rate = len(body["messages"]) / answer.seconds if what.startswith(USUAL) else None
             say(
                 f"{verdict:4} {endpoint:13} {what:28} {answer.status or '-'} "
                 f"{answer.seconds:6.2f} s  {answer.message}"
+                + (f" {rate:.0f} messages/s" if rate else "")
             )
             answers.append(answer)
     return answers
