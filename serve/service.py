@@ -31,9 +31,10 @@ from wangge.serve.shutdown import ShuttingDown
 
 logger = logging.getLogger(__name__)
 
-# Messages of a batch scored between two looks at whether the server is stopping: a batch
-# of maximal messages then refuses within a second or so of SIGTERM (see ShuttingDown).
-TRIAGE_CHUNK = 16
+# Messages of a batch scored between two looks at whether the server is stopping (see
+# ShuttingDown): a chunk is at most WANGGE_MAX_REQUEST_CHARS of text, under a second on one core
+# by default. 256 dev messages took 8 % longer in chunks of 16 than whole; in chunks of 64, 1-5 %.
+TRIAGE_CHUNK = 64
 
 
 @dataclass(frozen=True)
