@@ -32,6 +32,7 @@ from wangge.models.router import MessageRouter
 from wangge.models.taxonomy import load_taxonomy
 from wangge.nlp.pii import mask_pii
 from wangge.pipeline import ReviewReason
+from wangge.serve.dashboard import hot_window
 from wangge.serve.storage import (
     AuditRow,
     CaseRow,
@@ -50,6 +51,15 @@ AGREEMENT_DAYS = 30
 SYSTEM = "wangge"  # the actor of what the service itself records
 
 Action = Literal["accept", "correct", "invalid"]
+# the words of the review page, for the errors a reviewer reads (the API answers in Chinese)
+STATUS_NAMES = {"open": "待复核", "claimed": "认领", "done": "完成", "invalid": "标为无效"}
+ACTION_NAMES = {"accept": "确认", "correct": "更正", "invalid": "无效"}
+FIELD_NAMES = {
+    "category": "分类",
+    "department": "部门",
+    "grid_id": "网格",
+    "duplicate_of": "重复于",
+}
 
 
 class ReviewError(WanggeError):
@@ -116,10 +126,10 @@ class Choices:
         also moves the message's street and community."""
         fields = dict(corrections)
         checks = (("category", self.categories), ("department", self.departments),
-                  ("grid_id", tuple(self.grids)))  # fmt: skip
+                  ("grid_id", self.grids))  # fmt: skip
         for name, allowed in checks:
             if name in fields and allowed and fields[name] not in allowed:
-                raise ReviewError(f"unknown {name} {fields[name]!r}")
+                raise ReviewError(f"没有这个{FIELD_NAMES[name]}：{fields[name]}")
         if "grid_id" in fields and fields["grid_id"] in self.grids:
             place = self.grids[fields["grid_id"]]
             fields |= {key: value for key, value in place.items() if key != "grid_name"}
@@ -192,9 +202,11 @@ def claim(session: Session, task_id: int, reviewer: str, version: int) -> Review
     task = _current(session, task_id, version)
     now = datetime.now()
     if task.status not in ("open", "claimed"):
-        raise ReviewConflict(f"task {task_id} is already {task.status}")
+        raise ReviewConflict(
+            f"任务 {task_id} 已{STATUS_NAMES.get(task.status, task.status)}，不能再认领"
+        )
     if task.claimed_by not in (None, reviewer) and not _lapsed(task, now):
-        raise ReviewConflict(f"task {task_id} is claimed by {task.claimed_by}")
+        raise ReviewConflict(f"任务 {task_id} 已被 {task.claimed_by} 认领")
     before = {"status": task.status, "claimed_by": task.claimed_by}
     task.status, task.claimed_by, task.claimed_at = "claimed", reviewer, now
     task.version += 1
@@ -218,13 +230,14 @@ def decide(
     "not a repeat") moves the message to that message's case, or to a case of its own."""
     task = _current(session, task_id, version)
     if task.status != "claimed" or task.claimed_by != reviewer:
-        raise ReviewConflict(f"claim task {task_id} before deciding it")
+        raise ReviewConflict(f"请先认领任务 {task_id}，再作决定")
     corrections = dict(corrections or {})
     unknown = sorted(set(corrections) - set(CORRECTABLE))
     if unknown or (action == "correct") != bool(corrections):
         raise ReviewError(
-            f"a correction changes some of {', '.join(CORRECTABLE)} (and only a correction "
-            f"does); got {action} with {sorted(corrections) or 'nothing'}"
+            "更正须修改分类、部门、网格或重复于中的至少一项（只有更正可以修改）；"
+            f"收到的是{ACTION_NAMES.get(action, action)}，修改了"
+            f"{'、'.join(FIELD_NAMES.get(name, name) for name in sorted(corrections)) or '无'}"
         )
     message = session.get(MessageRow, task.message_id)
     assert message is not None  # a foreign key
@@ -263,10 +276,10 @@ def _relink(session: Session, message: MessageRow, duplicate_of: Any) -> None:
             session.flush()
     else:
         if not isinstance(duplicate_of, int) or isinstance(duplicate_of, bool):
-            raise ReviewError(f"duplicate_of must be a message id or null, not {duplicate_of!r}")
+            raise ReviewError(f"重复于须为留言编号或空，而不是 {duplicate_of!r}")
         original = session.get(MessageRow, duplicate_of)
         if original is None or original.id == message.id or original.case_id is None:
-            raise ReviewError(f"duplicate_of {duplicate_of}: no other stored message has that id")
+            raise ReviewError(f"重复于 {duplicate_of}：没有编号为此的其他留言")
         target_case = original.case_id
     if target_case == message.case_id:
         message.duplicate_of = duplicate_of
@@ -282,11 +295,10 @@ def _relink(session: Session, message: MessageRow, duplicate_of: Any) -> None:
 def _current(session: Session, task_id: int, version: int) -> ReviewTaskRow:
     task = session.get(ReviewTaskRow, task_id, with_for_update=True)
     if task is None:
-        raise ReviewNotFound(f"no review task {task_id}")
+        raise ReviewNotFound(f"没有复核任务 {task_id}")
     if task.version != version:
         raise ReviewConflict(
-            f"task {task_id} changed since you loaded it (version {task.version}, not {version}): "
-            "reload it"
+            f"任务 {task_id} 在您打开后已有改动（版本 {task.version}，不是 {version}），请刷新后重试"
         )
     return task
 
@@ -299,9 +311,7 @@ def _save(session: Session, task: ReviewTaskRow) -> None:
     try:
         session.flush()
     except StaleDataError as error:
-        raise ReviewConflict(
-            f"task {task_id} was changed by someone else at the same time: reload it"
-        ) from error
+        raise ReviewConflict(f"任务 {task_id} 同时被他人修改，请刷新后重试") from error
 
 
 def _lapsed(task: ReviewTaskRow, now: datetime) -> bool:
@@ -344,12 +354,15 @@ def reviewed_examples(session: Session) -> list[dict[str, Any]]:
     return examples
 
 
-def queue_stats(session: Session, now: datetime | None = None) -> dict[str, Any]:
+def queue_stats(
+    session: Session, now: datetime | None = None, hot_days: int = HOT_ISSUE_DAYS
+) -> dict[str, Any]:
     """The dashboard: tasks by status; decisions today and in the last hour; per reviewer
     today, accepted / corrected / invalid; the agreement rate (share of the accept/correct
     decisions of the last :data:`AGREEMENT_DAYS` days that accepted the models' predictions,
-    ``None`` without any); and the hot issues: the cases most reported in the last
-    :data:`HOT_ISSUE_DAYS` days. The decisions are read in one grouped query over a time
+    ``None`` without any); and the hot issues: the cases most reported in the ``hot_days``
+    days up to the newest message (:func:`wangge.serve.dashboard.hot_window`: a window ending
+    "now" is empty for data not from this week). The decisions are read in one grouped query over a time
     range of the audit log (indexed by time), not over the whole log."""
     now = now or datetime.now()
     counts: dict[str, int] = {
@@ -383,7 +396,8 @@ def queue_stats(session: Session, now: datetime | None = None) -> dict[str, Any]
         "done_last_hour": last_hour,
         "agreement": round(recent["accept"] / decided, 3) if decided else None,
         "reviewers": sorted(reviewers.values(), key=lambda r: -sum(r[a] for a in DECISIONS)),
-        "hot_issues": hot_issues(session, now - timedelta(days=HOT_ISSUE_DAYS), now),
+        "hot_issues": hot_issues(session, *hot_window(session, hot_days, now)),
+        "hot_days": hot_days,
     }
 
 

@@ -450,12 +450,20 @@ class ReviewTaskList(BaseModel):
     tasks: list[ReviewTaskOut]
 
 
+class ReviewGridList(BaseModel):
+    """Grids matching a name (``GET /review/api/grids``), best first."""
+
+    grids: list[dict[str, str]] = Field(
+        description="id, name, community_name, street_name, and the name matched"
+    )
+    total: int = Field(description="how many grids matched in all")
+
+
 class ReviewChoices(BaseModel):
     """What a correction may set; empty departments and grids: the service does not route."""
 
     categories: list[str]
     departments: list[str]
-    grids: list[dict[str, str]] = Field(description="id, name, street_name, community_name")
     streets: list[dict[str, str]] = Field(description="code and name, for the queue filter")
     reasons: dict[str, str] = Field(
         default_factory=lambda: {reason.value: reason.label for reason in ReviewReason},

@@ -36,7 +36,10 @@ from wangge.serve.dependencies import (
     refused,
     store_of,
 )
+from wangge.serve.dashboard import series
+from wangge.serve.grid_search import GridIndex
 from wangge.serve.review import (
+    HOT_ISSUE_DAYS,
     Choices,
     QueueFilter,
     ReviewConflict,
@@ -58,6 +61,7 @@ from wangge.serve.schemas import (
     PromoteRequest,
     PromoteResponse,
     ReviewChoices,
+    ReviewGridList,
     ReviewTaskList,
     ReviewTaskOut,
     RowId,
@@ -85,7 +89,7 @@ def reviewer(request: Request) -> User:
     user = session_user(store_of(request), token) if token else None
     if user is None:
         challenge = {"WWW-Authenticate": 'Bearer realm="wangge review"'}
-        raise HTTPException(401, "log in first (POST /review/api/login)", headers=challenge)
+        raise HTTPException(401, "请先登录（POST /review/api/login）", headers=challenge)
     return user
 
 
@@ -124,12 +128,12 @@ def login(body: LoginRequest, request: Request, store: StoreDep) -> LoginRespons
     keys = [account, f"addr:{request.client.host if request.client else ''}"]
     wait = throttle.retry_after(keys)
     if wait:
-        raise HTTPException(429, "too many failed logins: try again later",
+        raise HTTPException(429, "登录失败次数过多，请稍后再试",
                             headers={"Retry-After": str(wait)})  # fmt: skip
     token = log_in(store, body.username, body.password)
     if token is None:
         throttle.failed(keys)
-        raise HTTPException(401, "wrong user name or password, or the account is disabled")
+        raise HTTPException(401, "用户名或密码错误，或账号已停用")
     throttle.succeeded(account)
     user = session_user(store, token)
     assert user is not None
@@ -191,18 +195,51 @@ def choices(
     """What a correction may set (the served model's categories, the district's departments
     and grids) and the streets the queue can be filtered by."""
     allowed = _choices(request, loaded.meta.labels, district)
-    grids = [{"id": grid_id, "name": place["grid_name"], "street_name": place["street_name"],
-              "community_name": place["community_name"]}
-             for grid_id, place in allowed.grids.items()]  # fmt: skip
     return ReviewChoices(categories=list(allowed.categories), departments=list(allowed.departments),
-                         grids=grids, streets=allowed.streets())  # fmt: skip
+                         streets=allowed.streets())  # fmt: skip
+
+
+def _grid_index(request: Request, district: MessageRouter | None) -> GridIndex:
+    """The district's :class:`GridIndex`, built once per district."""
+    cached = getattr(request.app.state, "grid_index", None)
+    if cached is None or cached[0] != id(district):
+        cached = (id(district), GridIndex.of(district.registry if district else None))
+        request.app.state.grid_index = cached
+    return cached[1]
+
+
+@router.get("/grids")
+def grids(
+    request: Request,
+    district: RouterDep,
+    _: ReviewerDep,
+    q: Annotated[str, Query(min_length=1, max_length=50, description="part of a name")],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> ReviewGridList:
+    """The grids a name may mean: part of a grid's, community's or street's name or alias
+    (e.g. ``西河路`` gives the grids of 西河路社区), best match first; ``total`` counts all
+    matches. Empty when the service does not route."""
+    hits, total = _grid_index(request, district).search(q, limit)
+    return ReviewGridList(grids=[hit.as_dict() for hit in hits], total=total)
+
+
+WindowDays = Annotated[int, Query(ge=1, le=3660, description="days up to the newest record")]
 
 
 @router.get("/stats")
-def stats(store: StoreDep, _: ReviewerDep) -> dict[str, Any]:
-    """The dashboard: tasks by status, decided today, agreement with the models."""
+def stats(store: StoreDep, _: ReviewerDep, hot_days: WindowDays = HOT_ISSUE_DAYS) -> dict[str, Any]:
+    """The dashboard: tasks by status, decided today, agreement with the models, and the hot
+    issues of the ``hot_days`` days up to the newest message."""
     with store.session() as session:
-        return queue_stats(session)
+        return queue_stats(session, hot_days=hot_days)
+
+
+@router.get("/stats/series")
+def stats_series(store: StoreDep, _: ReviewerDep, days: WindowDays = 30) -> dict[str, Any]:
+    """The dashboard's pictures (:func:`wangge.serve.dashboard.series`): messages, queued
+    and auto-accepted, categories, decisions per day, and messages per street."""
+    with store.session() as session:
+        return series(session, days)
 
 
 TASK_RESPONSES = error_responses(404, 409, 413)
@@ -245,7 +282,7 @@ def decide_task(
 def admin(user: ReviewerDep) -> User:
     """The logged-in user if an administrator; 403 for a reviewer."""
     if user.role != "admin":
-        raise HTTPException(403, "administrators only")
+        raise HTTPException(403, "仅限管理员")
     return user
 
 

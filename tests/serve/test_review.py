@@ -67,13 +67,13 @@ def test_claims_and_versions_stop_silent_overwrites(store: Store) -> None:
         task_id = task.id
     with store.session() as session:
         assert claim(session, task_id, "wang", 1).version == 2
-    with store.session() as session, pytest.raises(ReviewConflict, match="changed since"):
+    with store.session() as session, pytest.raises(ReviewConflict, match="在您打开后已有改动"):
         claim(session, task_id, "li", 1)  # li loaded version 1
-    with store.session() as session, pytest.raises(ReviewConflict, match="claimed by wang"):
+    with store.session() as session, pytest.raises(ReviewConflict, match="已被 wang 认领"):
         claim(session, task_id, "li", 2)
-    with store.session() as session, pytest.raises(ReviewConflict, match="claim task"):
+    with store.session() as session, pytest.raises(ReviewConflict, match="请先认领任务"):
         decide(session, task_id, "li", 2, "accept")
-    with store.session() as session, pytest.raises(ReviewError, match="a correction changes"):
+    with store.session() as session, pytest.raises(ReviewError, match="更正须修改"):
         decide(session, task_id, "wang", 2, "correct", {"probability": 1.0})
     with store.session() as session:
         done = decide(session, task_id, "wang", 2, "correct", {"category": "环境卫生"})

@@ -78,7 +78,7 @@ def test_two_reviewers_cannot_overwrite_each_other(client: TestClient) -> None:
     claimed = client.post(f"{url}/claim", json={"version": task["version"]}, headers=wang)
     assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "wang"
     stale = client.post(f"{url}/claim", json={"version": task["version"]}, headers=li)
-    assert stale.status_code == 409 and "changed since" in stale.json()["detail"]
+    assert stale.status_code == 409 and "请刷新后重试" in stale.json()["detail"]
     version = claimed.json()["version"]
     taken = client.post(
         f"{url}/decision", json={"version": version, "action": "accept"}, headers=li
@@ -173,7 +173,9 @@ def test_the_staff_page_its_assets_choices_and_dashboard(client: TestClient) -> 
     choices = client.get("/review/api/choices", headers=wang).json()
     # the model's labels first, then the taxonomy's other categories; no routing, no grids
     assert choices["categories"][:2] == ["噪音", "环境卫生"] and "城乡建设" in choices["categories"]
-    assert (choices["departments"], choices["grids"], choices["streets"]) == ([], [], [])
+    assert (choices["departments"], choices["streets"]) == ([], [])
+    grids = client.get("/review/api/grids", params={"q": "社区"}, headers=wang).json()
+    assert grids == {"grids": [], "total": 0}
     # the page's reason labels come from the pipeline's enum, the one place they are written
     assert choices["reasons"] == {reason.value: reason.label for reason in ReviewReason}
     assert choices["reasons"]["location"] == "位置存疑"
@@ -206,8 +208,8 @@ def test_corrections_must_name_known_values(client: TestClient) -> None:
     [task] = client.get("/review/api/tasks", headers=wang).json()["tasks"]
     url, version = claimed(client, wang, task)
     wrong = (
-        ({"category": "没有这个分类"}, "unknown category"),
-        ({"duplicate_of": 999}, "no other stored message"),
+        ({"category": "没有这个分类"}, "没有这个分类"),
+        ({"duplicate_of": 999}, "没有编号为此的其他留言"),
         ({"duplicate_of": "m1"}, "valid integer"),
         ({"duplicate_of": 2**31}, "less than or equal to 2147483647"),
         ({"department": "x" * 129}, "at most 128 characters"),
@@ -251,7 +253,9 @@ def test_grids_departments_and_streets_come_from_the_district(routed_client: Tes
     client, wang = routed_client, log_in(routed_client, "wang")
     choices = client.get("/review/api/choices", headers=wang).json()
     assert "区住建局" in choices["departments"] and len(choices["streets"]) >= 20
-    grid = next(g for g in choices["grids"] if g["community_name"] == "陈公桥社区")
+    found = client.get("/review/api/grids", params={"q": "陈公桥"}, headers=wang).json()
+    assert found["total"] >= 1 and found["grids"][0]["matched"] == "陈公桥"  # its bare name
+    grid = next(g for g in found["grids"] if g["community_name"] == "陈公桥社区")
     body = {"id": "g1", "content": "路灯坏了好几天"}
     assert client.post("/v1/messages", json=body).status_code == 200
     [task] = client.get("/review/api/tasks", headers=wang).json()["tasks"]
