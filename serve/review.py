@@ -298,7 +298,8 @@ def _current(session: Session, task_id: int, version: int) -> ReviewTaskRow:
         raise ReviewNotFound(f"没有复核任务 {task_id}")
     if task.version != version:
         raise ReviewConflict(
-            f"任务 {task_id} 在您打开后已有改动（版本 {task.version}，不是 {version}），请刷新后重试"
+            f"任务 {task_id} 在您打开后已有改动（版本 {task.version}，不是 {version}），"
+            "请刷新后重试"
         )
     return task
 
@@ -362,8 +363,8 @@ def queue_stats(
     decisions of the last :data:`AGREEMENT_DAYS` days that accepted the models' predictions,
     ``None`` without any); and the hot issues: the cases most reported in the ``hot_days``
     days up to the newest message (:func:`wangge.serve.dashboard.hot_window`: a window ending
-    "now" is empty for data not from this week). The decisions are read in one grouped query over a time
-    range of the audit log (indexed by time), not over the whole log."""
+    "now" is empty for data not from this week). The decisions are read in one grouped query
+    over a time range of the audit log (indexed by time), not over the whole log."""
     now = now or datetime.now()
     counts: dict[str, int] = {
         status: count

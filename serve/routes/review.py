@@ -28,6 +28,7 @@ from wangge.serve.auth import (
     log_out,
     session_user,
 )
+from wangge.serve.dashboard import series
 from wangge.serve.dependencies import (
     IngestorDep,
     LoadedModelDep,
@@ -36,7 +37,6 @@ from wangge.serve.dependencies import (
     refused,
     store_of,
 )
-from wangge.serve.dashboard import series
 from wangge.serve.grid_search import GridIndex
 from wangge.serve.review import (
     HOT_ISSUE_DAYS,
