@@ -372,6 +372,7 @@ def queue_stats(
             select(ReviewTaskRow.status, func.count()).group_by(ReviewTaskRow.status)
         )
     }
+    since, until = hot_window(session, hot_days, now)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     hour_ago = now - timedelta(hours=1)
     is_today, in_last_hour = AuditRow.at >= today, AuditRow.at >= hour_ago
@@ -397,8 +398,9 @@ def queue_stats(
         "done_last_hour": last_hour,
         "agreement": round(recent["accept"] / decided, 3) if decided else None,
         "reviewers": sorted(reviewers.values(), key=lambda r: -sum(r[a] for a in DECISIONS)),
-        "hot_issues": hot_issues(session, *hot_window(session, hot_days, now)),
+        "hot_issues": hot_issues(session, since, until),
         "hot_days": hot_days,
+        "hot_until": until.isoformat(timespec="minutes"),
     }
 
 

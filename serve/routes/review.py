@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
 from wangge.models.router import MessageRouter
+from wangge.nlp.segment import default_stopwords
 from wangge.pipeline.reasons import ReviewReason
 from wangge.pipeline.store import VersionError, promote, rollback
 from wangge.serve.auth import (
@@ -96,11 +97,20 @@ def reviewer(request: Request) -> User:
 ReviewerDep = Annotated[User, Depends(reviewer)]
 
 
+def highlights(evidence: list[str]) -> list[str]:
+    """The evidence words worth marking in a message: not single characters (店, or 道 inside
+    街道 and 通道) and not stop words (难道)."""
+    stop = default_stopwords()
+    return [word for word in evidence if len(word) > 1 and word not in stop
+            and not any(c.isspace() for c in word)]  # fmt: skip
+
+
 def task_out(task: ReviewTaskRow, message: MessageRow) -> ReviewTaskOut:
     result = message.result or {}
     prediction = {key: result[key] for key in SHOWN if key in result}
     prediction |= {"case_id": message.case_id, "duplicate_of": message.duplicate_of,
-                   "dup_score": message.dup_score}  # fmt: skip
+                   "dup_score": message.dup_score,
+                   "highlights": highlights(result.get("evidence") or [])}  # fmt: skip
     return ReviewTaskOut(
         task_id=task.id, version=task.version, status=task.status, reasons=task.reasons,
         priority=task.priority, claimed_by=task.claimed_by, message_id=message.id,
@@ -170,12 +180,12 @@ def _act(store: Store, act: Callable[[Session], ReviewTaskRow]) -> ReviewTaskOut
             message = session.get(MessageRow, task.message_id)
             assert message is not None  # a foreign key
             return task_out(task, message)
-    except ReviewNotFound as error:
-        raise HTTPException(404, str(error)) from error
+    except ReviewNotFound as error:  # the message only: "[W000]" means nothing to a reviewer
+        raise HTTPException(404, error.message) from error
     except ReviewConflict as error:
-        raise HTTPException(409, str(error)) from error
+        raise HTTPException(409, error.message) from error
     except ReviewError as error:
-        raise refused("review_refused", ("body", "corrections"), str(error)) from error
+        raise refused("review_refused", ("body", "corrections"), error.message) from error
 
 
 def _choices(request: Request, labels: list[str], district: MessageRouter | None) -> Choices:

@@ -112,7 +112,7 @@ def test_refusals_are_lists_of_loc_msg_type(client: TestClient) -> None:
     claimed = client.post(f"{url}/claim", json={"version": task["version"]}, headers=admin).json()
     body = {"version": claimed["version"], "action": "accept", "corrections": {"category": "噪音"}}
     [error] = refusal(client.post(f"{url}/decision", json=body, headers=admin))
-    assert error["loc"] == ["body", "corrections"] and "only a correction" in error["msg"]
+    assert error["loc"] == ["body", "corrections"] and "只有更正可以修改" in error["msg"]
 
 
 def test_the_schema_declares_every_status_code_a_route_answers(client: TestClient) -> None:
