@@ -32,7 +32,7 @@
           { type: "line", label: "自动通过占比", data: m.auto_share.map((s) => (s === null ? null : s * 100)), borderColor: COLOURS[0], yAxisID: "share", pointRadius: 2 },
         ],
       },
-      options: { scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: "条" } },
+      options: { scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: "条" }, ticks: { precision: 0 } },
         share: { position: "right", min: 0, max: 100, title: { display: true, text: "%" }, grid: { drawOnChartArea: false } } } },
     });
   }
@@ -42,7 +42,7 @@
     draw("chart-decisions", {
       type: "bar",
       data: { labels: d.days.map(shortDay), datasets: kinds.map(([key, label], i) => ({ label, data: d[key], backgroundColor: COLOURS[[2, 1, 3][i]] })) },
-      options: { scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: "条" } } } },
+      options: { scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: "条" }, ticks: { precision: 0 } } } },
     });
   }
 
@@ -50,7 +50,7 @@
     draw("chart-categories", {
       type: "line",
       data: { labels: m.days.map(shortDay), datasets: Object.entries(m.categories).map(([label, data], i) => ({ label, data, borderColor: COLOURS[i % COLOURS.length], backgroundColor: COLOURS[i % COLOURS.length], pointRadius: 1 })) },
-      options: { scales: { y: { beginAtZero: true, title: { display: true, text: "条" } } } },
+      options: { scales: { y: { beginAtZero: true, title: { display: true, text: "条" }, ticks: { precision: 0 } } } },
     });
   }
 
@@ -64,7 +64,7 @@
           { label: "其他留言", data: streets.map((s) => s.messages - s.repeated), backgroundColor: COLOURS[6] },
         ],
       },
-      options: { indexAxis: "y", scales: { x: { stacked: true, title: { display: true, text: "条" } }, y: { stacked: true } } },
+      options: { indexAxis: "y", scales: { x: { stacked: true, title: { display: true, text: "条" }, ticks: { precision: 0 } }, y: { stacked: true } } },
     });
   }
 

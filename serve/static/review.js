@@ -156,7 +156,7 @@ function taskDetail(task) {
   const dup = p.duplicate_of ? `重复于留言 ${escapeHtml(p.duplicate_of)}（案件 ${escapeHtml(p.case_id)}，相似度 ${Number(p.dup_score).toFixed(2)}）` : "新案件";
   const words = p.highlights || p.evidence || [];
   return `
-    <h2>${escapeHtml(task.title)}</h2>
+    <h2>${escapeHtml(task.title) || `留言 ${escapeHtml(task.message_id)}`}</h2>
     <p id="task-text">${highlight(task.content, words, placeNames(p.route_evidence))}</p>
     <p>原因：${escapeHtml(reasonText(task))} · 状态：<span class="status ${escapeHtml(task.status)}">${STATUS[task.status] || "未知"}</span>
       ${task.claimed_by ? ` · 认领人：${escapeHtml(task.claimed_by)}` : ""}</p>

@@ -82,6 +82,17 @@ def latin_words(text: str) -> set[str]:
     return set(re.findall(r"[A-Za-z]{2,}", text)) - ALLOWED_LATIN
 
 
+def eventually(page: Any, expression: str, seconds: float = 5) -> Any:
+    """``expression``'s value once truthy (polled: the page's CSP rules out
+    ``wait_for_function``), or its last value."""
+    for _ in range(int(seconds * 10)):
+        value = page.evaluate(expression)
+        if value:
+            return value
+        page.wait_for_timeout(100)
+    return value
+
+
 def open_task(page: Any, text: str) -> None:
     page.click(f"#queue li:has-text('{text}')")
     page.locator("#task-text", has_text=text).wait_for()
@@ -212,6 +223,11 @@ def test_the_dashboard_draws_its_charts_and_the_page_speaks_chinese(
     server: str, browser: Any
 ) -> None:
     page = logged_in(browser, server)
+    open_task(page, "工地晚上")
+    page.keyboard.press("c")
+    page.locator("#task", has_text="状态：已认领").wait_for()
+    page.keyboard.press("a")  # a decision for the decisions' chart
+    page.locator("#stats", has_text="已完成 1").wait_for()
     open_task(page, "陈公桥")
     page.locator("#window-note", has_text="截至最新留言 2024-03-10").wait_for()
     for chart in ("messages", "decisions", "categories", "streets"):
@@ -219,6 +235,8 @@ def test_the_dashboard_draws_its_charts_and_the_page_speaks_chinese(
         assert drawn, chart
     counted = page.evaluate("Chart.getChart('chart-messages').data.datasets[1].data")
     assert sum(counted) == 4  # the 30 days up to 2024-03-10, all queued (threshold 0.99)
+    decisions = "Chart.getChart('chart-decisions').data.datasets[0].data.at(-1)"
+    assert eventually(page, decisions) == 1  # accepted today: the decisions' window ends today
     streets = page.evaluate("Chart.getChart('chart-streets').data.labels")
     assert "城厢街道" in streets
     page.locator("#dashboard").scroll_into_view_if_needed()
