@@ -10,6 +10,7 @@ millisecond per query).
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -64,25 +65,39 @@ class GridIndex:
         return cls(entries)
 
     def search(self, query: str, limit: int = 20) -> tuple[list[GridHit], int]:
-        """The grids ``query`` may mean, best match first (then by id), at most ``limit``;
-        and how many grids matched in all."""
+        """The grids ``query`` may mean, best match first (exact, then at the start, then
+        inside a name; shorter names first; then by id), at most ``limit``; and how many grids
+        matched in all."""
         query = "".join(query.split())
         if not query:
             return [], 0
         postings = [self._char_terms.get(char, set()) for char in set(query)]
-        candidates = min(postings, key=len)
-        best: dict[int, tuple[int, int, str]] = {}
-        for term in candidates:
-            if query not in term:
-                continue
-            how = EXACT if term == query else PREFIX if term.startswith(query) else INSIDE
+        matched = [
+            (
+                EXACT if term == query else PREFIX if term.startswith(query) else INSIDE,
+                len(term),
+                term,
+            )
+            for term in min(postings, key=len)
+            if query in term
+        ]
+        # each term has a grid: the best `limit` terms mostly fill the answer; all, if not
+        hits = self._best(heapq.nsmallest(limit, matched), limit)
+        if len(hits) < limit and len(matched) > limit:
+            hits = self._best(sorted(matched), limit)
+        total = len(set().union(*(self._term_grids[term] for _, _, term in matched)))
+        return hits, total
+
+    def _best(self, ranked: list[tuple[int, int, str]], limit: int) -> list[GridHit]:
+        """The first ``limit`` grids of the terms ``ranked`` (a grid's first term is its best)."""
+        hits: dict[int, GridHit] = {}
+        for _, _, term in ranked:
             for number in self._term_grids[term]:
-                rank = (how, len(term), term)
-                if number not in best or rank < best[number]:
-                    best[number] = rank
-        ranked = sorted(best, key=lambda number: (best[number], self.grids[number].id))
-        hits = [_matched(self.grids[number], best[number][2]) for number in ranked[:limit]]
-        return hits, len(best)
+                if len(hits) == limit:
+                    return list(hits.values())
+                if number not in hits:
+                    hits[number] = _matched(self.grids[number], term)
+        return list(hits.values())
 
 
 def _names(unit: Unit | None) -> list[str]:
