@@ -158,7 +158,7 @@ def test_failed_logins_lock_the_account_out_with_retry_after(
     checked: list[str] = []
     monkeypatch.setattr(auth, "password_matches", lambda _, stored: checked.append(stored))
     locked = client.post("/review/api/login", json={"username": "wang", "password": PASSWORD})
-    assert locked.status_code == 429 and "too many" in locked.json()["detail"]
+    assert locked.status_code == 429 and "登录失败次数过多" in locked.json()["detail"]
     assert 0 < int(locked.headers["retry-after"]) <= auth.LOCKOUT_S
     assert log_in(from_address(client, "10.0.0.2"), "wang") == 429  # the account, anywhere
     assert log_in(client, "li") == 429  # and this address, for any name
