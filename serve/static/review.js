@@ -89,7 +89,6 @@ function select(i) {
   const p = task.prediction;
   const top = (p.top_k || []).map((c) => `<tr><td>${escapeHtml(c.category)}</td><td>${(c.probability * 100).toFixed(1)}%</td></tr>`).join("");
   const place = [p.street_name, p.community_name, p.grid_id].filter(Boolean).map(escapeHtml).join(" / ") || "未定位";
-  const dup = p.duplicate_of ? `重复于消息 ${p.duplicate_of}（案件 ${p.case_id}，相似度 ${p.dup_score}），证据：${escapeHtml(JSON.stringify(p.dup_evidence))}` : "新案件";
   $("#task").innerHTML = `
     <h2>${escapeHtml(task.title)}</h2>
     <p>${highlight(task.content, p.evidence || [], placeNames(p.route_evidence))}</p>
@@ -98,7 +97,7 @@ function select(i) {
     ${p.review ? `<p>复核：${escapeHtml(p.review.by)} · ${REVIEW_ACTIONS[p.review.action] || ""} · ${escapeHtml(p.review.at)}</p>` : ""}
     <table class="top">${top}</table>
     <p>部门：${escapeHtml(p.department || "—")} · 位置：${place}</p>
-    <p>${dup}</p>
+    <section id="duplicate-panel"></section>
     <div class="actions">
       <button id="claim">认领 (c)</button><button id="accept">确认 (a)</button>
       <button id="invalid">无效 (x)</button>
@@ -112,6 +111,7 @@ function select(i) {
 
     </form>
     <p id="task-error" class="error"></p>`;
+  window.DuplicatePanel?.show(task, $("#duplicate-panel"));  // cases.js
   $("#claim").onclick = () => act("claim", {});
   $("#accept").onclick = () => act("decision", { action: "accept" });
   $("#invalid").onclick = () => act("decision", { action: "invalid" });
