@@ -114,7 +114,7 @@ def duplicate(
     return _read(store, lambda session: duplicate_view(session, task_id, threshold))
 
 
-@router.post("/tasks/{task_id}/duplicate", responses=RESPONSES)
+@router.post("/tasks/{task_id}/duplicate/decision", responses=RESPONSES)
 def decide_duplicate(
     task_id: TaskId, body: DuplicateDecision, store: StoreDep, ingestor: IngestorDep,
     user: ReviewerDep,

@@ -106,7 +106,7 @@ window.DuplicatePanel = (() => {
 
   async function decide(body) {
     try {
-      await call(`/tasks/${current.task.task_id}/duplicate`, { method: "POST",
+      await call(`/tasks/${current.task.task_id}/duplicate/decision`, { method: "POST",
         body: JSON.stringify({ version: current.view.version, ...body }) });
       if (typeof refresh === "function") { await refresh(); }
     } catch (error) {

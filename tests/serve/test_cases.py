@@ -94,7 +94,7 @@ def test_same_own_and_move_decide_the_task_and_the_index_follows(
     rubbish = ingest(client, "A-1", RUBBISH)
     lamp = ingest(client, "L-1", LAMP)
     task = task_of(client, wang, lamp["message_id"])
-    url = f"/review/api/tasks/{task['task_id']}/duplicate"
+    url = f"/review/api/tasks/{task['task_id']}/duplicate/decision"
     move = {"version": task["version"], "action": "move", "to_message": "A-1"}
     moved = client.post(url, json=move, headers=wang)  # claims the open task, then decides it
     assert moved.status_code == 200, moved.text
@@ -108,7 +108,7 @@ def test_same_own_and_move_decide_the_task_and_the_index_follows(
     assert correct.actor == "wang" and correct.after["duplicate_of"] == int(rubbish["message_id"])
 
     repeat = task_of(client, wang, ingest(client, "A-2", RUBBISH + "，谢谢")["message_id"])
-    url = f"/review/api/tasks/{repeat['task_id']}/duplicate"
+    url = f"/review/api/tasks/{repeat['task_id']}/duplicate/decision"
     wrong_version = {"version": repeat["version"] + 5, "action": "same"}
     assert client.post(url, json=wrong_version, headers=wang).status_code == 409
     own = client.post(url, json={"version": repeat["version"], "action": "own"}, headers=wang)
@@ -118,7 +118,7 @@ def test_same_own_and_move_decide_the_task_and_the_index_follows(
     assert case["reports"] == 3  # A-1, L-1, L-2
     nowhere = {"version": 1, "action": "move", "to_message": "nope"}
     other = task_of(client, wang, rubbish["message_id"])
-    refused = client.post(f"/review/api/tasks/{other['task_id']}/duplicate", json=nowhere | {
+    refused = client.post(f"/review/api/tasks/{other['task_id']}/duplicate/decision", json=nowhere | {
         "version": other["version"]}, headers=wang)  # fmt: skip
     assert refused.status_code == 404 and refused.json()["detail"] == "没有留言编号为 nope 的留言"
 
