@@ -116,11 +116,12 @@ def test_same_own_and_move_decide_the_task_and_the_index_follows(
     assert own.json()["prediction"]["case_id"] == repeat["message_id"]
     case = client.get(f"/review/api/cases/{rubbish['case_id']}", headers=wang).json()
     assert case["reports"] == 3  # A-1, L-1, L-2
-    nowhere = {"version": 1, "action": "move", "to_message": "nope"}
     other = task_of(client, wang, rubbish["message_id"])
-    refused = client.post(f"/review/api/tasks/{other['task_id']}/duplicate/decision", json=nowhere | {
-        "version": other["version"]}, headers=wang)  # fmt: skip
-    assert refused.status_code == 404 and refused.json()["detail"] == "没有留言编号为 nope 的留言"
+    nowhere = {"version": other["version"], "action": "move", "to_message": "nope"}
+    url = f"/review/api/tasks/{other['task_id']}/duplicate/decision"
+    refused = client.post(url, json=nowhere, headers=wang)
+    assert refused.status_code == 404
+    assert refused.json()["detail"] == "没有留言编号为 nope 的留言"
 
 
 def test_merge_moves_a_case_and_unmerge_restores_it(client: TestClient, database_url: str) -> None:
