@@ -148,21 +148,34 @@ def case_by_message(message: ShortText, store: StoreDep, _: ReviewerDep) -> dict
     return _read(store, lambda session: case_view(session, case_of_message(session, message)))
 
 
+def _case_change(
+    ingestor: Ingestor, store: Store, change: Callable[[Session], tuple[int, list[Move]]]
+) -> dict[str, Any]:
+    """:func:`_run` a case action returning the case to show and the messages moved; answers
+    that case's view."""
+    shown: list[int] = []
+
+    def moves(session: Session) -> list[Move]:
+        case_id, moved = change(session)
+        shown.append(case_id)
+        return moved
+
+    _run(ingestor, store, moves)
+    return _read(store, lambda session: case_view(session, shown[0]))
+
+
 @router.post("/cases/{case_id}/merge", responses=RESPONSES)
 def merge_case(
     case_id: CaseId, body: MergeRequest, store: StoreDep, ingestor: IngestorDep,
     user: ReviewerDep,
 ) -> dict[str, Any]:  # fmt: skip
     """Merge this case into another (by case id or a 留言编号); answers the merged case."""
-    into: list[int] = []
 
-    def change(session: Session) -> list[Move]:
+    def change(session: Session) -> tuple[int, list[Move]]:
         target = body.into_case or case_of_message(session, body.into_message or "")
-        into.append(target)
-        return merge(session, user.username, case_id, target)
+        return target, merge(session, user.username, case_id, target)
 
-    _run(ingestor, store, change)
-    return _read(store, lambda session: case_view(session, into[0]))
+    return _case_change(ingestor, store, change)
 
 
 @router.post("/cases/{case_id}/unmerge", responses=RESPONSES)
@@ -170,8 +183,9 @@ def unmerge_case(
     case_id: CaseId, store: StoreDep, ingestor: IngestorDep, user: ReviewerDep
 ) -> dict[str, Any]:
     """Undo this case's merge: its messages come back; answers the case."""
-    _run(ingestor, store, lambda session: unmerge(session, user.username, case_id))
-    return _read(store, lambda session: case_view(session, case_id))
+    return _case_change(
+        ingestor, store, lambda session: (case_id, unmerge(session, user.username, case_id))
+    )
 
 
 @router.post("/cases/{case_id}/split", responses=RESPONSES)
@@ -179,13 +193,7 @@ def split_case(
     case_id: CaseId, body: SplitRequest, store: StoreDep, ingestor: IngestorDep,
     user: ReviewerDep,
 ) -> dict[str, Any]:  # fmt: skip
-    """Move the chosen messages into a new case; answers the case they are now in."""
-    new: list[int] = []
-
-    def change(session: Session) -> list[Move]:
-        chosen_case, moved = split(session, user.username, case_id, body.messages)
-        new.append(chosen_case)
-        return moved
-
-    _run(ingestor, store, change)
-    return _read(store, lambda session: case_view(session, new[0]))
+    """Move the chosen messages into a new case; answers the case the chosen messages are in."""
+    return _case_change(
+        ingestor, store, lambda session: split(session, user.username, case_id, body.messages)
+    )
