@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException
 from fastapi import Path as PathParameter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy.orm import Session
 
 from wangge.serve.cases import (
@@ -60,7 +61,7 @@ class MergeRequest(_Input):
     @model_validator(mode="after")
     def _one_target(self) -> MergeRequest:
         if (self.into_case is None) == (self.into_message is None):
-            raise ValueError("请填写目标案件编号或目标留言编号（二选一）")
+            raise PydanticCustomError("one_target", "请填写目标案件编号或目标留言编号（二选一）")
         return self
 
 

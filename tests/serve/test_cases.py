@@ -4,6 +4,8 @@ index — the next message is decided against the cases as the reviewer left the
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +16,14 @@ from test_review_api import log_in, model, reviewing_service  # noqa: F401 (a fi
 
 from wangge.models.classifier import MessageClassifier
 from wangge.pipeline.artifact import ModelMeta
-from wangge.serve.cases import explain, masked_reporter, shared_words
+from wangge.serve.cases import (
+    CaseConflict,
+    Move,
+    explain,
+    masked_reporter,
+    merge,
+    shared_words,
+)
 from wangge.serve.storage import AuditRow, Store
 
 RUBBISH = "小区垃圾桶满了没人清理，臭气熏天，请尽快处理"
@@ -150,6 +159,10 @@ def test_merge_moves_a_case_and_unmerge_restores_it(client: TestClient, database
                          json={"into_case": int(a["case_id"])}, headers=wang)  # fmt: skip
     assert itself.status_code == 422
     assert itself.json()["detail"][0]["msg"] == "不能把案件合并到它自己"
+    both = {"into_case": 1, "into_message": "A-1"}
+    ambiguous = client.post(f"/review/api/cases/{a['case_id']}/merge", json=both, headers=wang)
+    assert ambiguous.status_code == 422
+    assert ambiguous.json()["detail"][0]["msg"] == "请填写目标案件编号或目标留言编号（二选一）"
 
     restored = client.post(f"/review/api/cases/{b['case_id']}/unmerge", headers=wang)
     assert restored.status_code == 200, restored.text
@@ -197,3 +210,39 @@ def test_split_moves_chosen_messages_to_a_new_case(client: TestClient, database_
     assert client.get("/review/api/cases/99999", headers=wang).status_code == 404
     by_number = client.get("/review/api/cases", params={"message": "S-3"}, headers=wang)
     assert by_number.json()["case_id"] == int(third["message_id"])
+
+
+def test_crossing_merges_do_not_both_win(client: TestClient, database_url: str) -> None:
+    """Two reviewers merging A into B and B into A at once: the second waits, then is refused.
+    In one service the ingest lock serialises case actions; across services (PostgreSQL) the
+    row locks on the cases do."""
+    a = int(ingest(client, "A-1", RUBBISH)["case_id"])
+    b = int(ingest(client, "B-1", NOISE)["case_id"])
+    store, ingestor = Store(database_url), client.app.state.ingestor
+    across_services = database_url.startswith("postgresql")
+    outcome: dict[str, Any] = {}
+
+    def li_merges() -> list[Move]:
+        with store.session() as session:
+            return merge(session, "li", b, a)
+
+    def crossing() -> None:
+        try:
+            li_merges() if across_services else ingestor.reassign(li_merges)
+        except CaseConflict as error:
+            outcome["li"] = error.message
+
+    def wang_merges() -> list[Move]:
+        with store.session() as session:
+            moved = merge(session, "wang", a, b)
+            session.flush()
+            other.start()
+            time.sleep(0.5)  # li's merge waits for the lock
+            assert other.is_alive()
+        return moved
+
+    other = threading.Thread(target=crossing)
+    ingestor.reassign(wang_merges)
+    other.join(timeout=10)
+    assert outcome["li"] == f"案件 {a} 已并入案件 {b}：请并入后者"
+    assert [row.actor for row in audit(database_url, "merge")] == ["wang"]
