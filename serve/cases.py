@@ -229,20 +229,22 @@ def case_view(session: Session, case_id: int) -> dict[str, Any]:
         **(_case_head(session, case_id) or {}),
         "messages": [message_view(row) for row in messages],
         "merged_from": [{"case_id": row.id, "title": row.title} for row in merged],
-        "history": case_history(session, case_id, [row.id for row in messages]),
+        "history": case_history(
+            session, {case_id, *(row.id for row in merged)}, [row.id for row in messages]
+        ),
     }
 
 
 def case_history(
-    session: Session, case_id: int, message_ids: Sequence[int]
+    session: Session, case_ids: set[int], message_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """The audit rows about this case, newest first: its merges, unmerges and splits, and
-    the decisions on its messages."""
+    """The audit rows about these cases (a case and those merged into it), newest first:
+    their merges, unmerges and splits, and the decisions on the messages."""
     case_rows = session.scalars(
         select(AuditRow).where(AuditRow.action.in_(CASE_ACTIONS))
         .order_by(AuditRow.id.desc()).limit(HISTORY_SCANNED)
     ).all()  # fmt: skip
-    rows = [row for row in case_rows if case_id in _cases_named(row)]
+    rows = [row for row in case_rows if case_ids & _cases_named(row)]
     if message_ids:
         rows += session.scalars(
             select(AuditRow).where(AuditRow.message_id.in_(message_ids),

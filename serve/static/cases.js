@@ -133,7 +133,7 @@ window.DuplicatePanel = (() => {
   function renderCase(target, c) {
     const rows = c.messages.map((m) => `<tr>
       <td><input type="checkbox" class="case-pick" value="${m.message_id}" aria-label="选择留言 ${esc(m.external_id || m.message_id)}"></td>
-      <td class="ext-id">${esc(m.external_id || "无")}</td><td>${esc(when(m.created_at))}</td>
+      <td class="ext-id">${esc(m.external_id || "无")}</td><td class="when">${esc(when(m.created_at))}</td>
       <td>${esc(m.title || m.content.slice(0, 40))}</td><td>${esc(place(m))}</td><td>${esc(m.reporter)}</td></tr>`).join("");
     const merged = c.merged_from.map((k) => `<li>案件 ${k.case_id}：${esc(k.title)}
       <button type="button" class="case-unmerge" data-case="${k.case_id}">撤销合并</button></li>`).join("");

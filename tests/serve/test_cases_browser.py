@@ -1,7 +1,8 @@
 """The duplicate panel and the case view in a real browser (headless Chromium): a reviewer sees
 a borderline duplicate side by side, splits its case, merges two cases and undoes the merge;
 the case counts, the audit log and the next duplicate decisions follow. Skipped without
-Playwright or Chromium. With WANGGE_SCREENSHOTS=DIR it saves review-duplicate.png there."""
+Playwright or Chromium. With WANGGE_SCREENSHOTS=DIR it saves review-duplicate.png and
+review-case.png there."""
 
 from __future__ import annotations
 
@@ -110,8 +111,11 @@ def test_a_reviewer_splits_and_merges_cases_in_the_browser(
         page.click("#case-merge")
         page.locator(".case-count", has_text="共 3 条留言").wait_for()
         assert page.get_attribute(".case-view", "data-case") == other
-        assert f"案件 {station} 并入案件 {other}" in page.inner_text(".case-history")
+        history = page.inner_text(".case-history")  # the merged case's own history with it
+        assert f"案件 {station} 并入案件 {other}" in history and "拆出 2 条留言" in history
         assert reports(base, station) == 0 and reports(base, other) == 3
+        if shots:
+            page.locator(".case-view").screenshot(path=f"{shots}/review-case.png")
         # the next duplicate decisions follow: a repeat of a split-off, merged message joins
         # the merged case; a repeat of the bins joins the bins' case
         assert post(base, "LY1008", MESSAGES["LY1005"])["case_id"] == other
