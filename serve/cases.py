@@ -272,7 +272,7 @@ def _describe(row: AuditRow) -> str:
             f"案件 {before['case_id']} 撤销并入案件 {before['merged_into']}（{count} 条留言移回）"
         )
     if row.action == "split":
-        return f"从案件 {before['case_id']} 拆出 {count} 条留言，成为案件 {after['new_case_id']}"
+        return f"从案件 {before['case_id']} 移出 {count} 条留言，成为案件 {after['new_case_id']}"
     text = f"留言 {row.message_id} {ACTION_NAMES.get(row.action, row.action)}"
     if "duplicate_of" in after:
         link = after["duplicate_of"]
@@ -496,8 +496,8 @@ def split(
     counts = recount_reports(session, (case_id, new_id))
     _refresh_times(session, (case_id, new_id))
     _audit(session, reviewer, "split", {"case_id": case_id, "reports": case.reports}, {
-        "case_id": case_id, "new_case_id": new_id, "messages": sorted(chosen_ids),
-        "reports": {str(key): value for key, value in counts.items()},
+        "case_id": case_id, "new_case_id": new_id, "messages": sorted(r.id for r in moving),
+        "chosen": sorted(chosen_ids), "reports": {str(k): v for k, v in counts.items()},
     })  # fmt: skip
     return (new_id if moving is chosen else case_id), [(row.id, new_id) for row in moving]
 

@@ -51,7 +51,8 @@ def ingest(client: TestClient, id_: str, content: str, reporter: str | None = No
 
 def audit(database_url: str, action: str) -> list[AuditRow]:
     with Store(database_url).session() as session:
-        return list(session.scalars(select(AuditRow).where(AuditRow.action == action)))
+        rows = select(AuditRow).where(AuditRow.action == action).order_by(AuditRow.id)
+        return list(session.scalars(rows))
 
 
 def task_of(client: TestClient, headers: dict[str, str], message_id: str) -> dict:
@@ -194,6 +195,7 @@ def test_split_moves_chosen_messages_to_a_new_case(client: TestClient, database_
     [record] = audit(database_url, "split")
     assert record.after == {"case_id": int(case_id), "new_case_id": new["case_id"],
                             "messages": [int(second["message_id"])],
+                            "chosen": [int(second["message_id"])],
                             "reports": {case_id: 2, second["message_id"]: 1}}  # fmt: skip
     assert new["history"][0]["action_name"] == "拆分"
     # a new message close to the split-off message joins the new case
@@ -203,6 +205,10 @@ def test_split_moves_chosen_messages_to_a_new_case(client: TestClient, database_
     assert whole.status_code == 200, whole.text
     assert whole.json()["case_id"] == int(case_id) and whole.json()["reports"] == 1
     assert client.get(f"/v1/cases/{third['message_id']}").json()["reports"] == 1
+    swapped = audit(database_url, "split")[-1].after
+    assert swapped["chosen"] == [int(first["message_id"])]
+    assert swapped["messages"] == [int(third["message_id"])]  # the others moved out
+    assert swapped["new_case_id"] == int(third["message_id"])
     for body, why in (({"messages": [int(first["message_id"])]}, "请至少选一条留言拆出"),
                       ({"messages": [int(second["message_id"])]}, "不在案件")):  # fmt: skip
         refused = client.post(url, json=body, headers=wang)

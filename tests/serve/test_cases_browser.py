@@ -102,7 +102,7 @@ def test_a_reviewer_splits_and_merges_cases_in_the_browser(
             page.locator(".case-messages tr", has_text=id_).locator("input").check()
         page.click("#case-split")
         page.locator(".case-count", has_text="共 2 条留言").wait_for()
-        assert "拆出 2 条留言" in page.inner_text(".case-history")
+        assert "移出 2 条留言" in page.inner_text(".case-history")
         station = page.get_attribute(".case-view", "data-case") or ""
         assert station != first and reports(base, first) == 3 and reports(base, station) == 2
 
@@ -112,7 +112,7 @@ def test_a_reviewer_splits_and_merges_cases_in_the_browser(
         page.locator(".case-count", has_text="共 3 条留言").wait_for()
         assert page.get_attribute(".case-view", "data-case") == other
         history = page.inner_text(".case-history")  # the merged case's own history with it
-        assert f"案件 {station} 并入案件 {other}" in history and "拆出 2 条留言" in history
+        assert f"案件 {station} 并入案件 {other}" in history and "移出 2 条留言" in history
         assert reports(base, station) == 0 and reports(base, other) == 3
         if shots:
             page.locator(".case-view").screenshot(path=f"{shots}/review-case.png")
