@@ -38,6 +38,7 @@ from wangge.serve.storage import AuditRow, CaseRow, MessageRow, ReviewTaskRow, r
 
 CASE_ACTIONS = ("merge", "unmerge", "split")
 CLOSEST_SHOWN = 5
+CASE_MESSAGES_SHOWN = 1000  # of a case's messages, the latest shown in its view
 HISTORY_SCANNED = 2000  # the most recent case actions looked through for a case's history
 Move = tuple[int, int]  # a message id and the case id it now belongs to
 TaskAction = Literal["same", "own", "move"]
@@ -98,11 +99,11 @@ def _level(value: float | None, high: float, some: float, strong: str, weak: str
 
 def explain(
     evidence: dict[str, Any], score: float, threshold: float, mine: dict[str, Any],
-    theirs: dict[str, Any],
+    theirs: dict[str, Any], names: dict[int, str] | None = None,
 ) -> list[str]:  # fmt: skip
     """The duplicate decision in Chinese words, strongest signals first: e.g. ["标题高度相似
     （0.93）", "同一社区", "重复概率 0.91（阈值 0.80）"]. ``mine`` and ``theirs`` are the two
-    messages' stored results (for their places)."""
+    messages' stored results (for their places); ``names`` the 留言编号 of message ids."""
     words: list[str] = []
     if evidence.get("closest") is not None:
         words += _level(evidence.get("title_jaccard"), 0.6, 0.3, "标题高度相似", "标题部分相似")
@@ -122,6 +123,7 @@ def explain(
         words.append("未找到足够相似的留言，单独立案")
     for entry in evidence.get("blocked") or []:
         other, _, reason = str(entry).partition(": ")
+        other = (names or {}).get(_int(other) or 0) or other
         reason = next((zh for en, zh in BLOCKED.items() if reason.startswith(en)), "其他约束")
         words.append(f"未并入留言 {other} 的案件：{reason}")
     return words
@@ -196,8 +198,24 @@ def duplicate_view(
         "case": _case_head(session, message.case_id), "closest": shown,
         "score": message.dup_score,
         "explanation": explain(evidence, message.dup_score, threshold, message.result or {},
-                               matched),
+                               matched, _names(session, _blocked_ids(evidence))),
     }  # fmt: skip
+
+
+def _blocked_ids(evidence: dict[str, Any]) -> list[int]:
+    ids = (_int(str(entry).partition(": ")[0]) for entry in evidence.get("blocked") or [])
+    return [i for i in ids if i is not None]
+
+
+def _names(session: Session, message_ids: Iterable[int]) -> dict[int, str]:
+    """The 留言编号 of these messages (those that have one)."""
+    ids = sorted(set(message_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(MessageRow.id, MessageRow.external_id).where(MessageRow.id.in_(ids))
+    ).all()
+    return {row_id: external for row_id, external in rows if external}
 
 
 def _int(value: Any) -> int | None:
@@ -217,13 +235,16 @@ def _case_head(session: Session, case_id: int | None) -> dict[str, Any] | None:
 
 
 def case_view(session: Session, case_id: int) -> dict[str, Any]:
-    """A case with all its messages, the cases merged into it, and its history."""
+    """A case with its messages (the latest :data:`CASE_MESSAGES_SHOWN`), the cases merged
+    into it, and its history."""
     case = session.get(CaseRow, case_id)
     if case is None:
         raise CaseNotFound(f"没有编号为 {case_id} 的案件")
-    messages = session.scalars(
-        select(MessageRow).where(MessageRow.case_id == case_id).order_by(MessageRow.created_at)
-    ).all()
+    latest = session.scalars(
+        select(MessageRow).where(MessageRow.case_id == case_id)
+        .order_by(MessageRow.created_at.desc(), MessageRow.id.desc()).limit(CASE_MESSAGES_SHOWN)
+    ).all()  # fmt: skip
+    messages = latest[::-1]
     merged = session.scalars(select(CaseRow).where(CaseRow.merged_into == case_id)).all()
     return {
         **(_case_head(session, case_id) or {}),
@@ -245,15 +266,18 @@ def case_history(
         .order_by(AuditRow.id.desc()).limit(HISTORY_SCANNED)
     ).all()  # fmt: skip
     rows = [row for row in case_rows if case_ids & _cases_named(row)]
-    if message_ids:
-        rows += session.scalars(
-            select(AuditRow).where(AuditRow.message_id.in_(message_ids),
-                                   AuditRow.action.in_(("accept", "correct", "invalid")))
-        ).all()  # fmt: skip
+    tasks = select(ReviewTaskRow.id).where(ReviewTaskRow.message_id.in_(message_ids))
+    rows += session.scalars(
+        select(AuditRow).where(AuditRow.task_id.in_(tasks),  # indexed, unlike message_id
+                               AuditRow.action.in_(("accept", "correct", "invalid")))
+    ).all()  # fmt: skip
     rows.sort(key=lambda row: -row.id)
+    linked = [row.after.get("duplicate_of") for row in rows]
+    names = _names(session, [i for i in (*linked, *(row.message_id for row in rows))
+                             if isinstance(i, int)])  # fmt: skip
     return [{"at": row.at, "actor": row.actor, "action": row.action,
-             "action_name": ACTION_NAMES.get(row.action, row.action), "text": _describe(row)}
-            for row in rows]  # fmt: skip
+             "action_name": ACTION_NAMES.get(row.action, row.action),
+             "text": _describe(row, names)} for row in rows]  # fmt: skip
 
 
 def _cases_named(row: AuditRow) -> set[int]:
@@ -262,7 +286,8 @@ def _cases_named(row: AuditRow) -> set[int]:
     return {value for value in named if isinstance(value, int)}
 
 
-def _describe(row: AuditRow) -> str:
+def _describe(row: AuditRow, names: dict[int, str]) -> str:
+    """An audit row in Chinese, messages named by their 留言编号 when they have one."""
     before, after = row.before, row.after
     count = len(after.get("messages") or [])
     if row.action == "merge":
@@ -273,10 +298,13 @@ def _describe(row: AuditRow) -> str:
         )
     if row.action == "split":
         return f"从案件 {before['case_id']} 移出 {count} 条留言，成为案件 {after['new_case_id']}"
-    text = f"留言 {row.message_id} {ACTION_NAMES.get(row.action, row.action)}"
+    text = f"留言 {names.get(row.message_id or 0, row.message_id)} "
+    text += ACTION_NAMES.get(row.action, row.action)
     if "duplicate_of" in after:
         link = after["duplicate_of"]
-        text += "：不是重复，单独立案" if link is None else f"：改为重复于留言 {link}"
+        text += (
+            "：不是重复，单独立案" if link is None else f"：改为重复于留言 {names.get(link, link)}"
+        )
     return text
 
 

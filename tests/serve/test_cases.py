@@ -68,10 +68,10 @@ def test_the_words_and_the_explanation_are_chinese() -> None:
                 "lexical_cosine": 0.8, "same_reporter": True, "entities": "overlap",
                 "blocked": ["7: different places (a vs b)"]}  # fmt: skip
     mine = {"community_code": "c1", "community_name": "陈公桥社区"}
-    said = explain(evidence, 0.91, 0.8, mine, dict(mine))
+    said = explain(evidence, 0.91, 0.8, mine, dict(mine), names={7: "LY7"})
     assert said[0] == "标题高度相似（0.93）"
     assert "同一社区（陈公桥社区）" in said and "同一反映人" in said
-    assert "重复概率 0.91（阈值 0.80）" in said and "未并入留言 7 的案件：地点不同" in said
+    assert "重复概率 0.91（阈值 0.80）" in said and "未并入留言 LY7 的案件：地点不同" in said
     assert explain({}, 0.0, 0.8, {}, {}) == ["未找到足够相似的留言，单独立案"]
     assert masked_reporter("13812345678") != "13812345678"
     assert masked_reporter("张三") == "张*" and masked_reporter(None) == "匿名"
@@ -126,6 +126,9 @@ def test_same_own_and_move_decide_the_task_and_the_index_follows(
     assert own.json()["prediction"]["case_id"] == repeat["message_id"]
     case = client.get(f"/review/api/cases/{rubbish['case_id']}", headers=wang).json()
     assert case["reports"] == 3  # A-1, L-1, L-2
+    [moved_history] = [h for h in case["history"] if h["action_name"] == "更正"]
+    assert moved_history["actor"] == "wang"
+    assert moved_history["text"] == "留言 L-1 更正：改为重复于留言 A-1"
     other = task_of(client, wang, rubbish["message_id"])
     nowhere = {"version": other["version"], "action": "move", "to_message": "nope"}
     url = f"/review/api/tasks/{other['task_id']}/duplicate/decision"
