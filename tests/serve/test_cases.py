@@ -16,6 +16,7 @@ from test_review_api import log_in, model, reviewing_service  # noqa: F401 (a fi
 
 from wangge.models.classifier import MessageClassifier
 from wangge.pipeline.artifact import ModelMeta
+from wangge.serve.app import create_app
 from wangge.serve.cases import (
     CaseConflict,
     Move,
@@ -24,6 +25,7 @@ from wangge.serve.cases import (
     merge,
     shared_words,
 )
+from wangge.serve.config import Settings
 from wangge.serve.storage import AuditRow, Store
 
 RUBBISH = "小区垃圾桶满了没人清理，臭气熏天，请尽快处理"
@@ -255,3 +257,27 @@ def test_crossing_merges_do_not_both_win(client: TestClient, database_url: str) 
     other.join(timeout=10)
     assert outcome["li"] == f"案件 {a} 已并入案件 {b}：请并入后者"
     assert [row.actor for row in audit(database_url, "merge")] == ["wang"]
+
+
+def test_a_restarted_service_keeps_the_merged_and_split_cases(
+    client: TestClient,
+    database_url: str,
+    model: tuple[MessageClassifier, ModelMeta],  # noqa: F811
+) -> None:
+    """The duplicate index is rebuilt from the stored cases: a merge and a split survive."""
+    wang = log_in(client, "wang")
+    a = ingest(client, "A-1", RUBBISH)
+    b = ingest(client, "B-1", NOISE)
+    lamp = ingest(client, "L-1", LAMP)
+    lamp_too = ingest(client, "L-2", LAMP + "，谢谢")
+    assert lamp_too["case_id"] == lamp["case_id"]
+    merged = client.post(f"/review/api/cases/{b['case_id']}/merge",
+                         json={"into_case": int(a["case_id"])}, headers=wang)  # fmt: skip
+    assert merged.status_code == 200, merged.text
+    split = client.post(f"/review/api/cases/{lamp['case_id']}/split",
+                        json={"messages": [int(lamp_too["message_id"])]}, headers=wang)  # fmt: skip
+    assert split.status_code == 200, split.text
+    settings = Settings(database_url=database_url, encoder_dir=None, route=False)
+    with TestClient(create_app(settings, model=model[0], meta=model[1])) as restarted:
+        assert ingest(restarted, "B-2", NOISE)["case_id"] == a["case_id"]
+        assert ingest(restarted, "L-3", LAMP + "，谢谢")["case_id"] == lamp_too["message_id"]
