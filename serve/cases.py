@@ -38,6 +38,7 @@ from wangge.serve.storage import AuditRow, CaseRow, MessageRow, ReviewTaskRow, r
 
 CASE_ACTIONS = ("merge", "unmerge", "split")
 CLOSEST_SHOWN = 5
+OTHER_CASE_SHOWN = 0.2  # the least same-case probability of another case offered to merge
 CASE_MESSAGES_SHOWN = 1000  # of a case's messages, the latest shown in its view
 HISTORY_SCANNED = 2000  # the most recent case actions looked through for a case's history
 Move = tuple[int, int]  # a message id and the case id it now belongs to
@@ -164,23 +165,33 @@ def _grams(row: MessageRow) -> frozenset[str]:
     return shingles(dedup_text(normalized(row.title), normalized(row.content)))
 
 
-def duplicate_view(
-    session: Session, task_id: int, threshold: float, limit: int = CLOSEST_SHOWN
-) -> dict[str, Any]:
-    """A task's message, its case and the case's ``limit`` messages closest to it (the one
-    the detector matched first, then by shared 3-grams), with the score explained."""
+def task_message(session: Session, task_id: int) -> MessageRow:
+    """The message of a review task."""
     task = session.get(ReviewTaskRow, task_id)
     if task is None:
         raise CaseNotFound(f"没有编号为 {task_id} 的复核任务")
     message = session.get(MessageRow, task.message_id)
     assert message is not None  # a foreign key
+    return message
+
+
+def duplicate_view(
+    session: Session, task_id: int, threshold: float,
+    others: Sequence[tuple[str, str, float]] = (), limit: int = CLOSEST_SHOWN,
+) -> dict[str, Any]:  # fmt: skip
+    """A task's message, its case and the case's ``limit`` messages closest to it (the one
+    the detector matched first, then by shared 3-grams), with the score explained; and the
+    other cases it resembles (``others``: :meth:`DuplicateDetector.other_cases`), to merge."""
+    message = task_message(session, task_id)
+    task = session.get(ReviewTaskRow, task_id)
+    assert task is not None
     evidence = dict((message.result or {}).get("dup_evidence") or {})
     closest_id = _int(evidence.get("closest"))
-    others = session.scalars(
+    members = session.scalars(
         select(MessageRow).where(MessageRow.case_id == message.case_id, MessageRow.id != message.id)
     ).all()
     mine = _grams(message)
-    ranked = sorted(others, key=lambda row: (row.id != closest_id, -jaccard(mine, _grams(row))))
+    ranked = sorted(members, key=lambda row: (row.id != closest_id, -jaccard(mine, _grams(row))))
     closest = session.get(MessageRow, closest_id) if closest_id is not None else None
     if closest is not None and closest.case_id != message.case_id:
         ranked.insert(0, closest)  # moved away since: still shown, as what the detector matched
@@ -196,10 +207,23 @@ def duplicate_view(
         "task_id": task.id, "version": task.version, "status": task.status,
         "message": message_view(message) | {"shared_words": sorted(words, key=text.find)},
         "case": _case_head(session, message.case_id), "closest": shown,
+        "other_cases": _other_cases(session, others, text),
         "score": message.dup_score,
         "explanation": explain(evidence, message.dup_score, threshold, message.result or {},
                                matched, _names(session, _blocked_ids(evidence))),
     }  # fmt: skip
+
+
+def _other_cases(
+    session: Session, others: Sequence[tuple[str, str, float]], text: str
+) -> list[dict[str, Any]]:
+    shown = []
+    for message_id, case_id, probability in others:
+        row, case = session.get(MessageRow, int(message_id)), _case_head(session, int(case_id))
+        if probability >= OTHER_CASE_SHOWN and row is not None and case is not None:
+            shown.append({"case": case, "message": message_view(row, shared_with=text),
+                          "probability": probability})  # fmt: skip
+    return shown
 
 
 def _blocked_ids(evidence: dict[str, Any]) -> list[int]:

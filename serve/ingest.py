@@ -181,6 +181,11 @@ class Ingestor:
                 self.detector.move(str(message_id), str(case_id))
         return moved
 
+    def other_cases(self, message_id: int, limit: int = 3) -> list[tuple[str, str, float]]:
+        """:meth:`DuplicateDetector.other_cases`, read under the ingest lock."""
+        with self._serial():
+            return self.detector.other_cases(str(message_id), limit)
+
     def ingest(
         self,
         loaded: LoadedModel,

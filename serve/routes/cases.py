@@ -8,7 +8,7 @@ cannot be done as asked 422; every ``detail`` is in Chinese, for staff.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException
 from fastapi import Path as PathParameter
@@ -25,6 +25,7 @@ from wangge.serve.cases import (
     merge,
     resolve_task,
     split,
+    task_message,
     unmerge,
 )
 from wangge.serve.dependencies import IngestorDep, StoreDep, refused
@@ -36,6 +37,7 @@ from wangge.serve.storage import MessageRow, Store
 
 router = APIRouter(prefix="/review/api", tags=["review"])
 RESPONSES = error_responses(404, 409, 413)
+T = TypeVar("T")
 
 
 class _Input(BaseModel):
@@ -93,7 +95,7 @@ def _run(ingestor: Ingestor, store: Store, change: Callable[[Session], list[Move
         raise _chinese(error) from error
 
 
-def _read(store: Store, read: Callable[[Session], dict[str, Any]]) -> dict[str, Any]:
+def _read(store: Store, read: Callable[[Session], T]) -> T:
     try:
         with store.session() as session:
             return read(session)
@@ -110,9 +112,12 @@ def duplicate(
     task_id: TaskId, store: StoreDep, ingestor: IngestorDep, _: ReviewerDep
 ) -> dict[str, Any]:
     """The task's message next to its case's closest messages (留言编号, text, time, places,
-    reporter masked), the words they share and the duplicate score explained in Chinese."""
+    reporter masked), the words they share and the duplicate score explained in Chinese; the
+    other cases it resembles most, to merge."""
     threshold = ingestor.detector.threshold
-    return _read(store, lambda session: duplicate_view(session, task_id, threshold))
+    message_id = _read(store, lambda session: task_message(session, task_id).id)
+    others = ingestor.other_cases(message_id)
+    return _read(store, lambda session: duplicate_view(session, task_id, threshold, others))
 
 
 @router.post("/tasks/{task_id}/duplicate/decision", responses=RESPONSES)

@@ -56,7 +56,7 @@ window.DuplicatePanel = (() => {
     const caseId = task.prediction.case_id;
     if (!(task.reasons || []).includes("duplicate")) {
       container.innerHTML = `<p class="dup-case">所属案件 ${esc(caseId)}
-        <button type="button" class="open-case" data-case="${esc(caseId)}">查看案件</button></p><div id="case-view"></div>`;
+        <button type="button" class="open-case" id="open-this-case" data-case="${esc(caseId)}">查看案件</button></p><div id="case-view"></div>`;
       bindCaseButtons(container);
       return;
     }
@@ -83,7 +83,8 @@ window.DuplicatePanel = (() => {
         <input id="dup-target" placeholder="移到哪条留言或哪个案件">
         <button type="button" id="dup-move">移到该案件</button>
       </div>` : '<p class="hint">该任务已处理，仅供查看。</p>'}
-      <p><button type="button" class="open-case" data-case="${esc(view.case.case_id)}">查看案件（合并、拆分）</button></p>
+      ${otherCases(view)}
+      <p><button type="button" class="open-case" id="open-this-case" data-case="${esc(view.case.case_id)}">查看本案件（合并、拆分）</button></p>
       <p class="error" id="dup-error"></p>
       <div id="case-view"></div>
     </section>`;
@@ -102,6 +103,19 @@ window.DuplicatePanel = (() => {
       });
     }
     bindCaseButtons(container);
+    container.querySelectorAll(".merge-here").forEach((button) => button.addEventListener("click",
+      () => openCase(`/cases/${button.dataset.case}/merge`, { method: "POST",
+        body: JSON.stringify({ into_case: view.case.case_id }) })));
+  }
+
+  // The other cases the message resembles, each with a button merging it into this case.
+  function otherCases(view) {
+    if (!view.other_cases.length) { return ""; }
+    return `<h4>其他相似案件</h4><div class="dup-others">${view.other_cases.map((o) => `
+      <div class="dup-other">${card(o.message, o.message.shared_words,
+        `案件 ${o.case.case_id}（${o.case.reports} 条留言，相似度 ${o.probability.toFixed(2)}）`)}
+        <button type="button" class="merge-here" data-case="${o.case.case_id}">将该案件并入本案件</button>
+        <button type="button" class="open-case" data-case="${o.case.case_id}">查看该案件</button></div>`).join("")}</div>`;
   }
 
   async function decide(body) {

@@ -94,6 +94,7 @@ def test_the_duplicate_panel_shows_the_case_side_by_side(client: TestClient) -> 
     assert closest["reporter"] != "13812345678" and "垃圾桶" in closest["shared_words"]
     assert all(len(word) > 1 for word in closest["shared_words"])
     assert body["case"]["reports"] == 2 and any("重复概率" in w for w in body["explanation"])
+    assert all(o["case"]["case_id"] != body["case"]["case_id"] for o in body["other_cases"])
     missing = client.get("/review/api/tasks/9999/duplicate", headers=wang)
     assert missing.status_code == 404 and missing.json()["detail"] == "没有编号为 9999 的复核任务"
     assert client.get(f"/review/api/tasks/{task['task_id']}/duplicate").status_code == 401

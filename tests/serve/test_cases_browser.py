@@ -92,11 +92,14 @@ def test_a_reviewer_splits_and_merges_cases_in_the_browser(
         shared = page.locator("mark.shared").all_inner_texts()
         assert "臭气熏天" in shared and all(len(word) > 1 for word in shared)
         assert "{" not in panel.inner_text()  # no raw JSON
+        # the other garbage-station case is offered for a merge; the building site is not
+        others = page.inner_text(".dup-others")
+        assert "LY1007" in others and "LY1006" not in others
         if shots:
             page.screenshot(path=f"{shots}/review-duplicate.png", full_page=True)
 
         # split the garbage-station reports out of the garbage-bin case
-        page.click("button.open-case")
+        page.click("#open-this-case")
         page.locator(".case-count", has_text="共 5 条留言").wait_for()
         for id_ in ("LY1004", "LY1005"):
             page.locator(".case-messages tr", has_text=id_).locator("input").check()
