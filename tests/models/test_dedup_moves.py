@@ -35,3 +35,16 @@ def test_a_merge_into_a_silent_case_keeps_it_open() -> None:
     detector.add_many([message("a", RUBBISH), message("b", NOISE, 100)])
     detector.move("b", "a")
     assert detector.query(message("x", RUBBISH, 110)).case_id == "a"
+
+
+def test_other_cases_offers_the_cases_a_message_resembles() -> None:
+    detector = DuplicateDetector(None, entities=False)
+    messages = [message("a", RUBBISH), message("b", NOISE, 1), message("c", RUBBISH + "谢谢", 2)]
+    detector.index(messages, ["A", "B", "C"], detector.features(messages))  # kept apart
+    offered = detector.other_cases("a")
+    assert offered[0][:2] == ("c", "C") and offered[0][2] > detector.threshold
+    assert all(case != "A" for _, case, _ in offered)
+    assert [p for *_, p in offered] == sorted((p for *_, p in offered), reverse=True)
+    detector.move("c", "A")  # merged: no longer another case
+    assert all(case != "C" for _, case, _ in detector.other_cases("a"))
+    assert detector.other_cases("unknown") == []
