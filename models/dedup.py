@@ -480,6 +480,31 @@ class DuplicateDetector:
         last = self._case_last.get(case_id)
         self._case_last[case_id] = max(last, indexed.message.time) if last else indexed.message.time
 
+    def other_cases(self, message_id: str, limit: int = 3) -> list[tuple[str, str, float]]:
+        """The cases, other than its own, that an indexed message most resembles: for each,
+        its closest message and their same-case probability, best first (the entity relation
+        left unknown and no constraint applied: a reviewer judges) — candidates for a merge."""
+        row = self._row_of.get(message_id)
+        if row is None:
+            return []
+        indexed = self._rows[row]
+        features = replace(indexed.features, vector=self.vector(message_id))
+        probe = _Probe.of(features)
+        candidates = self._candidates(features, probe.sketch)
+        vectors = self._stored_vectors(features, candidates)
+        best: dict[str, tuple[float, str]] = {}
+        for other_row, cosine in candidates.items():
+            other = self._rows[other_row]
+            if other.case_id == indexed.case_id:
+                continue
+            pair = _pair_features(probe, indexed.message, other.features, other.message,
+                                  vectors.get(other_row), cosine)  # fmt: skip
+            probability = 1.0 if pair.jaccard == 1.0 else self.weights.probability(pair)
+            if probability > best.get(other.case_id, (-1.0, ""))[0]:
+                best[other.case_id] = (probability, other.message.id)
+        ranked = sorted(best.items(), key=lambda item: -item[1][0])[:limit]
+        return [(message, case, round(probability, 3)) for case, (probability, message) in ranked]
+
     def save_ann(self, path: str | Path) -> None:
         """Write the HNSW graph to ``path`` (the sketches' one, with an encoder, to
         ``path``.sketch; and ``path``.json): rebuilding them is most of a restart at scale (a

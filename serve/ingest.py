@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -170,6 +170,21 @@ class Ingestor:
         ``case_id``."""
         with self._serial():
             self.detector.move(message_id, case_id)
+
+    def reassign(self, change: Callable[[], list[tuple[int, int]]]) -> list[tuple[int, int]]:
+        """Run ``change`` (a reviewer's committed change of cases, returning the messages it
+        moved with their new cases) under the ingest lock, then move them in the index: no
+        message is decided between the commit and the index update."""
+        with self._serial():
+            moved = change()
+            for message_id, case_id in moved:
+                self.detector.move(str(message_id), str(case_id))
+        return moved
+
+    def other_cases(self, message_id: int, limit: int = 3) -> list[tuple[str, str, float]]:
+        """:meth:`DuplicateDetector.other_cases`, read under the ingest lock."""
+        with self._serial():
+            return self.detector.other_cases(str(message_id), limit)
 
     def ingest(
         self,

@@ -63,6 +63,8 @@ class CaseRow(Base):
     category: Mapped[str | None] = mapped_column(String(64))
     street_code: Mapped[str | None] = mapped_column(String(32))
     community_code: Mapped[str | None] = mapped_column(String(32))
+    # The case a reviewer merged this one into (its messages moved there); None: a live case.
+    merged_into: Mapped[int | None] = mapped_column(Integer)
 
 
 class MessageRow(Base):

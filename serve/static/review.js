@@ -164,7 +164,8 @@ function taskDetail(task) {
     ${p.review ? `<p>复核：${escapeHtml(p.review.by)} · ${REVIEW_ACTIONS[p.review.action] || ""} · ${when(p.review.at)}</p>` : ""}
     <table class="top">${top}</table>
     <p>部门：${escapeHtml(p.department || "—")} · 位置：${place}</p>
-    <p id="task-duplicate">${dup}</p>`;
+    <p id="task-duplicate">${dup}</p>
+    <section id="duplicate-panel"></section>`;
 }
 
 const ACTIONS_HTML = `
@@ -192,6 +193,7 @@ function select(i) {
     (decided(task) ? `<p class="readonly">此任务${STATUS[task.status]}，只读。</p>` : ACTIONS_HTML) +
     '<p id="task-error" class="error" role="alert"></p><div id="task-extra"></div>';
   if (!decided(task)) { bindActions(); }
+  window.DuplicatePanel?.show(task, $("#duplicate-panel"));  // cases.js
   for (const render of state.sections) {
     const section = document.createElement("section");
     section.className = "extra";
