@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import String, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from wangge.errors import WanggeError
+from wangge.pipeline.reasons import ReviewReason
 from wangge.serve.storage import (
     AuditRow,
     CaseRow,
@@ -31,6 +32,7 @@ from wangge.serve.storage import (
 )
 
 MAX_ASSIGN = 500  # messages one assignment may locate
+TASK_REASONS = tuple(reason for reason in ReviewReason if reason.is_task)
 DISTRICT = ""  # the street code of the district's own list (messages naming no street)
 
 
@@ -188,4 +190,32 @@ def unlocated_out(
         "street_name": streets.get(entry.street_code or "", ""),
         "category": result.get("category") or "", "case_id": message.case_id,
         "hints": list(result.get("route_evidence") or []),
+    }  # fmt: skip
+
+
+def queued_shares(session: Session) -> dict[str, Any]:
+    """What share of the ingested messages the review queue and the 待定位 lists took: tasks
+    per reason (a task holds the reasons of the messages linked to it), the messages linked
+    to another's task, the 待定位 entries (all, and still open)."""
+    messages = session.scalar(select(func.count()).select_from(MessageRow)) or 0
+    text = cast(ReviewTaskRow.reasons, String)
+    counts = session.execute(
+        select(func.count(), *(func.sum(case((text.like(f'%"{r.value}"%'), 1), else_=0))
+                               for r in TASK_REASONS)).select_from(ReviewTaskRow)
+    ).one()  # fmt: skip
+    tasks, by_reason = counts[0], dict(zip(TASK_REASONS, counts[1:], strict=True))
+    linked = session.scalar(select(func.count()).where(AuditRow.action == "link")) or 0
+    by_status = select(UnlocatedRow.status, func.count()).group_by(UnlocatedRow.status)
+    unlocated: dict[str, int] = {status: count for status, count in session.execute(by_status)}
+    listed = sum(unlocated.values())
+
+    def share(count: int) -> float | None:
+        return round(count / messages, 4) if messages else None
+
+    return {
+        "messages": messages, "tasks": tasks, "task_share": share(tasks), "linked": linked,
+        "by_reason": {reason.value: {"tasks": int(by_reason[reason] or 0),
+                                     "share": share(int(by_reason[reason] or 0))}
+                      for reason in TASK_REASONS},
+        "unlocated": {"listed": listed, "open": unlocated.get("open", 0), "share": share(listed)},
     }  # fmt: skip

@@ -33,6 +33,7 @@ from wangge.models.taxonomy import load_taxonomy
 from wangge.nlp.locate import AMBIGUOUS_NOTE
 from wangge.nlp.pii import mask_pii
 from wangge.pipeline import ReviewReason
+from wangge.serve.locating import queued_shares, settle
 from wangge.serve.storage import (
     AuditRow,
     CaseRow,
@@ -318,6 +319,8 @@ def decide(
     result["review"] = {"by": reviewer, "at": now.isoformat(timespec="seconds"), "action": action,
                         "corrected": sorted(corrections)}  # fmt: skip
     message.result = result
+    if "grid_id" in fields:
+        settle(session, message, reviewer)  # located: off the 待定位 list
     task.category, task.street_code = result.get("category"), result.get("street_code") or None
     task.status = "invalid" if action == "invalid" else "done"
     task.resolved_at = now
@@ -463,6 +466,7 @@ def queue_stats(session: Session, now: datetime | None = None) -> dict[str, Any]
         "agreement": round(recent["accept"] / decided, 3) if decided else None,
         "reviewers": sorted(reviewers.values(), key=lambda r: -sum(r[a] for a in DECISIONS)),
         "hot_issues": hot_issues(session, now - timedelta(days=HOT_ISSUE_DAYS), now),
+        "queued": queued_shares(session),  # shares of the ingested messages, per reason
     }
 
 
