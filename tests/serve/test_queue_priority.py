@@ -26,7 +26,7 @@ def test_each_reason_has_its_uncertainty() -> None:
 
 def test_a_duplicate_is_most_doubtful_at_the_threshold() -> None:
     at, above, far = (uncertainty({}, ["duplicate"], margin) for margin in (0.0, 0.05, 0.2))
-    assert (at, far) == (0.5, 0.05) and above == pytest.approx(0.25)
+    assert (at, above, far) == pytest.approx((0.5, 0.25, 0.05))
 
 
 def test_several_doubts_combine_as_the_chance_one_is_wrong() -> None:
