@@ -1148,6 +1148,7 @@ def ingest(
     empty = _warn_empty(summary.empty, "not sent")
     typer.echo(
         f"{summary.stored} messages stored ({summary.new_cases} new cases, "
-        f"{summary.needs_review} need review), {summary.replayed} sent before{empty}; "
+        f"{summary.needs_review} need review, {summary.unlocated} to locate), "
+        f"{summary.replayed} sent before{empty}; "
         f"model {', '.join(sorted(summary.model_versions)) or '-'}"
     )
