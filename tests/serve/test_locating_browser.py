@@ -8,14 +8,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import CHROMIUM, live_server, needs_chromium, tiny_model
-from typer.testing import CliRunner
-
-from wangge.cli import app as cli
-from wangge.serve.app import create_app
-from wangge.serve.config import Settings
+from conftest import logged_in_page, needs_chromium, staff_server
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = needs_chromium
@@ -31,30 +25,14 @@ MESSAGES = (
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'wangge.sqlite3'}"
-    assert CliRunner().invoke(cli, ["db", "upgrade", "--database-url", url]).exit_code == 0
-    added = CliRunner().invoke(cli, ["users", "add", "wang", "--database-url", url], input=PASSWORD)
-    assert added.exit_code == 0, added.output
-    model, meta = tiny_model(tmp_path / "model", review_threshold=0.0)
-    app = create_app(
-        Settings(database_url=url, encoder_dir=None, route=True), model=model, meta=meta
-    )
-    with live_server(app) as base:
-        for id_, content in MESSAGES:
-            response = httpx.post(f"{base}/v1/messages", json={"id": id_, "content": content})
-            assert response.status_code == 200
+    with staff_server(tmp_path, MESSAGES, review_threshold=0.0, password=PASSWORD) as base:
         yield base
 
 
 def test_a_dispatcher_locates_several_messages_at_once(server: str) -> None:
     shots = os.environ.get("WANGGE_SCREENSHOTS")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-        page.goto(f"{server}/review")
-        page.fill("input[name=username]", "wang")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("#login-form button[type=submit]")
+        page = logged_in_page(playwright, server, PASSWORD, height=900)
         page.locator("#locating-count", has_text="（3）").wait_for()
         page.click("#locating summary")
         page.locator("#locating-list li input").first.wait_for()
@@ -81,4 +59,4 @@ def test_a_dispatcher_locates_several_messages_at_once(server: str) -> None:
         page.click("#locating-filter button[type=submit]")
         page.locator("#locating-range", has_text="共 1 条").wait_for()
         assert "楼下的路灯" in page.inner_text("#locating-list")
-        browser.close()
+        page.context.browser.close()
