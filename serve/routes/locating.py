@@ -5,7 +5,6 @@ someone else meanwhile 409 (nothing is located then), both with a message in Chi
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -24,7 +23,7 @@ from wangge.serve.locating import (
     unlocated_out,
 )
 from wangge.serve.routes.review import ReviewerDep, _choices
-from wangge.serve.schemas import Code, Name, RowId, ShortText, error_responses
+from wangge.serve.schemas import Code, Name, RowId, ShortText, Timestamp, error_responses
 
 router = APIRouter(prefix="/review/api/locating", tags=["review"])
 NO_DISTRICT = "本服务未配置辖区网格（WANGGE_DISTRICT_DIR），无法定位"
@@ -35,7 +34,7 @@ class UnlocatedOut(BaseModel):
     version: int = Field(description="Send it back with an assignment: a changed entry fails.")
     title: str
     content: str
-    created_at: datetime
+    created_at: Timestamp
     street_code: str = Field(description="The list it is on: a street's code, empty for the "
                              "district's own (messages naming no street).")  # fmt: skip
     street_name: str
