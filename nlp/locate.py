@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wangge.nlp.fields import normalized as normalized_field
@@ -398,6 +398,10 @@ class LocationExtractor:
             if location is None:
                 fields = self._text_fields(message)
                 location = self._resolve(self._collect(fields), "text")
+                grid_id = message.get("grid_id")
+                if grid_id:  # a registered grid the district does not have: say so
+                    note = f"登记网格 {grid_id} 不在本区网格表中"
+                    location = replace(location, evidence=[*location.evidence, note])
                 if self.ner and location.needs_review(self.review_threshold) and fields:
                     pending.append(index)
             results.append(location)

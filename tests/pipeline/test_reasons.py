@@ -50,3 +50,10 @@ def test_only_unlocated_is_no_task() -> None:
         ReviewReason.UNLOCATED in LOCATION_REASONS and ReviewReason.CATEGORY not in LOCATION_REASONS
     )
     assert all(reason.label and reason.label.isascii() is False for reason in ReviewReason)
+
+
+def test_an_unknown_registered_grid_is_noted_and_the_text_decides(triage: Triage) -> None:
+    [result] = triage([Message.of(content="楼下的路灯坏了好几天", grid_id="G-404")])
+    assert result.reasons == (ReviewReason.UNLOCATED,)
+    assert result.route is not None
+    assert result.route.location.evidence == ["登记网格 G-404 不在本区网格表中"]
