@@ -1,9 +1,12 @@
 """The review queue: stored messages whose predictions a person should check.
 
 A message enters the queue when it is ingested with any reason to doubt it: the reasons of its
-prediction (``category``: low confidence; ``location``: an unresolved place) and ``duplicate``
-when it joined a case with a score close to the threshold. The queue is ordered by
-:func:`priority` (the most uncertain, most reported first; the oldest first among equals).
+prediction (``category``: low confidence; a place a person can settle: ``ambiguous_place``,
+``conflicting_places``, ``out_of_area``, ``location``) and ``duplicate`` when it joined a case
+with a score close to the threshold; one that names no community (``unlocated``) goes on a
+待定位 list instead (:mod:`wangge.serve.locating`). A case has one open task at a time
+(:func:`queue_message`). The queue is ordered by :func:`priority`, the expected value of a
+look (the oldest first among equals).
 
 A reviewer claims a task, then accepts the predictions, corrects them or marks the message
 invalid (spam, a test). Every task carries a version that each change bumps: an action sent
