@@ -111,10 +111,10 @@
       const notes = item.hints.map((hint) => hint.replace(/^[a-z_]+: /, ""));
       const hints = notes.length ? `<small class="hints">线索：${esc(notes.join("；"))}</small>` : "";
       return `<li><label><input type="checkbox" data-id="${item.message_id}" data-version="${item.version}">` +
-        ` <b>${esc(item.title || "（无标题）")}</b></label>` +
+        ` <b>${esc(item.title || item.content.slice(0, 30))}</b></label>` +
         `<small>留言 ${item.message_id} · ${esc(item.created_at.slice(0, 16).replace("T", " "))}` +
         ` · ${esc(item.street_name || "未写街道")}</small>` +
-        `<div class="text">${esc(item.content.slice(0, 80))}</div>${hints}</li>`;
+        (item.title ? `<div class="text">${esc(item.content.slice(0, 80))}</div>` : "") + `${hints}</li>`;
     }).join("") || "<li>没有待定位的留言</li>";
     const end = loc.offset + loc.items.length;
     el("#locating-range").textContent = loc.total ? `第 ${loc.offset + 1}–${end} 条，共 ${loc.total} 条` : "";
