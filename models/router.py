@@ -46,7 +46,8 @@ class MessageRouter:
     extractor, table:
         The district's location extractor and routing table.
     review_threshold:
-        Locations with a lower confidence need review (reason ``location``).
+        Locations with a lower confidence need review, and so do those whose places conflict
+        (a community of another street than the one named).
     """
 
     def __init__(
@@ -115,7 +116,8 @@ class MessageRouter:
                 learned=learned[index] if learned is not None else None,
                 top_k=top_k,
             )
-            routes.append(
-                Route(location, departments, location.needs_review(self.review_threshold))
+            doubtful = location.needs_review(self.review_threshold) or (
+                "conflict" in location.doubts()  # two places disagree: a person can tell
             )
+            routes.append(Route(location, departments, doubtful))
         return routes

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wangge.nlp.fields import normalized as normalized_field
@@ -48,6 +48,10 @@ ATTACHING_LEVELS = ("street", "county", "city", "province", "community")
 # problem is when both are named (我住在河上镇，但这个事情在新塘街道紫霞村).
 RESIDENCE_CUES = ("住在", "家住", "住")
 RESIDENCE_WEIGHT = 0.3
+# How the evidence notes a doubt a person can settle (see :meth:`Location.doubts`).
+AMBIGUOUS_NOTE = "同名社区/村"
+CONFLICT_NOTE = "街道不一致"
+UNREGISTERED_NOTE = "未登记地点"
 LEVEL_RANK = {"community": 3, "street": 2, "county": 1, "city": 1, "province": 1, "district": 1}
 
 
@@ -65,6 +69,14 @@ class Location:
 
     def needs_review(self, threshold: float = DEFAULT_REVIEW_THRESHOLD) -> bool:
         return self.confidence < threshold
+
+    def doubts(self) -> set[str]:
+        """The doubts its evidence notes: ``ambiguous`` (a community name several streets
+        have), ``conflict`` (the community's street is not the street named), ``unregistered``
+        (places LAC found that the registry does not know)."""
+        notes = {AMBIGUOUS_NOTE: "ambiguous", CONFLICT_NOTE: "conflict",
+                 UNREGISTERED_NOTE: "unregistered"}  # fmt: skip
+        return {doubt for note, doubt in notes.items() for e in self.evidence if e.startswith(note)}
 
     def as_columns(self) -> dict[str, Any]:
         """The routing columns of ``wangge route`` and the API."""
@@ -270,7 +282,7 @@ class LocationExtractor:
                     confidence = 0.95
                 elif evidence.streets:
                     confidence = 0.6
-                    spans.append(f"街道不一致: {community.name} 属 {street.name}")
+                    spans.append(f"{CONFLICT_NOTE}: {community.name} 属 {street.name}")
                 else:
                     confidence = 0.75 if evidence.bare_only.get(community.id) else 0.9
                 return Location(
@@ -281,7 +293,7 @@ class LocationExtractor:
             names = "、".join(
                 sorted(f"{self.registry.units[c].name}({self._street_label(c)})" for c in leaders)
             )
-            spans.append(f"同名社区/村: {names}，无法确定")
+            spans.append(f"{AMBIGUOUS_NOTE}: {names}，无法确定")
             if len(streets) == 1 and None not in streets:
                 return Location(streets.pop(), None, None, False, 0.5, source, spans)
         if evidence.streets:
@@ -386,6 +398,10 @@ class LocationExtractor:
             if location is None:
                 fields = self._text_fields(message)
                 location = self._resolve(self._collect(fields), "text")
+                grid_id = message.get("grid_id")
+                if grid_id:  # a registered grid the district does not have: say so
+                    note = f"登记网格 {grid_id} 不在本区网格表中"
+                    location = replace(location, evidence=[*location.evidence, note])
                 if self.ner and location.needs_review(self.review_threshold) and fields:
                     pending.append(index)
             results.append(location)
@@ -421,7 +437,7 @@ class LocationExtractor:
             ]
             if unknown:
                 location = results[index]
-                notes = [f"未登记地点: {word}" for word in dict.fromkeys(unknown)]
+                notes = [f"{UNREGISTERED_NOTE}: {word}" for word in dict.fromkeys(unknown)]
                 results[index] = Location(
                     location.street, location.community, location.grid, location.out_of_area,
                     location.confidence, location.source, location.evidence + notes,

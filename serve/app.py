@@ -31,7 +31,7 @@ from wangge.serve.headers import SecurityHeaders
 from wangge.serve.ingest import Ingestor
 from wangge.serve.limits import BodyLimit
 from wangge.serve.migrate import open_store
-from wangge.serve.routes import cases, classify, health, messages, model_info, review
+from wangge.serve.routes import cases, classify, health, locating, messages, model_info, review
 from wangge.serve.schemas import ErrorResponse, error_responses
 from wangge.serve.service import prepare_model
 from wangge.serve.shutdown import (
@@ -134,6 +134,7 @@ def create_app(
     # reviewers' accounts
     app.include_router(review.router, responses=DATABASE_RESPONSES | error_responses(401))
     app.include_router(cases.router, responses=DATABASE_RESPONSES | error_responses(401))
+    app.include_router(locating.router, responses=DATABASE_RESPONSES | error_responses(401))
     app.include_router(review.page)
     app.mount("/review/static", StaticFiles(directory=review.STATIC), name="review-static")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -42,7 +42,8 @@ class IngestSummary:
 
     stored: int = 0
     replayed: int = 0
-    needs_review: int = 0
+    needs_review: int = 0  # with a doubt a person decides one at a time
+    unlocated: int = 0  # naming no community: to a 待定位 list
     new_cases: int = 0
     model_versions: set[str] = field(default_factory=set)
     empty: list[DataError] = field(default_factory=list)  # rows without text, not sent
@@ -108,7 +109,9 @@ def ingest_file(
                     summary.replayed += 1
                     continue
                 summary.stored += 1
-                summary.needs_review += bool(result["needs_review"])
+                reasons = set(result["review_reasons"])
+                summary.needs_review += bool(reasons - {"unlocated"})
+                summary.unlocated += "unlocated" in reasons
                 summary.new_cases += result["duplicate_of"] is None
         if progress is not None:
             progress(start + len(batch), len(sent))

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from wangge.home import has_encoder
@@ -43,10 +43,11 @@ from wangge.models.dedup import (
     MessageFeatures,
 )
 from wangge.models.router import MessageRouter
-from wangge.pipeline import TriageResult
+from wangge.pipeline import ReviewReason, TriageResult
 from wangge.pipeline.triage import load_encoder
 from wangge.serve.config import Settings
-from wangge.serve.review import enqueue, priority, review_reasons
+from wangge.serve.locating import add_unlocated
+from wangge.serve.review import priority, queue_message, review_reasons
 from wangge.serve.schemas import IngestMessage, IngestResult, local_time
 from wangge.serve.service import (
     LoadedModel,
@@ -64,6 +65,8 @@ from wangge.serve.storage import (
 )
 
 logger = logging.getLogger(__name__)
+
+UNLOCATED, EMPTY = ReviewReason.UNLOCATED.value, ReviewReason.EMPTY.value
 
 CLOSE_LOCK_TIMEOUT = 1.0  # seconds the shutdown waits for the ingest lock to save the index
 LOCK_HOLDS_KEPT = 100_000  # the most recent holds of the ingest lock, for their percentiles
@@ -302,9 +305,34 @@ class Ingestor:
         row.result = prediction | {"dup_evidence": decision.evidence}
         for name, value in stored_features(features).items():
             setattr(row, name, value)
+        self._queue(session, row, decision, reports)
+
+    def _queue(self, session: Session, row: MessageRow, decision: Decision, reports: int) -> None:
+        """A message naming no community goes on the 待定位 list (not when it is empty:
+        nothing to locate it by); any other doubt to the review queue, one task per case
+        (:func:`~wangge.serve.review.queue_message`), ranked by the expected value of a look."""
+        prediction = row.result
         reasons = review_reasons(prediction, decision, self.detector.threshold)
-        if reasons:
-            enqueue(session, row, reasons, priority(prediction, reports, reasons))
+        if UNLOCATED in reasons and EMPTY not in reasons:
+            add_unlocated(session, row)
+        tasked = [reason for reason in reasons if reason != UNLOCATED]
+        if not tasked:
+            return
+        reporters = _reporters(session, row.case_id) if reports > 1 else 1
+        margin = decision.score - self.detector.threshold
+        task_priority = priority(prediction, tasked, reports=reports, reporters=reporters,
+                                 dup_margin=margin)  # fmt: skip
+        queue_message(session, row, tasked, task_priority)
+
+
+def _reporters(session: Session, case_id: int | None) -> int:
+    """The people who reported a case: its distinct reporters, each anonymous message one."""
+    named, anonymous = session.execute(
+        select(func.count(distinct(MessageRow.reporter)),
+               func.count() - func.count(MessageRow.reporter))
+        .where(MessageRow.case_id == case_id)
+    ).one()  # fmt: skip
+    return int(named) + int(anonymous)
 
 
 def _jsonable(prediction: dict[str, Any]) -> dict[str, Any]:

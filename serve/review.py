@@ -1,9 +1,12 @@
 """The review queue: stored messages whose predictions a person should check.
 
 A message enters the queue when it is ingested with any reason to doubt it: the reasons of its
-prediction (``category``: low confidence; ``location``: an unresolved place) and ``duplicate``
-when it joined a case with a score close to the threshold. The queue is ordered by
-:func:`priority` (the most uncertain, most reported first; the oldest first among equals).
+prediction (``category``: low confidence; a place a person can settle: ``ambiguous_place``,
+``conflicting_places``, ``out_of_area``, ``location``) and ``duplicate`` when it joined a case
+with a score close to the threshold; one that names no community (``unlocated``) goes on a
+待定位 list instead (:mod:`wangge.serve.locating`). A case has one open task at a time
+(:func:`queue_message`). The queue is ordered by :func:`priority`, the expected value of a
+look (the oldest first among equals).
 
 A reviewer claims a task, then accepts the predictions, corrects them or marks the message
 invalid (spam, a test). Every task carries a version that each change bumps: an action sent
@@ -30,9 +33,11 @@ from wangge.errors import WanggeError
 from wangge.models.dedup import Decision
 from wangge.models.router import MessageRouter
 from wangge.models.taxonomy import load_taxonomy
+from wangge.nlp.locate import AMBIGUOUS_NOTE
 from wangge.nlp.pii import mask_pii
 from wangge.pipeline import ReviewReason
 from wangge.serve.dashboard import hot_window
+from wangge.serve.locating import queued_shares, settle
 from wangge.serve.storage import (
     AuditRow,
     CaseRow,
@@ -146,17 +151,63 @@ def review_reasons(prediction: dict[str, Any], decision: Decision, threshold: fl
     return reasons
 
 
-def priority(prediction: dict[str, Any], case_reports: int, reasons: Sequence[str] = ()) -> float:
-    """How much a person is needed: the largest doubt among the task's reasons (category:
-    1 − its probability; location: 1 − the location's confidence; a borderline duplicate:
-    0.5), plus ¼·ln(reports of the case), so that a doubtful message about a problem many
-    people report comes first."""
-    doubts = [1.0 - float(prediction.get("probability") or 0.0)]
-    if "location" in reasons:
-        doubts.append(1.0 - float(prediction.get("route_confidence") or 0.0))
-    if "duplicate" in reasons:
-        doubts.append(0.5)
-    return round(max(doubts) + 0.25 * math.log(max(1, case_reports)), 4)
+#: How likely a look changes something, per place doubt without a score of its own.
+PLACE_DOUBT = {"conflicting_places": 0.5, "out_of_area": 0.5}
+LINKABLE = frozenset(reason.value for reason in ReviewReason) - {"duplicate", "empty"}
+
+
+def uncertainty(
+    prediction: dict[str, Any], reasons: Sequence[str], dup_margin: float | None = None
+) -> float:
+    """How likely a person's look finds something wrong, 0 to 1: per reason, ``category``
+    1 − the category's probability, ``location`` 1 − the location's confidence,
+    ``ambiguous_place`` 1 − 1/(the candidates), a conflict or a possibly out-of-area place
+    0.5, a borderline ``duplicate`` 0.5 at the threshold down to 0.05 at
+    :data:`BORDERLINE_DUPLICATE` above it (``dup_margin``: score − threshold), ``empty`` 1;
+    combined as the chance that at least one is wrong."""
+    doubts = []
+    for reason in reasons:
+        if reason == "category":
+            doubts.append(1.0 - float(prediction.get("probability") or 0.0))
+        elif reason == "location":
+            doubts.append(1.0 - float(prediction.get("route_confidence") or 0.0))
+        elif reason == "ambiguous_place":
+            doubts.append(1.0 - 1.0 / _candidates(prediction.get("route_evidence") or []))
+        elif reason == "duplicate":
+            margin = 0.0 if dup_margin is None else max(0.0, dup_margin)
+            doubts.append(max(0.05, 0.5 * (1.0 - margin / BORDERLINE_DUPLICATE)))
+        elif reason == "empty":
+            doubts.append(1.0)
+        else:
+            doubts.append(PLACE_DOUBT.get(reason, 0.5))
+    return 1.0 - math.prod(1.0 - min(1.0, max(0.0, doubt)) for doubt in doubts)
+
+
+def _candidates(evidence: Sequence[str]) -> int:
+    """How many communities an ambiguous name may be (``同名社区/村: A(x)、B(y)，…``)."""
+    notes = [note for note in evidence if note.startswith(AMBIGUOUS_NOTE)]
+    return max([note.count("、") + 1 for note in notes] or [2])
+
+
+def impact(reports: int, reporters: int | None = None) -> float:
+    """What the case weighs: 1 + ln(its reporters) + ½·ln(its reports per reporter), so that
+    ten people reporting a problem count more than one person reporting it ten times."""
+    reports = max(1, reports)
+    reporters = min(reports, max(1, reporters if reporters is not None else reports))
+    return 1.0 + math.log(reporters) + 0.5 * math.log(reports / reporters)
+
+
+def priority(
+    prediction: dict[str, Any],
+    reasons: Sequence[str],
+    *,
+    reports: int = 1,
+    reporters: int | None = None,
+    dup_margin: float | None = None,
+) -> float:
+    """The expected value of a person's look: :func:`uncertainty` × :func:`impact` of the
+    message's case (the oldest first among equals)."""
+    return round(uncertainty(prediction, reasons, dup_margin) * impact(reports, reporters), 4)
 
 
 def enqueue(
@@ -172,6 +223,38 @@ def enqueue(
     session.add(task)
     session.flush()
     _audit(session, SYSTEM, "enqueue", task, {}, {"reasons": list(reasons)})
+    return task
+
+
+def queue_message(
+    session: Session, message: MessageRow, reasons: Sequence[str], task_priority: float
+) -> ReviewTaskRow:
+    """One open task per case: a doubtful message whose case has an open (or claimed) task
+    joins it, adding its reasons and raising the task's priority to its own if higher, and
+    is recorded as linked (audit action ``link``; its result names the task); otherwise it
+    gets a task of its own. A borderline duplicate or an empty message always does: whether
+    it belongs to the case is a question about it alone. A link changes no version: the
+    reviewer's decision stays valid, the linked message is evidence for it."""
+    task = None
+    if message.case_id is not None and set(reasons) <= LINKABLE:
+        task = session.scalar(
+            select(ReviewTaskRow)
+            .join(MessageRow, MessageRow.id == ReviewTaskRow.message_id)
+            .where(MessageRow.case_id == message.case_id, MessageRow.id != message.id)
+            .where(ReviewTaskRow.status.in_(("open", "claimed")))
+            .order_by(ReviewTaskRow.id)
+            .limit(1)
+            .with_for_update()
+        )
+    if task is None:
+        return enqueue(session, message, reasons, task_priority)
+    before = {"reasons": list(task.reasons), "priority": task.priority}
+    task.reasons = list(dict.fromkeys([*task.reasons, *reasons]))
+    task.priority = max(task.priority, task_priority)
+    message.result = (message.result or {}) | {"review_task": task.id}
+    after = {"reasons": task.reasons, "priority": task.priority, "linked": message.id}
+    session.add(AuditRow(at=datetime.now(), actor=SYSTEM, action="link", task_id=task.id,
+                         message_id=message.id, before=before, after=after))  # fmt: skip
     return task
 
 
@@ -252,6 +335,8 @@ def decide(
     result["review"] = {"by": reviewer, "at": now.isoformat(timespec="seconds"), "action": action,
                         "corrected": sorted(corrections)}  # fmt: skip
     message.result = result
+    if "grid_id" in fields:
+        settle(session, message, reviewer)  # located: off the 待定位 list
     task.category, task.street_code = result.get("category"), result.get("street_code") or None
     task.status = "invalid" if action == "invalid" else "done"
     task.resolved_at = now
@@ -401,6 +486,7 @@ def queue_stats(
         "hot_issues": hot_issues(session, since, until),
         "hot_days": hot_days,
         "hot_until": until.isoformat(timespec="minutes"),
+        "queued": queued_shares(session),  # shares of the ingested messages, per reason
     }
 
 

@@ -113,6 +113,25 @@ class ReviewTaskRow(Base):
     __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
 
+class UnlocatedRow(Base):
+    """A message that names no community: on its street's (or, without a street, the
+    district's) 待定位 list until a dispatcher assigns it a grid (see
+    :mod:`wangge.serve.locating`)."""
+
+    __tablename__ = "unlocated"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    street_code: Mapped[str | None] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # open, located
+    created_at: Mapped[datetime] = mapped_column(DateTime)  # the message's time
+    grid_id: Mapped[str | None] = mapped_column(String(64))
+    located_by: Mapped[str | None] = mapped_column(String(64))
+    located_at: Mapped[datetime | None] = mapped_column(DateTime)
+    version: Mapped[int] = mapped_column(Integer)  # as a review task's: stale writes fail
+
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+
+
 class AuditRow(Base):
     """One recorded action: who did what, when, with the values before and after."""
 

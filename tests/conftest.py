@@ -377,3 +377,40 @@ def cheap_scrypt(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     ``real_scrypt_cost``."""
     if request.node.get_closest_marker("real_scrypt_cost") is None:
         monkeypatch.setattr("wangge.serve.auth.SCRYPT_LOG_N", 10)
+
+
+@contextmanager
+def staff_server(
+    tmp_path: Path, messages: Any, *, review_threshold: float, password: str
+) -> Iterator[str]:
+    """A live service routing in 萧山区 (SQLite in ``tmp_path``), with reviewer ``wang`` and
+    ``messages`` ((id, content) pairs) ingested; yields its base URL (browser tests)."""
+    import httpx
+    from typer.testing import CliRunner
+
+    from wangge.cli import app as cli
+    from wangge.serve.app import create_app
+    from wangge.serve.config import Settings
+
+    url = f"sqlite:///{tmp_path / 'wangge.sqlite3'}"
+    assert CliRunner().invoke(cli, ["db", "upgrade", "--database-url", url]).exit_code == 0
+    added = CliRunner().invoke(cli, ["users", "add", "wang", "--database-url", url], input=password)
+    assert added.exit_code == 0, added.output
+    model, meta = tiny_model(tmp_path / "model", review_threshold=review_threshold)
+    settings = Settings(database_url=url, encoder_dir=None, route=True)
+    with live_server(create_app(settings, model=model, meta=meta)) as base:
+        for id_, content in messages:
+            response = httpx.post(f"{base}/v1/messages", json={"id": id_, "content": content})
+            assert response.status_code == 200, response.text
+        yield base
+
+
+def logged_in_page(playwright: Any, base: str, password: str, *, height: int = 800) -> Any:
+    """A headless Chromium page of ``base``/review, logged in as ``wang``."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1280, "height": height}, locale="zh-CN")
+    page.goto(f"{base}/review")
+    for field, value in (("username", "wang"), ("password", password)):
+        page.fill(f"#login-form input[name={field}]", value)
+    page.click("#login-form button[type=submit]")
+    return page

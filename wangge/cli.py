@@ -400,9 +400,10 @@ def classify(
     """Score a file: category, review flag and routing per row.
 
     Keeps every input column and adds category, confidence, top3, needs_review, review_reason
-    (codes, comma-separated: 'category' below the model's threshold, 'location' for a doubtful
-    place, 'empty' for a row without text, which gets no category), evidence and the routing
-    columns (place, grid, departments)."""
+    (codes, comma-separated: 'category' below the model's threshold; for a doubtful place
+    'ambiguous_place', 'conflicting_places', 'out_of_area', 'location', or 'unlocated' when no
+    community is named; 'empty' for a row without text, which gets no category), evidence and
+    the routing columns (place, grid, departments)."""
     from wangge.batch.classify import classify_file
     from wangge.pipeline.triage import default_jobs
     from wangge.progress import ProgressReporter
@@ -439,7 +440,9 @@ def route_command(
     """Route a file: place and departments, no model needed.
 
     Adds street, community, grid, out_of_area, the departments, needs_review and
-    review_reason ('location' when the place is doubtful, 'empty' for a row without text)."""
+    review_reason (for a doubtful place 'ambiguous_place', 'conflicting_places',
+    'out_of_area', 'location', or 'unlocated' when no community is named; 'empty' for a row
+    without text)."""
     from wangge.batch.route import route_file
     from wangge.progress import ProgressReporter
 
@@ -1145,6 +1148,7 @@ def ingest(
     empty = _warn_empty(summary.empty, "not sent")
     typer.echo(
         f"{summary.stored} messages stored ({summary.new_cases} new cases, "
-        f"{summary.needs_review} need review), {summary.replayed} sent before{empty}; "
+        f"{summary.needs_review} need review, {summary.unlocated} to locate), "
+        f"{summary.replayed} sent before{empty}; "
         f"model {', '.join(sorted(summary.model_versions)) or '-'}"
     )

@@ -70,7 +70,7 @@ def test_route_file_keeps_input_and_adds_routing_columns(
     assert [r["community_name"] for r in records] == ["陈公桥社区", "荣庄村", "", ""]
     assert [r["out_of_area"] for r in records] == [False, False, True, False]
     assert [r["needs_review"] for r in records] == [False, False, False, True]
-    assert records[3]["review_reason"] == "location"
+    assert records[3]["review_reason"] == "unlocated"
     assert records[0]["department"] == records[0]["departments"][0]["department"] == "区城管局"
     assert records[0]["grid_id"] == "330109001001-G01"
 

@@ -66,11 +66,11 @@ def test_reasons_are_codes_in_pipeline_order(model: MessageClassifier) -> None:
     results = Triage(unsure, router=router)(
         [Message.of(content="楼下垃圾没人管"), Message.of(address="萧山区北干街道荣庄村8号")]
     )
-    assert results[0].reasons == (ReviewReason.CATEGORY, ReviewReason.LOCATION)
+    assert results[0].reasons == (ReviewReason.CATEGORY, ReviewReason.UNLOCATED)
     assert results[1].prediction is None  # no text: nothing to classify, still routed
     assert results[1].reasons == (ReviewReason.EMPTY,)
     assert results[1].route is not None and results[1].route.location.community is not None
-    assert [r.label for r in results[0].reasons] == ["分类存疑", "位置存疑"]
+    assert [r.label for r in results[0].reasons] == ["分类存疑", "待定位"]
 
 
 def test_without_a_classifier_nothing_is_predicted() -> None:

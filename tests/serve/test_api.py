@@ -443,7 +443,7 @@ def test_results_carry_place_grid_and_departments(client: TestClient) -> None:
 def test_unresolved_location_needs_review(client: TestClient) -> None:
     [result] = classify(client, {"title": "路灯不亮", "content": "小区路灯坏了"}).json()["results"]
     assert result["street_code"] == "" and result["needs_review"] is True
-    assert result["review_reasons"] == ["location"]
+    assert result["review_reasons"] == ["unlocated"]  # no place named: to the 待定位 list
 
 
 @pytest.mark.parametrize(

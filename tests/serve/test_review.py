@@ -112,10 +112,10 @@ def test_borderline_duplicates_and_priority() -> None:
     assert review_reasons(prediction, Decision("b", "a", "a", 0.9, {}), threshold=0.55) == []
     assert review_reasons(prediction, Decision("b", "b", None, 0.0, {}), threshold=0.55) == []
     assert (
-        priority({"probability": 0.4}, 10)
-        > priority({"probability": 0.4}, 1)
-        > priority(prediction, 1)
+        priority({"probability": 0.4}, ["category"], reports=10)
+        > priority({"probability": 0.4}, ["category"])
+        > priority(prediction, ["category"])
     )
     unplaced = {"probability": 0.99, "route_confidence": 0.2}
-    assert priority(unplaced, 1, ["location"]) == 0.8 > priority(unplaced, 1, [])
-    assert priority(prediction, 1, ["duplicate"]) == 0.5
+    assert priority(unplaced, ["location"]) == 0.8 > priority(unplaced, [])
+    assert priority(prediction, ["duplicate"]) == 0.5

@@ -182,8 +182,9 @@ def test_the_staff_page_its_assets_choices_and_dashboard(client: TestClient) -> 
     before = client.get("/review/api/stats", headers=wang).json()
     assert (before["open"], before["done"], before["agreement"]) == (1, 0, None)
     assert (before["reviewers"], before["hot_issues"]) == ([], [])
-    for id_ in ("m1-again", "m3"):  # a repeat of m1 (a case of 2 reports), another doubtful one
-        content = "垃圾没人清理" if id_ == "m1-again" else "路灯坏了"
+    # a repeat of m1 (a case of 2 reports: it joins m1's task, one task per case) and two
+    # other doubtful ones
+    for id_, content in (("m1-again", "垃圾没人清理"), ("m3", "路灯坏了"), ("m4", "楼道灯不亮")):
         assert client.post("/v1/messages", json={"id": id_, "content": content}).status_code == 200
     first, second, third = client.get("/review/api/tasks", headers=wang).json()["tasks"]
     url, version = claimed(client, wang, first)

@@ -241,8 +241,26 @@ def review_reasons(
     if prediction is not None and prediction.needs_review:
         reasons.append(ReviewReason.CATEGORY)
     if route is not None and route.needs_review:
-        reasons.append(ReviewReason.LOCATION)
+        reasons.append(location_reason(route))
     return tuple(reasons)
+
+
+def location_reason(route: Route) -> ReviewReason:
+    """What is doubtful about the place of a route that needs review: a name several streets
+    have, places that conflict, places elsewhere named beside the district's (an out-of-area
+    location below the threshold), no community named at all (``unlocated``: at most a street,
+    or places the registry does not know), or else a low confidence."""
+    location = route.location
+    doubts = location.doubts()
+    if "ambiguous" in doubts:
+        return ReviewReason.AMBIGUOUS_PLACE
+    if "conflict" in doubts:
+        return ReviewReason.CONFLICTING_PLACES
+    if location.out_of_area:
+        return ReviewReason.OUT_OF_AREA
+    if location.community is None:
+        return ReviewReason.UNLOCATED
+    return ReviewReason.LOCATION
 
 
 _worker_triage: Triage | None = None  # set in each forked worker only
