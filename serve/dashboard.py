@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from wangge.serve.storage import AuditRow, MessageRow, ReviewTaskRow
@@ -59,15 +59,18 @@ def _per_day(rows: Iterable[tuple[Any, ...]], axis: list[date]) -> dict[Any, lis
 
 
 def message_series(session: Session, days: int) -> dict[str, Any]:
-    """Messages per day, those that entered the review queue, the share auto-accepted (not
-    queued), and per day the messages of the top categories (the rest as 其他)."""
+    """Messages per day, those that entered the review queue (a task of their own or one they
+    joined), the share auto-accepted (not queued), and per day the messages of the top categories (the rest as 其他)."""
     newest = newest_message_at(session)
     if newest is None:
         return {"days": [], "messages": [], "queued": [], "auto_share": [], "categories": {}}
     axis = _days(newest.date(), days)
     since = datetime.combine(axis[0], datetime.min.time())
     day = func.date(MessageRow.created_at)
-    queued = ReviewTaskRow.id.is_not(None)
+    # queued: the message has a task, or joined its case's open task (``review_task``)
+    queued = or_(
+        ReviewTaskRow.id.is_not(None), MessageRow.result["review_task"].as_string().is_not(None)
+    )
     rows = session.execute(
         select(day, queued, func.count())
         .outerjoin(ReviewTaskRow, ReviewTaskRow.message_id == MessageRow.id)

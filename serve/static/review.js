@@ -373,7 +373,9 @@ async function start(username) {
   const filters = $("#filters");
   filters.category.innerHTML = '<option value="">全部分类</option>' + options(c.categories.map((v) => ({ value: v, label: v })));
   filters.street.innerHTML = '<option value="">全部街道</option>' + options(c.streets.map((s) => ({ value: s.code, label: s.name })));
-  filters.reason.innerHTML = '<option value="">全部原因</option>' + options(Object.entries(c.reasons).map(([code, label]) => ({ value: code, label })));
+  filters.reason.innerHTML = '<option value="">全部原因</option>' + options(Object.entries(c.reasons)
+    .filter(([code]) => code !== "unlocated")  // not a task: the 待定位 panel lists those
+    .map(([code, label]) => ({ value: code, label })));
   await refresh();
 }
 

@@ -62,6 +62,17 @@ def task_of(client: TestClient, headers: dict[str, str], message_id: str) -> dic
     return next(t for t in tasks["tasks"] if str(t["message_id"]) == message_id)
 
 
+def accept_task(client: TestClient, headers: dict[str, str], message_id: str) -> None:
+    """Decide a message's open task, so that the case's next doubtful message gets a task of
+    its own (while a case has an open task, its new messages join that task)."""
+    task = task_of(client, headers, message_id)
+    url = f"/review/api/tasks/{task['task_id']}"
+    claimed = client.post(f"{url}/claim", json={"version": task["version"]}, headers=headers)
+    assert claimed.status_code == 200, claimed.text
+    decision = {"version": claimed.json()["version"], "action": "accept"}
+    assert client.post(f"{url}/decision", json=decision, headers=headers).status_code == 200
+
+
 def test_the_words_and_the_explanation_are_chinese() -> None:
     words = shared_words("街道通道的路灯坏了", "路灯坏了，通道很黑")
     assert "路灯" in words and all(len(word) > 1 for word in words)
@@ -82,6 +93,7 @@ def test_the_words_and_the_explanation_are_chinese() -> None:
 def test_the_duplicate_panel_shows_the_case_side_by_side(client: TestClient) -> None:
     wang = log_in(client, "wang")
     first = ingest(client, "A-1", RUBBISH, reporter="13812345678")
+    accept_task(client, wang, first["message_id"])
     second = ingest(client, "A-2", RUBBISH + "，谢谢")
     assert second["case_id"] == first["case_id"] and second["duplicate_of"] == first["message_id"]
     task = task_of(client, wang, second["message_id"])
@@ -120,6 +132,7 @@ def test_same_own_and_move_decide_the_task_and_the_index_follows(
     [correct] = [row for row in audit(database_url, "correct")]
     assert correct.actor == "wang" and correct.after["duplicate_of"] == int(rubbish["message_id"])
 
+    accept_task(client, wang, rubbish["message_id"])  # L-2 joined its task
     repeat = task_of(client, wang, ingest(client, "A-2", RUBBISH + "，谢谢")["message_id"])
     url = f"/review/api/tasks/{repeat['task_id']}/duplicate/decision"
     wrong_version = {"version": repeat["version"] + 5, "action": "same"}
@@ -132,7 +145,7 @@ def test_same_own_and_move_decide_the_task_and_the_index_follows(
     [moved_history] = [h for h in case["history"] if h["action_name"] == "更正"]
     assert moved_history["actor"] == "wang"
     assert moved_history["text"] == "留言 L-1 更正：改为重复于留言 A-1"
-    other = task_of(client, wang, rubbish["message_id"])
+    other = task_of(client, wang, ingest(client, "N-1", NOISE)["message_id"])
     nowhere = {"version": other["version"], "action": "move", "to_message": "nope"}
     url = f"/review/api/tasks/{other['task_id']}/duplicate/decision"
     refused = client.post(url, json=nowhere, headers=wang)
