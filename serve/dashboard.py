@@ -60,7 +60,8 @@ def _per_day(rows: Iterable[tuple[Any, ...]], axis: list[date]) -> dict[Any, lis
 
 def message_series(session: Session, days: int) -> dict[str, Any]:
     """Messages per day, those that entered the review queue (a task of their own or one they
-    joined), the share auto-accepted (not queued), and per day the messages of the top categories (the rest as 其他)."""
+    joined), the share auto-accepted (not queued), and per day the messages of the top
+    categories (the rest as 其他)."""
     newest = newest_message_at(session)
     if newest is None:
         return {"days": [], "messages": [], "queued": [], "auto_share": [], "categories": {}}
