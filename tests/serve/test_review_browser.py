@@ -39,6 +39,7 @@ MESSAGES = (  # (id, content, reported): old data, so that a window ending "now"
 )
 TASKS = 4  # one open task per case: m4 joins m3's task, m6 m5's
 
+
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[str]:
     """The service on a free loopback port, with one reviewer and messages to review (all of
