@@ -440,6 +440,7 @@ class ReviewTaskOut(BaseModel):
     priority: float
     claimed_by: str | None
     message_id: int
+    external_id: str | None = Field(description="The message's 留言编号 (its id at intake).")
     title: str
     content: str
     created_at: Timestamp

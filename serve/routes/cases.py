@@ -134,7 +134,7 @@ def decide_duplicate(
                                    to_message=body.to_message, to_case=body.to_case)  # fmt: skip
         message = session.get(MessageRow, task.message_id)
         assert message is not None
-        decided["task"] = task_out(task, message)
+        decided["task"] = task_out(session, task, message)
         return moved
 
     _run(ingestor, store, change)

@@ -105,17 +105,20 @@ def highlights(evidence: list[str]) -> list[str]:
             and not any(c.isspace() for c in word)]  # fmt: skip
 
 
-def task_out(task: ReviewTaskRow, message: MessageRow) -> ReviewTaskOut:
+def task_out(session: Session, task: ReviewTaskRow, message: MessageRow) -> ReviewTaskOut:
+    """A task as the page shows it; messages named by their 留言编号 where they have one."""
     result = message.result or {}
     prediction = {key: result[key] for key in SHOWN if key in result}
+    original = session.get(MessageRow, message.duplicate_of) if message.duplicate_of else None
     prediction |= {"case_id": message.case_id, "duplicate_of": message.duplicate_of,
+                   "duplicate_of_external": original.external_id if original else None,
                    "dup_score": message.dup_score,
                    "highlights": highlights(result.get("evidence") or [])}  # fmt: skip
     return ReviewTaskOut(
         task_id=task.id, version=task.version, status=task.status, reasons=task.reasons,
         priority=task.priority, claimed_by=task.claimed_by, message_id=message.id,
-        title=message.title, content=message.content, created_at=message.created_at,
-        prediction=prediction,
+        external_id=message.external_id, title=message.title, content=message.content,
+        created_at=message.created_at, prediction=prediction,
     )  # fmt: skip
 
 
@@ -170,7 +173,9 @@ def tasks(
     """The queue, most in need of a person first."""
     where = QueueFilter(status=status, reason=reason, street_code=street, category=category)
     with store.session() as session:
-        return ReviewTaskList(tasks=[task_out(t, m) for t, m in list_tasks(session, where, limit)])
+        return ReviewTaskList(
+            tasks=[task_out(session, t, m) for t, m in list_tasks(session, where, limit)]
+        )
 
 
 def _act(store: Store, act: Callable[[Session], ReviewTaskRow]) -> ReviewTaskOut:
@@ -179,7 +184,7 @@ def _act(store: Store, act: Callable[[Session], ReviewTaskRow]) -> ReviewTaskOut
             task = act(session)
             message = session.get(MessageRow, task.message_id)
             assert message is not None  # a foreign key
-            return task_out(task, message)
+            return task_out(session, task, message)
     except ReviewNotFound as error:  # the message only: "[W000]" means nothing to a reviewer
         raise HTTPException(404, error.message) from error
     except ReviewConflict as error:

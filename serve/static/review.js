@@ -153,10 +153,11 @@ function taskDetail(task) {
   const p = task.prediction;
   const top = (p.top_k || []).map((c) => `<tr><td>${escapeHtml(c.category)}</td><td>${(c.probability * 100).toFixed(1)}%</td></tr>`).join("");
   const place = [p.street_name, p.community_name, p.grid_id].filter(Boolean).map(escapeHtml).join(" / ") || "未定位";
-  const dup = p.duplicate_of ? `重复于留言 ${escapeHtml(p.duplicate_of)}（案件 ${escapeHtml(p.case_id)}，相似度 ${Number(p.dup_score).toFixed(2)}）` : "新案件";
+  const dup = p.duplicate_of ? `重复于留言 ${escapeHtml(p.duplicate_of_external || p.duplicate_of)}（案件 ${escapeHtml(p.case_id)}，相似度 ${Number(p.dup_score).toFixed(2)}）` : "新案件";
   const words = p.highlights || p.evidence || [];
   return `
-    <h2>${escapeHtml(task.title) || `留言 ${escapeHtml(task.message_id)}`}</h2>
+    <h2>${escapeHtml(task.title) || `留言 ${escapeHtml(task.external_id || task.message_id)}`}</h2>
+    ${task.external_id ? `<p class="meta">留言编号 ${escapeHtml(task.external_id)}</p>` : ""}
     <p id="task-text">${highlight(task.content, words, placeNames(p.route_evidence))}</p>
     <p>原因：${escapeHtml(reasonText(task))} · 状态：<span class="status ${escapeHtml(task.status)}">${STATUS[task.status] || "未知"}</span>
       ${task.claimed_by ? ` · 认领人：${escapeHtml(task.claimed_by)}` : ""}</p>
@@ -181,7 +182,6 @@ const ACTIONS_HTML = `
         <input id="c-grid" name="grid_id" autocomplete="off" placeholder="输入网格、社区或街道名" role="combobox" aria-controls="grid-options">
         <ul id="grid-options" role="listbox" hidden></ul><div id="grid-chosen"></div>
       </div>
-      <label for="c-duplicate">重复于</label><input id="c-duplicate" name="duplicate_of" placeholder="消息编号；“无”表示不重复">
       <span></span><button type="submit">更正 (e)</button>
     </form>`;
 
@@ -213,11 +213,6 @@ function bindActions() {
     if ("grid_id" in corrections && corrections.grid_id !== state.gridPicked && /[^\x00-\x7f]/.test(corrections.grid_id)) {
       $("#task-error").textContent = "网格：请从搜索结果中选择一个网格";
       return;
-    }
-    if ("duplicate_of" in corrections) {
-      const link = corrections.duplicate_of.trim();
-      if (!/^(\d+|无)$/.test(link)) { $("#task-error").textContent = "重复于：请填消息编号，或“无”"; return; }
-      corrections.duplicate_of = /^\d+$/.test(link) ? Number(link) : null;
     }
     act("decision", { action: "correct", corrections });
   };

@@ -165,10 +165,10 @@ def test_api_errors_are_shown_in_chinese(server: str, browser: Any) -> None:
     error = page.locator("#task-error")
     error.filter(has_text="取值无效").wait_for()
     assert latin_words(error.inner_text()) == set()
-    page.fill("#c-grid", "")
-    page.fill("#c-duplicate", "abc")  # refused on the page before it is sent
+    page.fill("#c-grid", "西河路")  # a name, not a grid picked from the search: refused on the page
     page.click("#correction button[type=submit]")
-    page.locator("#task-error", has_text="请填消息编号").wait_for()
+    page.locator("#task-error", has_text="请从搜索结果中选择一个网格").wait_for()
+    page.fill("#c-grid", "")
     # a request the server refuses with an English pydantic message, mapped to Chinese
     message = page.evaluate(
         "wanggeReview.api('/tasks?limit=0').then(() => '', (error) => error.message)"
