@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from common import say
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -71,7 +72,7 @@ def actionable(task: ReviewTaskRow, message: MessageRow) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=None, help="the first N messages only")
@@ -86,7 +87,7 @@ def main() -> None:
         confidences = [p.confidence for p in model.predict_explained(texts)]
         model.review_threshold = float(np.quantile(confidences, args.flag_share))
         model.review_thresholds = None
-        print(f"review threshold {model.review_threshold:.4f} for {args.flag_share:.0%} flagged")
+        say(f"review threshold {model.review_threshold:.4f} for {args.flag_share:.0%} flagged")
     settings = Settings(database_url=url, model_dir=args.model_dir, api_keys=False)
     with TestClient(create_app(settings, model=model, meta=meta)) as client:
         for start in range(0, len(rows), 64):
@@ -101,13 +102,13 @@ def main() -> None:
         ).all()
         lacking = [task.id for task, message in tasks if not actionable(task, message)]
         sets = Counter(",".join(task.reasons) for task, _ in tasks)
-    print(f"{len(rows)} messages: {queued['tasks']} tasks ({queued['task_share']:.1%}), "
+    say(f"{len(rows)} messages: {queued['tasks']} tasks ({queued['task_share']:.1%}), "
           f"{queued['linked']} more messages joined their case's task, "
           f"{queued['unlocated']['listed']} on the 待定位 lists "
           f"({queued['unlocated']['share']:.1%})")  # fmt: skip
-    print("per reason:", json.dumps(queued["by_reason"], ensure_ascii=False))
-    print("reason sets:", dict(sets.most_common()))
-    print(f"tasks without evidence a reviewer can act on: {len(lacking)} {lacking[:20]}")
+    say("per reason: " + json.dumps(queued["by_reason"], ensure_ascii=False))
+    say(f"reason sets: {dict(sets.most_common())}")
+    say(f"tasks without evidence a reviewer can act on: {len(lacking)} {lacking[:20]}")
 
 
 if __name__ == "__main__":
