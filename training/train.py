@@ -441,19 +441,25 @@ def choose_review(
     others), the in-sample figures, and where they come from (``source``)."""
     rule = {"target": review.accuracy, "z": review.z, "min_messages": review.min_category_messages}
     thresholds = choose_thresholds(scored.confidences, scored.predicted, scored.correct, **rule)
-    crossed = cross_fit(
-        scored.confidences, scored.predicted, scored.gold, folds=review.folds, seed=seed, **rule
-    )
     in_sample = auto_accept(
         thresholds.accepts(scored.confidences, scored.predicted), scored.correct
     )
-    expected = crossed.figures.as_dict()
+    how = f"{review.folds}-fold cross-fitted out-of-fold"
+    if len(scored.gold) >= 2 * review.folds:
+        crossed = cross_fit(
+            scored.confidences, scored.predicted, scored.gold, folds=review.folds, seed=seed,
+            **rule,
+        )  # fmt: skip
+        expected, folds = crossed.figures.as_dict(), [t.as_dict() for t in crossed.thresholds]
+    else:  # too few to cross-fit: say so
+        how = f"in-sample, fewer than {2 * review.folds} messages to cross-fit"
+        expected, folds = in_sample.as_dict(), []
     record = {
         "target_accuracy": review.accuracy,
         "z": review.z,
         "min_category_messages": review.min_category_messages,
         "folds": review.folds,
-        "estimated_by": f"{source['method']}: {review.folds}-fold cross-fitted out-of-fold",
+        "estimated_by": f"{source['method']}: {how}",
         "expected_auto_accept_accuracy": expected["accuracy"],
         "expected_review_share": expected["review_share"],
         "expected": expected,
@@ -462,7 +468,7 @@ def choose_review(
         "fallback_categories": sorted(
             set(map(str, scored.predicted)) - set(thresholds.per_category)
         ),
-        "fold_thresholds": [t.as_dict() for t in crossed.thresholds],
+        "fold_thresholds": folds,
         "source": source,
     }
     return thresholds, record
