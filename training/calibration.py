@@ -65,9 +65,10 @@ def choose_thresholds(
     *,
     target: float,
     z: float = 0.0,
-    min_messages: int = MIN_CATEGORY_MESSAGES,
+    min_messages: int | None = MIN_CATEGORY_MESSAGES,
 ) -> ReviewThresholds:
-    """The thresholds of the module docstring's rule, chosen on these predictions."""
+    """The thresholds of the module docstring's rule, chosen on these predictions
+    (``min_messages=None``: the global threshold only)."""
     conf = np.asarray(confidences, dtype=float)
     pred = np.asarray([str(c) for c in predicted], dtype=object)
     ok = np.asarray(correct, dtype=bool)
@@ -77,7 +78,7 @@ def choose_thresholds(
     per_category = {}
     for category in sorted(set(pred)):
         mine = pred == category
-        if mine.sum() >= min_messages:
+        if min_messages is not None and mine.sum() >= min_messages:
             threshold, _ = choose_review_threshold(
                 conf[mine], ok[mine], target_accuracy=target, z=z
             )
@@ -146,7 +147,7 @@ def cross_fit(
     *,
     target: float,
     z: float = 0.0,
-    min_messages: int = MIN_CATEGORY_MESSAGES,
+    min_messages: int | None = MIN_CATEGORY_MESSAGES,
     folds: int = DEFAULT_FOLDS,
     seed: int = 0,
 ) -> CrossFit:

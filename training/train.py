@@ -438,8 +438,16 @@ def choose_review(
     """The review thresholds chosen on all of ``scored``, and what ``meta.json`` records of
     them: the expected auto-accept accuracy and review share, cross-fitted over
     ``review.folds`` folds of ``scored`` (each fold decided by thresholds chosen on the
-    others), the in-sample figures, and where they come from (``source``)."""
-    rule = {"target": review.accuracy, "z": review.z, "min_messages": review.min_category_messages}
+    others), the in-sample figures, and where they come from (``source``). On the hold-out
+    (no calibration data) the target is raised and the thresholds are global as
+    :class:`ReviewConfig` says."""
+    on_holdout = "file" not in source
+    target = review.accuracy
+    minimum: int | None = review.min_category_messages
+    if on_holdout:
+        target = 1 - (1 - review.accuracy) / review.shift_factor
+        minimum = minimum if review.holdout_per_category else None
+    rule: dict[str, Any] = {"target": target, "z": review.z, "min_messages": minimum}
     thresholds = choose_thresholds(scored.confidences, scored.predicted, scored.correct, **rule)
     in_sample = auto_accept(
         thresholds.accepts(scored.confidences, scored.predicted), scored.correct
@@ -456,11 +464,18 @@ def choose_review(
         expected, folds = in_sample.as_dict(), []
     record = {
         "target_accuracy": review.accuracy,
+        "chosen_at_accuracy": round(target, 6),
         "z": review.z,
         "min_category_messages": review.min_category_messages,
         "folds": review.folds,
-        "estimated_by": f"{source['method']}: {how}",
-        "expected_auto_accept_accuracy": expected["accuracy"],
+        "estimated_by": f"{source['method']}: {how}"
+        + (
+            f", at accuracy {target:.4f}; the expected accuracy on raw text is the hold-out's "
+            f"with {review.shift_factor:g} times its errors"
+            if on_holdout
+            else ""
+        ),
+        "expected_auto_accept_accuracy": _shifted(expected["accuracy"], review, on_holdout),
         "expected_review_share": expected["review_share"],
         "expected": expected,
         "in_sample": in_sample.as_dict(),
@@ -472,6 +487,14 @@ def choose_review(
         "source": source,
     }
     return thresholds, record
+
+
+def _shifted(accuracy: float | None, review: ReviewConfig, on_holdout: bool) -> float | None:
+    """The accuracy expected on raw text: the hold-out's with ``shift_factor`` times its
+    errors (calibration data is raw already: unchanged)."""
+    if accuracy is None or not on_holdout:
+        return accuracy
+    return round(max(0.0, 1 - (1 - accuracy) * review.shift_factor), 4)
 
 
 def describe_review(thresholds: ReviewThresholds, review: dict[str, Any]) -> str:

@@ -191,3 +191,29 @@ def test_evaluate_cli_other_file_reports_auto_accept(
     assert "auto-accepted" in result.output and "review share" in result.output
     assert "recorded at training" not in result.output
     assert curve.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_train_without_calibration_data_uses_raw_like_holdout(
+    demo_csv: Path, tmp_path: Path
+) -> None:
+    messages: list[str] = []
+    review = ReviewConfig(accuracy=0.9, shift_factor=2.0)
+    train(
+        TrainConfig(data=demo_csv, model_dir=tmp_path / "m", review=review),
+        progress=messages.append,
+    )
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text(encoding="utf-8"))
+    recorded = meta["metrics"]["review"]
+    assert recorded["source"] == {
+        "method": "hold-out, segmentation spaces removed",
+        "messages": 42,
+    }
+    assert recorded["chosen_at_accuracy"] == pytest.approx(0.95)  # errors allowed / 2
+    assert recorded["thresholds"]["per_category"] == {}  # global only on the hold-out
+    held_out = recorded["expected"]["accuracy"]
+    if held_out is not None:
+        assert recorded["expected_auto_accept_accuracy"] == pytest.approx(
+            round(1 - (1 - held_out) * 2, 4)
+        )
+    assert "2 times its errors" in recorded["estimated_by"]
+    assert any("review thresholds: global" in line for line in messages)
