@@ -334,7 +334,7 @@ def _train_target(
         classifier.fit_tokens(tokens, label_array)
     if calibrate_on_file:
         assert config.review.calibration_data is not None
-        scored, source = _calibration_scores(fitted.model, config.review.calibration_data, step)
+        scored, source = calibration_scores(fitted.model, config.review.calibration_data, step)
     else:
         scored, source = raw_like
     thresholds, review = choose_review(scored, config.review, source, seed=config.seed)
@@ -412,7 +412,7 @@ def _holdout_scores(
     return Scored.of(probabilities, classes, list(gold)), source
 
 
-def _calibration_scores(
+def calibration_scores(
     model: Any, path: Path, step: Callable[[str], None]
 ) -> tuple[Scored, dict[str, Any]]:
     """The calibration file's messages (columns found as ``wangge evaluate`` finds them)
