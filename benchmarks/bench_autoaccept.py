@@ -28,7 +28,7 @@ from pathlib import Path
 from common import DEV_FILE, TRAIN_FILE, argument_parser, data_dir_with, note, say, wangge_command
 
 from wangge.pipeline.artifact import load_model
-from wangge.training.calibration import cross_fit
+from wangge.training.calibration import ThresholdRule, cross_fit
 from wangge.training.config import ReviewConfig, TrainConfig
 from wangge.training.evaluate_files import evaluate_file
 from wangge.training.train import calibration_scores, train
@@ -63,8 +63,8 @@ def frontier(model_dir: Path, dev: Path, target: float) -> None:
         for rule, minimum in (("per category (50)", 50), ("global only", None)):
             figures = [
                 cross_fit(
-                    scored.confidences, scored.predicted, scored.gold, target=target, z=z,
-                    min_messages=minimum, seed=seed,
+                    scored.confidences, scored.predicted, scored.gold,
+                    ThresholdRule(target, z, minimum), seed=seed,
                 ).figures
                 for seed in range(5)
             ]  # fmt: skip

@@ -58,17 +58,24 @@ class ReviewThresholds:
         return {"global": self.global_threshold, "per_category": dict(self.per_category)}
 
 
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How thresholds are chosen (the module docstring): the target accuracy, the Wilson
+    margin ``z`` and the messages a category needs for its own (None: global only)."""
+
+    target: float
+    z: float = 0.0
+    min_messages: int | None = MIN_CATEGORY_MESSAGES
+
+
 def choose_thresholds(
     confidences: Sequence[float],
     predicted: Sequence[str],
     correct: Sequence[bool],
-    *,
-    target: float,
-    z: float = 0.0,
-    min_messages: int | None = MIN_CATEGORY_MESSAGES,
+    rule: ThresholdRule,
 ) -> ReviewThresholds:
-    """The thresholds of the module docstring's rule, chosen on these predictions
-    (``min_messages=None``: the global threshold only)."""
+    """The thresholds ``rule`` chooses on these predictions."""
+    target, z, min_messages = rule.target, rule.z, rule.min_messages
     conf = np.asarray(confidences, dtype=float)
     pred = np.asarray([str(c) for c in predicted], dtype=object)
     ok = np.asarray(correct, dtype=bool)
@@ -144,10 +151,8 @@ def cross_fit(
     confidences: Sequence[float],
     predicted: Sequence[str],
     gold: Sequence[str],
+    rule: ThresholdRule,
     *,
-    target: float,
-    z: float = 0.0,
-    min_messages: int | None = MIN_CATEGORY_MESSAGES,
     folds: int = DEFAULT_FOLDS,
     seed: int = 0,
 ) -> CrossFit:
@@ -169,10 +174,7 @@ def cross_fit(
     fold_of = np.zeros(len(conf), dtype=int)
     chosen = []
     for k, (fit_idx, test_idx) in enumerate(splitter.split(conf, gold_array)):
-        thresholds = choose_thresholds(
-            conf[fit_idx], pred[fit_idx], ok[fit_idx], target=target, z=z,
-            min_messages=min_messages,
-        )  # fmt: skip
+        thresholds = choose_thresholds(conf[fit_idx], pred[fit_idx], ok[fit_idx], rule)
         accepted[test_idx] = thresholds.accepts(conf[test_idx], pred[test_idx])
         fold_of[test_idx] = k
         chosen.append(thresholds)

@@ -52,7 +52,13 @@ from wangge.pipeline.directory import (
     shipped_weights_path,
 )
 from wangge.pipeline.store import CURRENT_FILE, HISTORY_FILE, versions
-from wangge.training.calibration import ReviewThresholds, auto_accept, choose_thresholds, cross_fit
+from wangge.training.calibration import (
+    ReviewThresholds,
+    ThresholdRule,
+    auto_accept,
+    choose_thresholds,
+    cross_fit,
+)
 from wangge.training.config import CONFIG_TOML, ReviewConfig, TrainConfig, to_toml
 from wangge.training.evaluate import EvaluationReport, evaluate_predictions, save_confusion_png
 from wangge.training.finetune import add_transformer, require_transformer_extra
@@ -447,17 +453,16 @@ def choose_review(
     if on_holdout:
         target = 1 - (1 - review.accuracy) / review.shift_factor
         minimum = minimum if review.holdout_per_category else None
-    rule: dict[str, Any] = {"target": target, "z": review.z, "min_messages": minimum}
-    thresholds = choose_thresholds(scored.confidences, scored.predicted, scored.correct, **rule)
+    rule = ThresholdRule(target, review.z, minimum)
+    thresholds = choose_thresholds(scored.confidences, scored.predicted, scored.correct, rule)
     in_sample = auto_accept(
         thresholds.accepts(scored.confidences, scored.predicted), scored.correct
     )
     how = f"{review.folds}-fold cross-fitted out-of-fold"
     if len(scored.gold) >= 2 * review.folds:
         crossed = cross_fit(
-            scored.confidences, scored.predicted, scored.gold, folds=review.folds, seed=seed,
-            **rule,
-        )  # fmt: skip
+            scored.confidences, scored.predicted, scored.gold, rule, folds=review.folds, seed=seed
+        )
         expected, folds = crossed.figures.as_dict(), [t.as_dict() for t in crossed.thresholds]
     else:  # too few to cross-fit: say so
         how = f"in-sample, fewer than {2 * review.folds} messages to cross-fit"

@@ -14,6 +14,7 @@ import wangge.training.calibration as calibration
 from wangge.cli import app
 from wangge.training.calibration import (
     ReviewThresholds,
+    ThresholdRule,
     auto_accept,
     choose_thresholds,
     coverage_curve,
@@ -40,7 +41,7 @@ def test_per_category_thresholds_and_fallback() -> None:
     b = _category([0.95, 0.8, 0.7, 0.6, 0.5, 0.4], [True] * 5 + [False], "b")
     c = _category([0.99, 0.3], [True, False], "c")
     conf, pred, ok = (x + y + z for x, y, z in zip(a, b, c, strict=True))
-    thresholds = choose_thresholds(conf, pred, ok, target=1.0, min_messages=5)
+    thresholds = choose_thresholds(conf, pred, ok, ThresholdRule(1.0, min_messages=5))
     assert thresholds.per_category == {"a": 0.7, "b": 0.5}
     assert "c" not in thresholds.per_category
     assert thresholds.global_threshold == choose_review_threshold(conf, ok, target_accuracy=1.0)[0]
@@ -55,14 +56,14 @@ def test_per_category_thresholds_and_fallback() -> None:
 
 
 def test_thresholds_all_fall_back_when_categories_are_small() -> None:
-    thresholds = choose_thresholds([0.9, 0.8], ["a", "b"], [True, True], target=0.9)
+    thresholds = choose_thresholds([0.9, 0.8], ["a", "b"], [True, True], ThresholdRule(0.9))
     assert thresholds.per_category == {}
     assert thresholds.global_threshold == 0.8
 
 
 def test_thresholds_unreachable_target_reviews_everything() -> None:
     thresholds = choose_thresholds(
-        [0.9, 0.8], ["a", "a"], [False, True], target=0.9, min_messages=1
+        [0.9, 0.8], ["a", "a"], [False, True], ThresholdRule(0.9, min_messages=1)
     )
     assert thresholds.per_category == {"a": 1.0}
     assert thresholds.global_threshold == 1.0
@@ -96,7 +97,7 @@ def test_cross_fit_never_scores_a_message_with_thresholds_it_calibrated(
         return real(confidences, *args, **kwargs)
 
     monkeypatch.setattr(calibration, "choose_thresholds", spy)
-    crossed = cross_fit(conf, pred, gold, target=0.9, min_messages=5, folds=4, seed=1)
+    crossed = cross_fit(conf, pred, gold, ThresholdRule(0.9, min_messages=5), folds=4, seed=1)
     assert len(seen) == 4 == len(crossed.thresholds)
     for k, fitted_on in enumerate(seen):
         held_out = set(np.round(conf[crossed.fold == k], 6))
