@@ -27,6 +27,7 @@ from pathlib import Path
 
 from common import DEV_FILE, TRAIN_FILE, argument_parser, data_dir_with, note, say, wangge_command
 
+from wangge.batch.files import load_messages
 from wangge.pipeline.artifact import load_model
 from wangge.training.calibration import ThresholdRule, cross_fit
 from wangge.training.config import ReviewConfig, TrainConfig
@@ -56,7 +57,7 @@ def frontier(model_dir: Path, dev: Path, target: float) -> None:
     """Cross-fitted figures of other margins and of one global threshold, on the same scores
     (5 fold seeds: the mean, and the range of the accuracy)."""
     model, _ = load_model(model_dir)
-    scored, _ = calibration_scores(model, dev, lambda _: None)
+    scored, _ = calibration_scores(model, load_messages(dev, require_label=True), note)
     say("| rule | z | accuracy (mean, min-max over 5 fold seeds) | review share |")
     say("|---|---:|---:|---:|")
     for z in (0.0, 0.25, 0.5, 1.0):

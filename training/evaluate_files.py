@@ -116,7 +116,8 @@ def _in_sample(
     if not isinstance(review, dict):  # a model saved before the review record existed
         review = {}
     source = review.get("source", {})
-    if source.get("sha256") == digest or source.get("file_sha256") == file_sha256(path):
+    same_file = path.is_file() and source.get("file_sha256") == file_sha256(path)
+    if source.get("sha256") == digest or same_file:
         note = (
             "This file is the model's calibration data: its review thresholds were chosen "
             "on it, so its own figures here are in-sample"

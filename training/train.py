@@ -177,8 +177,11 @@ def train(
         departments = load_messages(
             config.data, text_columns=config.text_columns, label_column=config.department_column
         )
+    calibration = None
+    if config.review.calibration_data is not None:  # read now: a bad file stops here
+        calibration = load_messages(config.review.calibration_data, require_label=True)
     result = _train_target(
-        "category", texts, labels, data, config, model_dir, step, started, pipeline
+        "category", texts, labels, data, config, model_dir, step, started, pipeline, calibration
     )
     (model_dir / CONFIG_TOML).write_text(to_toml(config), encoding="utf-8")
     if (department_model_dir(model_dir) / META_FILE).is_file():
@@ -312,9 +315,11 @@ def _train_target(
     step: Callable[[str], None],
     started: float,
     pipeline: _Pipeline | None = None,
+    calibration: LoadedMessages | None = None,
 ) -> TrainResult:
-    """Split, fit, evaluate, choose the review threshold, refit and save one classifier;
-    with ``pipeline`` (the category model's), its dedup weights and record too."""
+    """Split, fit, evaluate, refit, choose the review thresholds (on ``calibration`` if
+    given, else on the hold-out) and save one classifier; with ``pipeline`` (the category
+    model's), its dedup weights and record too."""
     step(
         f"{name}: {len(texts)} messages, {len(set(labels))} {PLURALS.get(name, name)}; "
         f"text columns {list(data.columns.text)}, label column {data.columns.label!r}"
@@ -332,17 +337,13 @@ def _train_target(
     gold = label_array[test_idx]
     report = evaluate_predictions(list(gold), list(predicted), labels=list(classifier.classes_))
     step(f"hold-out macro-F1 {report.macro_f1:.4f}, accuracy {report.accuracy:.4f}")
-    calibrate_on_file = name == "category" and config.review.calibration_data is not None
-    if not calibrate_on_file:  # scored before the refit, by the model without the hold-out
-        raw_like = _holdout_scores(fitted, texts, test_idx, gold, config.review)
+    if calibration is None:  # scored before the refit, by the model without the hold-out
+        scored, source = _holdout_scores(fitted, texts, test_idx, gold, config.review)
     if config.refit:  # the linear part; a fine-tuned transformer is not refitted
         step(f"refitting on all {len(texts)} messages")
         classifier.fit_tokens(tokens, label_array)
-    if calibrate_on_file:
-        assert config.review.calibration_data is not None
-        scored, source = calibration_scores(fitted.model, config.review.calibration_data, step)
-    else:
-        scored, source = raw_like
+    if calibration is not None:
+        scored, source = calibration_scores(fitted.model, calibration, step)
     thresholds, review = choose_review(scored, config.review, source, seed=config.seed)
     step(describe_review(thresholds, review))
     fitted.model.review_threshold = thresholds.global_threshold
@@ -419,21 +420,21 @@ def _holdout_scores(
 
 
 def calibration_scores(
-    model: Any, path: Path, step: Callable[[str], None]
+    model: Any, data: LoadedMessages, step: Callable[[str], None] = logger.info
 ) -> tuple[Scored, dict[str, Any]]:
-    """The calibration file's messages (columns found as ``wangge evaluate`` finds them)
-    scored by the final model, as the pipeline scores them."""
-    data = load_messages(path, require_label=True)
-    assert data.labels is not None  # require_label=True guarantees it
+    """The calibration file's messages (``load_messages`` with ``require_label``: columns
+    found as ``wangge evaluate`` finds them) scored by the final model, as the pipeline
+    scores them."""
+    assert data.labels is not None  # loaded with require_label=True
     texts = [message.text for message in file_messages(data, locations=False)]
-    step(f"calibrating the review thresholds on {len(texts)} messages of {path}")
+    step(f"calibrating the review thresholds on {len(texts)} messages of {data.path}")
     probabilities = model.predict_proba(texts)
     source = {
         "method": "calibration data, cross-fitted",
-        "file": str(path),
+        "file": str(data.path),
         "messages": len(texts),
         "sha256": fingerprint(data.texts, data.labels),
-        "file_sha256": file_sha256(Path(path)),
+        "file_sha256": file_sha256(Path(data.path)) if Path(data.path).is_file() else None,
     }
     return Scored.of(probabilities, model.classes_, data.labels), source
 

@@ -218,3 +218,20 @@ def test_train_without_calibration_data_uses_raw_like_holdout(
         )
     assert "2 times its errors" in recorded["estimated_by"]
     assert any("review thresholds: global" in line for line in messages)
+
+
+def test_bad_calibration_file_stops_before_training(demo_csv: Path, tmp_path: Path) -> None:
+    from wangge.errors import DataError
+
+    unlabelled = tmp_path / "raw.csv"
+    unlabelled.write_text("留言主题,留言详情\n路灯坏了,小区路灯坏了\n", encoding="utf-8")
+    messages: list[str] = []
+    for path in (tmp_path / "missing.csv", unlabelled):
+        review = ReviewConfig(calibration_data=path)
+        with pytest.raises(DataError):
+            train(
+                TrainConfig(data=demo_csv, model_dir=tmp_path / "m", review=review),
+                progress=messages.append,
+            )
+    assert not any("fitting" in line for line in messages)
+    assert not (tmp_path / "m").exists()
