@@ -200,6 +200,7 @@ def save_coverage_png(
     *,
     target: float | None = None,
     operating: AutoAccept | None = None,
+    operating_label: str = "model's review thresholds",
     title: str = "",
 ) -> Path:
     """Draw the coverage-accuracy curve (ranked by confidence), the target accuracy and the
@@ -217,7 +218,7 @@ def save_coverage_png(
     if operating is not None and operating.accuracy is not None:
         ax.plot(
             [1 - operating.review_share], [operating.accuracy], "o", color="C3",
-            label="model's review thresholds",
+            label=operating_label,
         )  # fmt: skip
     ax.set_xlabel("coverage (share auto-accepted)")
     ax.set_ylabel("accuracy of auto-accepted")

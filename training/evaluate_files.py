@@ -94,7 +94,11 @@ def evaluate_file(
         save_coverage_png(
             [p.confidence if p else 0.0 for p in predictions], correct, curve,
             target=review.get("target_accuracy", meta.metrics.get("review_target_accuracy")),
-            operating=figures,
+            operating=figures if recorded is None else AutoAccept(
+                recorded["messages"], recorded["accepted"], recorded["accepted_correct"]
+            ),
+            operating_label="model's review thresholds"
+            + (" (cross-fitted, recorded at training)" if recorded else ""),
             title=f"{Path(data_path).name}, {len(correct)} messages"
             + (" (in-sample: the model's calibration data)" if recorded else ""),
         )  # fmt: skip
