@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import wangge.training.calibration as calibration
+from wangge.batch.files import load_messages
 from wangge.cli import app
 from wangge.training.calibration import (
     ReviewThresholds,
@@ -235,3 +236,27 @@ def test_bad_calibration_file_stops_before_training(demo_csv: Path, tmp_path: Pa
             )
     assert not any("fitting" in line for line in messages)
     assert not (tmp_path / "m").exists()
+
+
+def test_old_format_model_directory_loads_and_evaluates(
+    calibrated: Path, demo_csv: Path, tmp_path: Path
+) -> None:
+    from wangge.pipeline.artifact import load_model, save_model
+
+    model, meta = load_model(calibrated)
+    del model.__dict__["review_thresholds"]  # as pickled before per-category thresholds
+    model.review_threshold = 0.6
+    old_dir = tmp_path / "old"
+    save_model(
+        model, old_dir, name="category", labels=meta.labels, training_data={}, config={},
+        metrics={"review_threshold": 0.6, "review_coverage": 0.9},
+    )  # fmt: skip
+    loaded, _ = load_model(old_dir)
+    assert loaded.review_thresholds is None
+    evaluation = evaluate_file(old_dir, demo_csv, curve=tmp_path / "c.png")
+    assert evaluation.recorded is None
+    predictions = loaded.predict_explained(load_messages(demo_csv).texts)
+    flagged = sum(p.needs_review for p in predictions) / len(predictions)
+    assert flagged == sum(p.confidence < 0.6 for p in predictions) / len(predictions)
+    assert evaluation.auto_accept.review_share == pytest.approx(flagged, abs=0.01)
+    assert (tmp_path / "c.png").read_bytes().startswith(PNG_SIGNATURE)
