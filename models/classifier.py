@@ -12,9 +12,10 @@ validates and returns ``self``, learned state ends in ``_``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,7 +54,7 @@ class Prediction:
     category: str
     confidence: float
     top: list[tuple[str, float]]
-    needs_review: bool  # the confidence is below the model's review threshold
+    needs_review: bool  # the confidence is below the review threshold of its category
     evidence: list[str] = field(default_factory=list)
 
 
@@ -90,9 +91,12 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
     random_state:
         Seed of the calibration split.
     review_threshold:
-        Predictions whose probability is below this are flagged ``needs_review``; training
-        sets it from validation data (see
-        :func:`wangge.training.evaluate.choose_review_threshold`).
+        Predictions whose probability is below this are flagged ``needs_review``, unless their
+        category has a threshold of its own in ``review_thresholds``; training sets both (see
+        :mod:`wangge.training.calibration`).
+    review_thresholds:
+        Category -> review threshold, for the categories that have their own; ``None`` (and
+        models saved before these existed): ``review_threshold`` for every category.
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         calibration_fraction: float = 0.15,
         random_state: int = 0,
         review_threshold: float = 0.5,
+        review_thresholds: Mapping[str, float] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.word_ngram_max = word_ngram_max
@@ -121,6 +126,12 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         self.calibration_fraction = calibration_fraction
         self.random_state = random_state
         self.review_threshold = review_threshold
+        self.review_thresholds = review_thresholds
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A model pickled before per-category thresholds existed has a single threshold.
+        state.setdefault("review_thresholds", None)
+        super().__setstate__(state)
 
     # -- features -------------------------------------------------------------------------
     def _make_features(self, tokenizer: Tokenizer) -> FeatureUnion:
@@ -250,19 +261,27 @@ class MessageClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(texts).argmax(axis=1)]
 
     def explain(
-        self, probabilities: np.ndarray, *, top_k: int = 3, threshold: float | None = None
+        self,
+        probabilities: np.ndarray,
+        *,
+        top_k: int = 3,
+        threshold: float | None = None,
+        per_category: Mapping[str, float] | None = None,
     ) -> list[Prediction]:
-        """Turn a probability matrix into :class:`Prediction` records with review flags (below
-        ``threshold``, by default :attr:`review_threshold`)."""
+        """Turn a probability matrix into :class:`Prediction` records with review flags: below
+        the threshold of the predicted category in ``per_category``, else below ``threshold``
+        (by default, the model's own :attr:`review_thresholds` and :attr:`review_threshold`)."""
         check_is_fitted(self, "model_")
-        threshold = self.review_threshold if threshold is None else threshold
+        if threshold is None:
+            threshold, per_category = self.review_threshold, self.review_thresholds
+        own = per_category or {}
         k = min(top_k, len(self.classes_))
         order = np.argsort(-probabilities, axis=1)[:, :k]
         predictions = []
         for row, ranked in zip(probabilities, order, strict=True):
             top = [(str(self.classes_[i]), round(float(row[i]), 4)) for i in ranked]
             category, confidence = top[0]
-            low = bool(row[ranked[0]] < threshold)
+            low = bool(row[ranked[0]] < own.get(category, threshold))
             predictions.append(
                 Prediction(
                     category=category,

@@ -17,7 +17,7 @@ and the review queue need not know which one they hold.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +74,14 @@ class EnsembleClassifier:
         temperature: float,
         max_length: int,
         review_threshold: float = 0.5,
+        review_thresholds: Mapping[str, float] | None = None,
     ) -> None:
         self.linear = linear
         self.transformer_weight = transformer_weight
         self.temperature = temperature
         self.max_length = max_length
         self.review_threshold = review_threshold
+        self.review_thresholds = review_thresholds  # per category, as the linear model's
         self.classes_ = linear.classes_
         self._directory: Path | None = None
         self._scorer: TransformerScorer | None = None
@@ -129,11 +131,17 @@ class EnsembleClassifier:
         matrix = self.linear.features_.transform(tokens).tocsr()
         probabilities = self._mix(tokens, self.linear.probabilities_of(matrix))
         predictions = self.linear.explain(
-            probabilities, top_k=top_k, threshold=self.review_threshold
+            probabilities,
+            top_k=top_k,
+            threshold=self.review_threshold,
+            per_category=self.review_thresholds,
         )
         if evidence > 0:
             self.linear.add_evidence(predictions, matrix, probabilities.argmax(axis=1), evidence)
         return predictions
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"review_thresholds": None} | state)  # older pickles lack it
 
     def __getstate__(self) -> dict[str, Any]:
         return self.__dict__ | {"_directory": None, "_scorer": None, "_pid": 0}

@@ -37,7 +37,7 @@ _CLASSIFIER_DEFAULTS = {
 }
 #: MessageClassifier parameters that are not hyperparameters: the tokenizer comes from the
 #: run options (user_dict, stopwords), the review threshold is chosen by training.
-NOT_CLASSIFIER_SETTINGS = ("tokenizer", "review_threshold")
+NOT_CLASSIFIER_SETTINGS = ("tokenizer", "review_threshold", "review_thresholds")
 
 
 class _Section(BaseModel):
@@ -103,10 +103,28 @@ class DedupConfig(_Section):
 
 
 class ReviewConfig(_Section):
-    """The review threshold is the lowest confidence at which the hold-out predictions that
-    skip review are right ``accuracy`` of the time."""
+    """Which category predictions skip review (:mod:`wangge.training.calibration`): the
+    auto-accepted ones must be right ``accuracy`` of the time. ``z``: the Wilson margin
+    (standard errors) the accuracy above a threshold must keep; ``min_category_messages``: the
+    calibration messages a category needs (predicted as it) for a threshold of its own, else
+    it takes the global one.
 
-    accuracy: float = Field(default=0.95, gt=0, le=1)
+    With ``calibration_data`` (raw labelled messages) the thresholds are chosen on them and
+    the estimate is cross-fitted over ``folds`` folds. Without, they are chosen on the
+    training hold-out, with its segmentation spaces removed (``raw_holdout``) so that it is
+    re-segmented as raw text is; raw intake is still harder than the training file, so there
+    the allowed error ``1 - accuracy`` is divided by ``shift_factor``, and only the global
+    threshold is used unless ``holdout_per_category`` (per-category thresholds chosen on the
+    hold-out did not carry over to raw messages: docs/benchmarks.md)."""
+
+    accuracy: float = Field(default=0.97, gt=0, le=1)
+    calibration_data: Path | None = None
+    folds: int = Field(default=5, ge=2)
+    z: float = Field(default=0.5, ge=0)
+    min_category_messages: int = Field(default=50, ge=1)
+    raw_holdout: bool = True
+    shift_factor: float = Field(default=2.0, ge=1)
+    holdout_per_category: bool = False
 
 
 class TrainConfig(_Section):

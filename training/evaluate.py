@@ -131,10 +131,29 @@ def evaluate_predictions(
     )
 
 
+def wilson_lower_bound(right: np.ndarray, total: np.ndarray, z: float) -> np.ndarray:
+    """Wilson score lower bound of the accuracy ``right / total``, ``z`` standard errors below
+    (``z = 0``: the accuracy itself)."""
+    right = np.asarray(right, dtype=float)
+    total = np.maximum(np.asarray(total, dtype=float), 1.0)
+    p = right / total
+    if z == 0:
+        return p
+    z2 = z * z
+    centre = p + z2 / (2 * total)
+    spread = z * np.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
+    return (centre - spread) / (1 + z2 / total)
+
+
 def choose_review_threshold(
-    confidences: Sequence[float], correct: Sequence[bool], *, target_accuracy: float = 0.95
+    confidences: Sequence[float],
+    correct: Sequence[bool],
+    *,
+    target_accuracy: float = 0.95,
+    z: float = 0.0,
 ) -> tuple[float, float]:
-    """The lowest confidence above which predictions are right at least ``target_accuracy``.
+    """The lowest confidence above which predictions are right at least ``target_accuracy``
+    (with ``z > 0``: at the Wilson lower bound ``z`` standard errors below their accuracy).
 
     Predictions at or above the threshold are trusted; those below go to a person. Returns the
     threshold and the share of messages it lets through unreviewed (coverage). If even the
@@ -146,11 +165,11 @@ def choose_review_threshold(
         return 1.0, 0.0
     order = np.argsort(-conf, kind="stable")
     sorted_conf = conf[order]
-    running_accuracy = np.cumsum(ok[order]) / np.arange(1, conf.size + 1)
+    running = wilson_lower_bound(np.cumsum(ok[order]), np.arange(1, conf.size + 1), z)
     # A threshold lets through every prediction at or above it, so a cut can only fall where
     # the confidence changes: predictions with equal confidence pass or fail together.
     cut_allowed = np.append(sorted_conf[:-1] > sorted_conf[1:], True)
-    meets = np.nonzero((running_accuracy >= target_accuracy) & cut_allowed)[0]
+    meets = np.nonzero((running >= target_accuracy - 1e-12) & cut_allowed)[0]
     if meets.size == 0:
         return 1.0, 0.0
     last = int(meets[-1])  # largest prefix (most coverage) that still meets the target

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import subprocess
 import time
@@ -26,6 +27,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from wangge.batch.files import LoadedMessages, load_messages
+from wangge.batch.messages import file_messages
 from wangge.errors import TrainingError
 from wangge.home import default_encoder_dir
 from wangge.models.classifier import MessageClassifier
@@ -50,13 +52,15 @@ from wangge.pipeline.directory import (
     shipped_weights_path,
 )
 from wangge.pipeline.store import CURRENT_FILE, HISTORY_FILE, versions
-from wangge.training.config import CONFIG_TOML, TrainConfig, to_toml
-from wangge.training.evaluate import (
-    EvaluationReport,
-    choose_review_threshold,
-    evaluate_predictions,
-    save_confusion_png,
+from wangge.training.calibration import (
+    ReviewThresholds,
+    ThresholdRule,
+    auto_accept,
+    choose_thresholds,
+    cross_fit,
 )
+from wangge.training.config import CONFIG_TOML, ReviewConfig, TrainConfig, to_toml
+from wangge.training.evaluate import EvaluationReport, evaluate_predictions, save_confusion_png
 from wangge.training.finetune import add_transformer, require_transformer_extra
 
 logger = logging.getLogger(__name__)
@@ -72,8 +76,8 @@ CONFUSION_PNG = "confusion_matrix.png"
 class TrainResult:
     meta: ModelMeta
     holdout: EvaluationReport
-    review_threshold: float
-    review_coverage: float
+    review_threshold: float  # the global one; meta.metrics["review"] holds the rest
+    review_coverage: float  # expected share auto-accepted
     seconds: float
 
 
@@ -173,8 +177,11 @@ def train(
         departments = load_messages(
             config.data, text_columns=config.text_columns, label_column=config.department_column
         )
+    calibration = None
+    if config.review.calibration_data is not None:  # read now: a bad file stops here
+        calibration = load_messages(config.review.calibration_data, require_label=True)
     result = _train_target(
-        "category", texts, labels, data, config, model_dir, step, started, pipeline
+        "category", texts, labels, data, config, model_dir, step, started, pipeline, calibration
     )
     (model_dir / CONFIG_TOML).write_text(to_toml(config), encoding="utf-8")
     if (department_model_dir(model_dir) / META_FILE).is_file():
@@ -308,9 +315,11 @@ def _train_target(
     step: Callable[[str], None],
     started: float,
     pipeline: _Pipeline | None = None,
+    calibration: LoadedMessages | None = None,
 ) -> TrainResult:
-    """Split, fit, evaluate, choose the review threshold, refit and save one classifier;
-    with ``pipeline`` (the category model's), its dedup weights and record too."""
+    """Split, fit, evaluate, refit, choose the review thresholds (on ``calibration`` if
+    given, else on the hold-out) and save one classifier; with ``pipeline`` (the category
+    model's), its dedup weights and record too."""
     step(
         f"{name}: {len(texts)} messages, {len(set(labels))} {PLURALS.get(name, name)}; "
         f"text columns {list(data.columns.text)}, label column {data.columns.label!r}"
@@ -327,23 +336,25 @@ def _train_target(
     predicted = classifier.classes_[fitted.probabilities.argmax(axis=1)]
     gold = label_array[test_idx]
     report = evaluate_predictions(list(gold), list(predicted), labels=list(classifier.classes_))
-    accuracy = config.review.accuracy
-    threshold, coverage = choose_review_threshold(
-        fitted.probabilities.max(axis=1), predicted == gold, target_accuracy=accuracy
-    )
-    step(
-        f"hold-out macro-F1 {report.macro_f1:.4f}, accuracy {report.accuracy:.4f}; review "
-        f"threshold {threshold:.3f} lets {coverage:.0%} through at >= {accuracy:.0%} accuracy"
-    )
+    step(f"hold-out macro-F1 {report.macro_f1:.4f}, accuracy {report.accuracy:.4f}")
+    if calibration is None:  # scored before the refit, by the model without the hold-out
+        scored, source = _holdout_scores(fitted, texts, test_idx, gold, config.review)
     if config.refit:  # the linear part; a fine-tuned transformer is not refitted
         step(f"refitting on all {len(texts)} messages")
         classifier.fit_tokens(tokens, label_array)
-    fitted.model.review_threshold = threshold
+    if calibration is not None:
+        scored, source = calibration_scores(fitted.model, calibration, step)
+    thresholds, review = choose_review(scored, config.review, source, seed=config.seed)
+    step(describe_review(thresholds, review))
+    fitted.model.review_threshold = thresholds.global_threshold
+    fitted.model.review_thresholds = thresholds.per_category
+    coverage = round(1 - review["expected"]["review_share"], 4)
     metrics = {
         "holdout": report.summary(),
-        "review_threshold": threshold,
+        "review_threshold": thresholds.global_threshold,
         "review_coverage": coverage,
-        "review_target_accuracy": accuracy,
+        "review_target_accuracy": config.review.accuracy,
+        "review": review,
         "train_seconds": round(time.perf_counter() - started, 2),
         **fitted.metrics,
     }
@@ -365,7 +376,144 @@ def _train_target(
     )
     write_report(report, model_dir, extra=metrics)
     step(f"saved {name} model {meta.version} to {model_dir}")
-    return TrainResult(meta, report, threshold, coverage, time.perf_counter() - started)
+    return TrainResult(
+        meta, report, thresholds.global_threshold, coverage, time.perf_counter() - started
+    )
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Labelled messages scored by a model: its top confidence and category, and the gold."""
+
+    confidences: np.ndarray
+    predicted: np.ndarray
+    gold: np.ndarray
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray, classes: np.ndarray, gold: Sequence[str]) -> Scored:
+        predicted = np.asarray([str(c) for c in classes[probabilities.argmax(axis=1)]], object)
+        gold_array = np.asarray([str(g) for g in gold], dtype=object)
+        return cls(probabilities.max(axis=1), predicted, gold_array)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.predicted == self.gold
+
+
+def despaced(text: str) -> str:
+    """A pre-segmented text with its segmentation spaces removed, as raw text comes."""
+    return re.sub(r"\s+", "", text)
+
+
+def _holdout_scores(
+    fitted: _Fitted, texts: list[str], test_idx: np.ndarray, gold: np.ndarray, review: ReviewConfig
+) -> tuple[Scored, dict[str, Any]]:
+    """The hold-out scored by the model fitted without it: re-segmented from its text with
+    the spaces removed (``review.raw_holdout``), else as the training file has it."""
+    classes = fitted.model.classes_
+    if not review.raw_holdout:
+        source = {"method": "hold-out", "messages": len(test_idx)}
+        return Scored.of(fitted.probabilities, classes, list(gold)), source
+    probabilities = fitted.model.predict_proba([despaced(texts[i]) for i in test_idx])
+    source = {"method": "hold-out, segmentation spaces removed", "messages": len(test_idx)}
+    return Scored.of(probabilities, classes, list(gold)), source
+
+
+def calibration_scores(
+    model: Any, data: LoadedMessages, step: Callable[[str], None] = logger.info
+) -> tuple[Scored, dict[str, Any]]:
+    """The calibration file's messages (``load_messages`` with ``require_label``: columns
+    found as ``wangge evaluate`` finds them) scored by the final model, as the pipeline
+    scores them."""
+    assert data.labels is not None  # loaded with require_label=True
+    texts = [message.text for message in file_messages(data, locations=False)]
+    step(f"calibrating the review thresholds on {len(texts)} messages of {data.path}")
+    probabilities = model.predict_proba(texts)
+    source = {
+        "method": "calibration data, cross-fitted",
+        "file": str(data.path),
+        "messages": len(texts),
+        "sha256": fingerprint(data.texts, data.labels),
+        "file_sha256": file_sha256(Path(data.path)) if Path(data.path).is_file() else None,
+    }
+    return Scored.of(probabilities, model.classes_, data.labels), source
+
+
+def choose_review(
+    scored: Scored, review: ReviewConfig, source: dict[str, Any], *, seed: int
+) -> tuple[ReviewThresholds, dict[str, Any]]:
+    """The review thresholds chosen on all of ``scored``, and what ``meta.json`` records of
+    them: the expected auto-accept accuracy and review share, cross-fitted over
+    ``review.folds`` folds of ``scored`` (each fold decided by thresholds chosen on the
+    others), the in-sample figures, and where they come from (``source``). On the hold-out
+    (no calibration data) the target is raised and the thresholds are global as
+    :class:`ReviewConfig` says."""
+    on_holdout = "file" not in source
+    target = review.accuracy
+    minimum: int | None = review.min_category_messages
+    if on_holdout:
+        target = 1 - (1 - review.accuracy) / review.shift_factor
+        minimum = minimum if review.holdout_per_category else None
+    rule = ThresholdRule(target, review.z, minimum)
+    thresholds = choose_thresholds(scored.confidences, scored.predicted, scored.correct, rule)
+    in_sample = auto_accept(
+        thresholds.accepts(scored.confidences, scored.predicted), scored.correct
+    )
+    how = f"{review.folds}-fold cross-fitted out-of-fold"
+    if len(scored.gold) >= 2 * review.folds:
+        crossed = cross_fit(
+            scored.confidences, scored.predicted, scored.gold, rule, folds=review.folds, seed=seed
+        )
+        expected, folds = crossed.figures.as_dict(), [t.as_dict() for t in crossed.thresholds]
+    else:  # too few to cross-fit: say so
+        how = f"in-sample, fewer than {2 * review.folds} messages to cross-fit"
+        expected, folds = in_sample.as_dict(), []
+    record = {
+        "target_accuracy": review.accuracy,
+        "chosen_at_accuracy": round(target, 6),
+        "z": review.z,
+        "min_category_messages": review.min_category_messages,
+        "folds": review.folds,
+        "estimated_by": f"{source['method']}: {how}"
+        + (
+            f", at accuracy {target:.4f}; the expected accuracy on raw text is the hold-out's "
+            f"with {review.shift_factor:g} times its errors"
+            if on_holdout
+            else ""
+        ),
+        "expected_auto_accept_accuracy": _shifted(expected["accuracy"], review, on_holdout),
+        "expected_review_share": expected["review_share"],
+        "expected": expected,
+        "in_sample": in_sample.as_dict(),
+        "thresholds": thresholds.as_dict(),
+        "fallback_categories": sorted(
+            set(map(str, scored.predicted)) - set(thresholds.per_category)
+        ),
+        "fold_thresholds": folds,
+        "source": source,
+    }
+    return thresholds, record
+
+
+def _shifted(accuracy: float | None, review: ReviewConfig, on_holdout: bool) -> float | None:
+    """The accuracy expected on raw text: the hold-out's with ``shift_factor`` times its
+    errors (calibration data is raw already: unchanged)."""
+    if accuracy is None or not on_holdout:
+        return accuracy
+    return round(max(0.0, 1 - (1 - accuracy) * review.shift_factor), 4)
+
+
+def describe_review(thresholds: ReviewThresholds, review: dict[str, Any]) -> str:
+    """One line: the thresholds and the expected figures."""
+    own = ", ".join(f"{c} {t:.3f}" for c, t in sorted(thresholds.per_category.items()))
+    accuracy = review["expected_auto_accept_accuracy"]
+    shown = "n/a" if accuracy is None else f"{accuracy:.4f}"
+    return (
+        f"review thresholds: global {thresholds.global_threshold:.3f}"
+        + (f"; per category {own}" if own else "")
+        + f". Expected ({review['estimated_by']}): auto-accepted {shown} right, review share "
+        f"{review['expected_review_share']:.1%} (target {review['target_accuracy']:.2f})"
+    )
 
 
 def _fit_without_holdout(

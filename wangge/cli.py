@@ -144,7 +144,8 @@ TRAIN_OPTION_KEYS = {
     "encoder": "encoder_dir",
     "dedup_weights": "dedup.weights",
     "backend": "backend",
-    "review_accuracy": "review.accuracy",
+    "target_accuracy": "review.accuracy",
+    "calibration_data": "review.calibration_data",
     "base_model": "fine_tune.base_model",
     "max_length": "fine_tune.max_length",
     "epochs": "fine_tune.epochs",
@@ -201,11 +202,23 @@ BaseModelOption = Annotated[
         "(`wangge models fetch-e5 --checkpoint`)."
     ),
 ]
-ReviewAccuracyOption = Annotated[
+TargetAccuracyOption = Annotated[
     float | None,
     typer.Option(
-        help="Accuracy the predictions that skip review must reach on the hold-out; sets the "
-        "needs_review threshold (review.accuracy)."
+        "--target-accuracy",
+        "--review-accuracy",
+        help="Accuracy the category predictions that skip review (auto-accepted) must reach; "
+        "sets the review thresholds, per category where the data allows (review.accuracy, "
+        "default 0.97).",
+    ),
+]
+CalibrationDataOption = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        help="Raw labelled messages (any format --data reads) to choose the review thresholds "
+        "on, cross-fitted; without it they are chosen on the hold-out with its segmentation "
+        "spaces removed (review.calibration_data).",
     ),
 ]
 
@@ -235,7 +248,8 @@ def train(
     department_column: DepartmentColumnOption = None,
     holdout: Annotated[float | None, typer.Option(help="Share held out for evaluation.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed of the split.")] = None,
-    review_accuracy: ReviewAccuracyOption = None,
+    target_accuracy: TargetAccuracyOption = None,
+    calibration_data: CalibrationDataOption = None,
     refit: Annotated[
         bool | None,
         typer.Option("--refit/--no-refit", help="Refit on all rows after the evaluation."),
@@ -269,7 +283,10 @@ def train(
 ) -> None:
     """Train a category model, evaluate it and save both.
 
-    The model is evaluated on a hold-out split, which sets the review threshold. MODEL_DIR
+    The model is evaluated on a hold-out split. The review thresholds are chosen so that the
+    messages that skip review are --target-accuracy right: on --calibration-data (raw labelled
+    messages), else on the hold-out with its segmentation spaces removed; meta.json records the
+    expected auto-accept accuracy and review share (cross-fitted). MODEL_DIR
     must be new or empty (or --force); the configuration used is saved in it as config.toml
     (rerun with --config MODEL_DIR/config.toml), the dedup weights as dedup_weights.json, and
     meta.json records the district tables (--district), the sentence encoder (--encoder) and
@@ -299,11 +316,13 @@ def train(
 
 
 def _echo_training_summary(result: TrainResult, model_dir: Path) -> None:
+    from wangge.training.calibration import thresholds_from
+    from wangge.training.train import describe_review
+
     typer.echo(result.holdout.to_markdown())
-    typer.echo(
-        f"review threshold {result.review_threshold:.3f} "
-        f"({result.review_coverage:.0%} of hold-out messages need no review)"
-    )
+    thresholds = thresholds_from(result.meta.metrics)
+    if thresholds is not None:
+        typer.echo(describe_review(thresholds, result.meta.metrics["review"]))
     transformer = result.meta.metrics.get("transformer")
     if transformer:
         typer.echo(
@@ -322,23 +341,35 @@ def evaluate(
     label_column: LabelColumnOption = None,
     output_dir: Annotated[
         Path | None,
-        typer.Option(help="Also write report.md, report.json and confusion_matrix.png here."),
+        typer.Option(
+            help="Also write report.md, report.json, confusion_matrix.png and "
+            "coverage_accuracy.png here."
+        ),
+    ] = None,
+    curve: Annotated[
+        Path | None,
+        typer.Option(metavar="PNG", help="Write the coverage-accuracy curve to this PNG."),
     ] = None,
 ) -> None:
-    """Print the evaluation report of a model on a labelled file."""
+    """Print the evaluation report of a model on a labelled file, with the accuracy of the
+    messages its review thresholds auto-accept and the share they send to review. On the
+    model's own calibration file (recognised by its fingerprint) the cross-fitted
+    out-of-fold figures recorded at training are reported instead of in-sample ones."""
     from wangge.training.evaluate_files import evaluate_file
 
     try:
-        report = evaluate_file(
+        evaluation = evaluate_file(
             model_dir,
             data,
             text_columns=text_column,
             label_column=label_column,
             output_dir=output_dir,
+            curve=curve,
         )
     except WanggeError as error:
         _fail(error)
-    typer.echo(report.to_markdown())
+    typer.echo(evaluation.report.to_markdown())
+    typer.echo(evaluation.summary())
 
 
 DistrictOption = Annotated[

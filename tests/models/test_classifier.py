@@ -356,3 +356,28 @@ def test_two_categories_predict_and_explain() -> None:
     [prediction] = model.predict_explained(["小区垃圾没人清理"])
     assert prediction.category == "环境卫生" and "垃圾" in prediction.evidence
     assert model.predict_proba(["晚上噪音"]).shape == (1, 2)
+
+
+# -- per-category review thresholds ---------------------------------------------------------
+def test_per_category_review_thresholds(fitted: MessageClassifier) -> None:
+    probabilities = np.zeros((2, len(fitted.classes_)))
+    probabilities[0, 0] = probabilities[1, 1] = 0.6
+    first, second = (str(c) for c in fitted.classes_[:2])
+    model = clone(fitted).set_params(review_threshold=0.5, review_thresholds={first: 0.7})
+    model.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    flags = [p.needs_review for p in model.explain(probabilities)]
+    assert flags == [True, False]  # first: its own 0.7; second: the global 0.5
+    shared = [p.needs_review for p in model.explain(probabilities, threshold=0.65)]
+    assert shared == [True, True]  # a threshold given alone applies to every category
+    assert [p.category for p in model.explain(probabilities)] == [first, second]
+
+
+def test_model_pickled_before_per_category_thresholds_loads(fitted: MessageClassifier) -> None:
+    old = pickle.loads(pickle.dumps(fitted))
+    del old.__dict__["review_thresholds"]  # as a model saved before they existed
+    old.review_threshold = 0.99
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.review_thresholds is None
+    assert "review_thresholds" in loaded.get_params()
+    predictions = loaded.predict_explained(["小区 路灯 坏 了"])
+    assert predictions[0].needs_review == (predictions[0].confidence < 0.99)
