@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CHROMIUM, live_server, needs_chromium, tiny_model
+from conftest import live_server, logged_in_page, needs_chromium, tiny_model
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -72,12 +72,7 @@ def test_a_reviewer_splits_and_merges_cases_in_the_browser(
     assert station == first != other and reports(base, first) == 5
     shots = os.environ.get("WANGGE_SCREENSHOTS")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000}, locale="zh-CN")
-        page.goto(f"{base}/review")
-        page.fill("input[name=username]", "wang")
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]")
+        page = logged_in_page(playwright, base, PASSWORD, height=1000)
         page.wait_for_selector("#queue li")
         page.select_option("#filters select[name=reason]", "duplicate")
         page.click("#filters button[type=submit]")
@@ -135,7 +130,6 @@ def test_a_reviewer_splits_and_merges_cases_in_the_browser(
         page.click("#queue li.selected")
         page.locator("#dup-same").click()
         page.locator("#stats", has_text="已完成 1").wait_for()
-        browser.close()
 
     with Store(database).session() as session:
         actions = [(row.actor, row.action) for row in session.scalars(
