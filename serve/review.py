@@ -258,6 +258,21 @@ def queue_message(
     return task
 
 
+def joined_messages(session: Session, task_ids: Sequence[int]) -> dict[int, list[MessageRow]]:
+    """The messages that joined each of these tasks instead of getting their own (audit action
+    ``link``, written by :func:`queue_message`), oldest first: one query for a page of tasks."""
+    rows = session.execute(
+        select(AuditRow.task_id, MessageRow)
+        .join(MessageRow, MessageRow.id == AuditRow.message_id)
+        .where(AuditRow.action == "link", AuditRow.task_id.in_(list(task_ids)))
+        .order_by(AuditRow.id)
+    )
+    joined: dict[int, list[MessageRow]] = {}
+    for task_id, message in rows:
+        joined.setdefault(task_id, []).append(message)
+    return joined
+
+
 def list_tasks(
     session: Session, where: QueueFilter | None = None, limit: int = 50
 ) -> list[tuple[ReviewTaskRow, MessageRow]]:

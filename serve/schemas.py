@@ -39,6 +39,7 @@ from wangge.pipeline.reasons import ReviewReason
 
 _INPUT_CONFIG = ConfigDict(strict=True, extra="forbid")
 MAX_INT = 2**31 - 1  # the database's INTEGER on PostgreSQL
+JOINED_SHOWN = 20  # joined messages listed with a review task
 MAX_ID_CHARS = 128  # the stored columns' lengths (messages.external_id, messages.reporter)
 MAX_NAME_CHARS = 64  # users.username, the review task's category and claimed_by
 MAX_CODE_CHARS = 32  # a street's code (review_tasks.street_code)
@@ -430,6 +431,15 @@ class LoginResponse(BaseModel):
     expires_in_s: int
 
 
+class JoinedMessage(BaseModel):
+    """A message of the task's case that joined the task instead of getting its own."""
+
+    message_id: int
+    external_id: str | None = Field(description="Its 留言编号.")
+    title: str
+    created_at: Timestamp
+
+
 class ReviewTaskOut(BaseModel):
     """A review task with its message and what the models said of it."""
 
@@ -445,6 +455,12 @@ class ReviewTaskOut(BaseModel):
     content: str
     created_at: Timestamp
     prediction: dict[str, Any]
+    joined: list[JoinedMessage] = Field(
+        default_factory=list,
+        description=f"The first {JOINED_SHOWN} messages of its case that joined this task (one "
+        "open task per case): evidence for the decision, which applies to this message only.",
+    )
+    joined_total: int = Field(default=0, description="How many joined it in all.")
 
 
 class ReviewTaskList(BaseModel):

@@ -7,7 +7,7 @@ task 404, a malformed decision 422; see :mod:`wangge.serve.review` for the rules
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,14 +48,17 @@ from wangge.serve.review import (
     ReviewNotFound,
     claim,
     decide,
+    joined_messages,
     list_tasks,
     queue_stats,
 )
 from wangge.serve.schemas import (
+    JOINED_SHOWN,
     ClaimRequest,
     Code,
     DecisionRequest,
     ErrorResponse,
+    JoinedMessage,
     LoginRequest,
     LoginResponse,
     Name,
@@ -105,8 +108,16 @@ def highlights(evidence: list[str]) -> list[str]:
             and not any(c.isspace() for c in word)]  # fmt: skip
 
 
-def task_out(session: Session, task: ReviewTaskRow, message: MessageRow) -> ReviewTaskOut:
-    """A task as the page shows it; messages named by their 留言编号 where they have one."""
+def task_out(
+    session: Session,
+    task: ReviewTaskRow,
+    message: MessageRow,
+    joined: Sequence[MessageRow] | None = None,
+) -> ReviewTaskOut:
+    """A task as the page shows it; messages named by their 留言编号 where they have one.
+    ``joined``: the messages that joined the task (read here when not given)."""
+    if joined is None:
+        joined = joined_messages(session, [task.id]).get(task.id, [])
     result = message.result or {}
     prediction = {key: result[key] for key in SHOWN if key in result}
     original = session.get(MessageRow, message.duplicate_of) if message.duplicate_of else None
@@ -118,7 +129,10 @@ def task_out(session: Session, task: ReviewTaskRow, message: MessageRow) -> Revi
         task_id=task.id, version=task.version, status=task.status, reasons=task.reasons,
         priority=task.priority, claimed_by=task.claimed_by, message_id=message.id,
         external_id=message.external_id, title=message.title, content=message.content,
-        created_at=message.created_at, prediction=prediction,
+        created_at=message.created_at, prediction=prediction, joined_total=len(joined),
+        joined=[JoinedMessage(message_id=m.id, external_id=m.external_id, title=m.title or
+                              m.content[:40], created_at=m.created_at)
+                for m in joined[:JOINED_SHOWN]],
     )  # fmt: skip
 
 
@@ -173,8 +187,10 @@ def tasks(
     """The queue, most in need of a person first."""
     where = QueueFilter(status=status, reason=reason, street_code=street, category=category)
     with store.session() as session:
+        listed = list_tasks(session, where, limit)
+        joined = joined_messages(session, [task.id for task, _ in listed])
         return ReviewTaskList(
-            tasks=[task_out(session, t, m) for t, m in list_tasks(session, where, limit)]
+            tasks=[task_out(session, t, m, joined.get(t.id, [])) for t, m in listed]
         )
 
 

@@ -149,6 +149,13 @@ function renderQueue() {
 
 const decided = (task) => DECIDED.includes(task.status);
 
+// One open task per case: the case's other doubtful messages joined this task.
+function joinedText(task) {
+  if (!task.joined_total) { return ""; }
+  const items = (task.joined || []).map((m) => `<li>留言编号 ${escapeHtml(m.external_id || m.message_id)}：${escapeHtml(m.title)}</li>`).join("");
+  return `<div id="task-joined"><p>同案件另有 ${task.joined_total} 条存疑留言并入此任务（复核结论只用于本条留言）：</p><ul>${items}</ul></div>`;
+}
+
 function taskDetail(task) {
   const p = task.prediction;
   const top = (p.top_k || []).map((c) => `<tr><td>${escapeHtml(c.category)}</td><td>${(c.probability * 100).toFixed(1)}%</td></tr>`).join("");
@@ -165,7 +172,7 @@ function taskDetail(task) {
     ${p.review ? `<p>复核：${escapeHtml(p.review.by)} · ${REVIEW_ACTIONS[p.review.action] || ""} · ${when(p.review.at)}</p>` : ""}
     <table class="top">${top}</table>
     <p>部门：${escapeHtml(p.department || "—")} · 位置：${place}</p>
-    <p id="task-duplicate">${dup}</p>
+    <p id="task-duplicate">${dup}</p>${joinedText(task)}
     <section id="duplicate-panel"></section>`;
 }
 

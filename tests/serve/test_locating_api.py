@@ -116,6 +116,8 @@ def test_a_repeat_of_a_doubtful_case_joins_its_task(
         [task] = client.get("/review/api/tasks", headers=wang).json()["tasks"]
         assert task["task_id"] == first["task_id"] and task["version"] == first["version"]
         assert task["priority"] > first["priority"]  # three people report it now
+        assert first["joined"] == [] and task["joined_total"] == 2
+        assert [m["external_id"] for m in task["joined"]] == ["b", "c"]  # shown with the task
         queued = client.get("/review/api/stats", headers=wang).json()["queued"]
         assert (queued["messages"], queued["tasks"], queued["linked"]) == (3, 1, 2)
         assert queued["by_reason"]["category"] == {"tasks": 1, "share": 0.3333}

@@ -181,6 +181,7 @@ def test_api_errors_are_shown_in_chinese(server: str, browser: Any) -> None:
 def test_highlights_skip_single_characters_and_stop_words(server: str, browser: Any) -> None:
     page = logged_in(browser, server)
     open_task(page, "楼道垃圾")
+    assert "留言编号 m4" in page.inner_text("#task-joined")  # the repeat joined this task
     evidence = page.evaluate(
         "wanggeReview.state.tasks[wanggeReview.state.index].prediction.evidence"
     )
