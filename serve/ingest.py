@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import distinct, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from wangge.home import has_encoder
@@ -59,6 +59,7 @@ from wangge.serve.storage import (
     CaseRow,
     MessageRow,
     Store,
+    case_reporters,
     load_detector,
     recount_reports,
     stored_features,
@@ -318,21 +319,11 @@ class Ingestor:
         tasked = [reason for reason in reasons if reason != UNLOCATED]
         if not tasked:
             return
-        reporters = _reporters(session, row.case_id) if reports > 1 else 1
+        reporters = case_reporters(session, row.case_id) if reports > 1 and row.case_id else 1
         margin = decision.score - self.detector.threshold
         task_priority = priority(prediction, tasked, reports=reports, reporters=reporters,
                                  dup_margin=margin)  # fmt: skip
         queue_message(session, row, tasked, task_priority)
-
-
-def _reporters(session: Session, case_id: int | None) -> int:
-    """The people who reported a case: its distinct reporters, each anonymous message one."""
-    named, anonymous = session.execute(
-        select(func.count(distinct(MessageRow.reporter)),
-               func.count() - func.count(MessageRow.reporter))
-        .where(MessageRow.case_id == case_id)
-    ).one()  # fmt: skip
-    return int(named) + int(anonymous)
 
 
 def _jsonable(prediction: dict[str, Any]) -> dict[str, Any]:

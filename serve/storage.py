@@ -331,16 +331,27 @@ def case_summary(session: Session, case: CaseRow) -> dict[str, Any]:
     }
 
 
+def _reporter_key() -> Any:
+    """Who reported a message, for counting people: its reporter, or for an anonymous message
+    the message itself (each anonymous report counts as one person)."""
+    return func.coalesce(MessageRow.reporter, "#" + cast(MessageRow.id, String))
+
+
+def case_reporters(session: Session, case_id: int) -> int:
+    """The people who reported a case (see :func:`_reporter_key`)."""
+    count = select(func.count(distinct(_reporter_key()))).where(MessageRow.case_id == case_id)
+    return int(session.scalar(count) or 0)
+
+
 def window_counts(
     session: Session, since: datetime | None, until: datetime
 ) -> dict[int, dict[str, Any]]:
     """Per case, its reports between ``since`` and ``until``: one grouped query."""
-    reporter = func.coalesce(MessageRow.reporter, "#" + cast(MessageRow.id, String))
     query = (
         select(
             MessageRow.case_id,
             func.count(),
-            func.count(distinct(reporter)),
+            func.count(distinct(_reporter_key())),
             func.sum(MessageRow.likes),
             func.sum(MessageRow.dislikes),
             func.max(MessageRow.created_at),
