@@ -255,6 +255,12 @@ class Running:
     health: dict[str, Any]
     startup_s: float
 
+    def describe(self) -> str:
+        """The report's first line: the server, its model and its start-up time."""
+        version = self.health["model_version"]
+        return (f"server pid {self.server.pid} on {self.base_url}, model {version}, "
+                f"healthy after {self.startup_s:.1f} s")  # fmt: skip
+
 
 @contextmanager
 def running_server(model_dir: Path, prefix: str) -> Iterator[Running]:
@@ -295,10 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with running_server(args.model_dir, "wangge-bench-api-") as running:
             server, base_url = running.server, running.base_url
-            say(
-                f"server pid {server.pid} on {base_url}, model {running.health['model_version']}, "
-                f"healthy after {running.startup_s:.1f} s"
-            )
+            say(running.describe())
             try:
                 measure(base_url, messages, args, running.headers)
             except (httpx.HTTPError, RuntimeError) as error:

@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with running_server(args.model_dir, "wangge-bench-limits-") as running:
             server, base_url, headers = running.server, running.base_url, running.headers
-            say(f"server pid {server.pid} on {base_url}, model {running.health['model_version']}")
+            say(running.describe())
             warm(base_url, headers)
             started = peak_rss_mib(server.pid) or 0.0
             say(f"peak RSS (VmHWM) after start-up and a message to each endpoint {started:.0f} MiB")
