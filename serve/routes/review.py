@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from wangge.errors import WanggeError
@@ -189,6 +190,9 @@ def tasks(
     with store.session() as session:
         listed = list_tasks(session, where, limit)
         joined = joined_messages(session, [task.id for task, _ in listed])
+        # the messages repeated, loaded at once: task_out's session.get then finds them loaded
+        originals = {m.duplicate_of for _, m in listed if m.duplicate_of is not None}
+        session.scalars(select(MessageRow).where(MessageRow.id.in_(originals))).all()
         return ReviewTaskList(
             tasks=[task_out(session, t, m, joined.get(t.id, [])) for t, m in listed]
         )
