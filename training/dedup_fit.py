@@ -19,6 +19,7 @@ fitted on (files by name and SHA-256, the encoder, the cross-validated figures).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from wangge.models.dedup import (
     Encoder,
     MessageFeatures,
     ModeWeights,
+    PairFeatures,
     PairWeights,
 )
 from wangge.pipeline import Triage
@@ -52,10 +54,12 @@ logger = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("id_a", "id_b", "same_case")
 FEATURES = {
-    "encoder": ["jaccard", "title_jaccard", "lexical_cosine", "cosine", "close_cosine",
-                "same_reporter", "entities_conflict", "entities_overlap"],
-    "lexical": ["jaccard", "title_jaccard", "lexical_cosine", "same_reporter",
-                "entities_conflict", "entities_overlap"],
+    "encoder": ["jaccard", "title_jaccard", "lexical_cosine", "title_lexical_cosine", "cosine",
+                "close_cosine", "same_reporter", "log_days", "entities_conflict",
+                "entities_overlap", "broad_places"],
+    "lexical": ["jaccard", "title_jaccard", "lexical_cosine", "title_lexical_cosine",
+                "same_reporter", "log_days", "entities_conflict", "entities_overlap",
+                "broad_places"],
 }  # fmt: skip
 THRESHOLDS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 FOLDS = 10
@@ -109,21 +113,23 @@ class Mode:
 
 
 def prepare_modes(
-    messages: Sequence[Any], pairs: pd.DataFrame, encoder: Encoder | None
+    messages: Sequence[Any],
+    pairs: pd.DataFrame,
+    encoder: Encoder | None,
+    *,
+    cache: Path | None = None,
 ) -> list[Mode]:
     """The modes to fit, lexical first: pipeline messages (in time order) prepared once, as
-    ``wangge dedup`` prepares them; the encoder mode only with an ``encoder``."""
+    ``wangge dedup`` prepares them; the encoder mode only with an ``encoder``. With a
+    ``cache`` folder, the embeddings and tagged names are read from it when it holds those of
+    the same messages, else written to it (the runs of a comparison then embed once)."""
     detector = DuplicateDetector(encoder)
-    results = Triage(detector=detector).pipe(messages)
-    ordered = [result.dedup for result in results if result.dedup is not None]
-    features = [result.features for result in results if result.features is not None]
+    ordered, features = _prepared(detector, messages, cache)
     missing = sorted({str(i) for i in pd.concat([pairs["id_a"], pairs["id_b"]])}
                      - {m.id for m in ordered})  # fmt: skip
     if missing:
         raise DataError(f"{len(missing)} message ids of the pairs are not in the messages "
                         f"(or have no text): {', '.join(missing[:5])}")  # fmt: skip
-    for feature in features:  # once, rather than again in each of the runs of the fit
-        detector.tagged(feature)
     lexical = [replace(feature, vector=None) for feature in features]
     modes = [Mode("lexical", None, ordered, lexical, pair_rows(detector, ordered, lexical, pairs))]
     if encoder is not None:
@@ -133,6 +139,39 @@ def prepare_modes(
             )
         )
     return modes
+
+
+def _prepared(
+    detector: DuplicateDetector, messages: Sequence[Any], cache: Path | None
+) -> tuple[list[DedupMessage], list[MessageFeatures]]:
+    """The detector's messages and features, their places tagged (see :func:`prepare_modes`)."""
+    key = hashlib.sha256(
+        json.dumps([[m.id, m.title, m.content] for m in messages], ensure_ascii=False).encode()
+        + str(detector.encoder is not None).encode()
+    ).hexdigest()[:16]
+    stored = cache / f"dedup_features_{key}.npz" if cache is not None else None
+    if stored is not None and stored.is_file():
+        saved = np.load(stored, allow_pickle=False)
+        results = Triage(detector=DuplicateDetector(None)).pipe(messages)  # no encoder runs
+        ordered = [result.dedup for result in results if result.dedup is not None]
+        vectors = saved["vectors"] if saved["vectors"].size else None
+        names = [frozenset(json.loads(text)) for text in saved["entities"]]
+        return ordered, detector.features(ordered, vectors=vectors, entities=names)
+    results = Triage(detector=detector).pipe(messages)
+    ordered = [result.dedup for result in results if result.dedup is not None]
+    features = [result.features for result in results if result.features is not None]
+    for feature in features:
+        detector.tagged(feature)
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        vectors = [f.vector for f in features if f.vector is not None]
+        np.savez(
+            stored,
+            vectors=np.stack(vectors) if vectors else np.zeros(0, np.float32),
+            entities=np.array([json.dumps(sorted(f.entities or ()), ensure_ascii=False)
+                               for f in features]),
+        )  # fmt: skip
+    return ordered, features
 
 
 def pair_rows(
@@ -146,14 +185,20 @@ def pair_rows(
     rows = []
     for a, b in pairs[["id_a", "id_b"]].values:
         (ma, fa), (mb, fb) = by_id[str(a)], by_id[str(b)]
-        f = detector.pair_features(ma, fa, mb, fb)
-        cosine = f.cosine or 0.0
-        rows.append({"jaccard": f.jaccard, "title_jaccard": f.title_jaccard, "cosine": cosine,
-                     "close_cosine": max(0.0, cosine - CLOSE_COSINE) / (1 - CLOSE_COSINE),
-                     "lexical_cosine": f.lexical_cosine, "same_reporter": f.same_reporter,
-                     "entities_conflict": f.entities == -1,
-                     "entities_overlap": f.entities == 1})  # fmt: skip
+        rows.append(feature_row(detector.pair_features(ma, fa, mb, fb)))
     return pd.DataFrame(rows).astype(float)
+
+
+def feature_row(f: PairFeatures) -> dict[str, float]:
+    """A pair's features as :class:`~wangge.models.dedup.PairWeights` weighs them."""
+    cosine = f.cosine or 0.0
+    return {"jaccard": f.jaccard, "title_jaccard": f.title_jaccard, "cosine": cosine,
+            "close_cosine": max(0.0, cosine - CLOSE_COSINE) / (1 - CLOSE_COSINE),
+            "lexical_cosine": f.lexical_cosine, "title_lexical_cosine": f.title_lexical_cosine,
+            "same_reporter": float(f.same_reporter), "log_days": f.log_days,
+            "entities_conflict": float(f.entities == -1),
+            "entities_overlap": float(f.entities == 1),
+            "broad_places": float(f.broad_places)}  # fmt: skip
 
 
 def fit_weights(mode: Mode, rows: np.ndarray, y: np.ndarray) -> PairWeights:
