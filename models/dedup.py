@@ -48,7 +48,8 @@ import hnswlib
 import numpy as np
 from rensa import RMinHash, RMinHashLSH
 
-from wangge.nlp.places import broad, specific
+from wangge.nlp.places import shared_broad as places_shared_broad
+from wangge.nlp.places import specific
 
 SHINGLE_SIZE = 3
 MIN_SHINGLES = 4
@@ -423,7 +424,7 @@ def entity_relation(a: frozenset[str], b: frozenset[str]) -> int:
 def shared_broad(a: frozenset[str], b: frozenset[str]) -> bool:
     """Whether two messages name a broad place (a town, a district, a city …) in common: no
     evidence that they report one case, only that they are in one area."""
-    return bool(broad(a) & broad(b))
+    return places_shared_broad(a, b)
 
 
 def _name_trigrams(names: frozenset[str]) -> set[str]:

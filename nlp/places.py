@@ -90,6 +90,20 @@ def broad(names: Iterable[str]) -> frozenset[str]:
     return frozenset(name for name in names if place_level(name) is Level.BROAD)
 
 
+def shared_broad(a: Iterable[str], b: Iterable[str]) -> bool:
+    """Whether two sets of names have a broad place in common, a town written with or without
+    its suffix (星沙, 星沙街道) being one."""
+    return bool(_area_keys(a) & _area_keys(b))
+
+
+def _area_keys(names: Iterable[str]) -> set[str]:
+    keys = set()
+    for name in broad(names):
+        bare = _TOWN_SUFFIX.sub("", name)
+        keys.add(bare if len(bare) >= 2 else name)
+    return keys
+
+
 @cache
 def administrative_names() -> frozenset[str]:
     """Names of administrative divisions down to towns and street offices, with their bare

@@ -35,20 +35,25 @@ from wangge.batch.dedup import messages_in_time_order
 from wangge.batch.files import load_messages
 from wangge.errors import DataError
 from wangge.models.dedup import (
-    CLOSE_COSINE,
     DedupMessage,
     DedupWeights,
     DuplicateDetector,
     Encoder,
     MessageFeatures,
     ModeWeights,
-    PairFeatures,
     PairWeights,
 )
 from wangge.pipeline import Triage
 from wangge.pipeline.artifact import EncoderRecord, file_sha256
 from wangge.pipeline.directory import encoder_record
 from wangge.pipeline.triage import load_encoder
+from wangge.training.dedup_replay import (
+    Recorded,
+    feature_row,
+    logistic_scores,
+    record_pairs,
+    replay_matches,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +111,7 @@ class Mode:
     messages: list[DedupMessage]  # in time order
     features: list[MessageFeatures]  # of ``messages``, entities tagged
     x: pd.DataFrame  # the labelled pairs' features, one row per pair
+    recorded: Recorded | None = None  # what a case build compares (see :func:`recorded`)
 
     @property
     def names(self) -> list[str]:
@@ -189,18 +195,6 @@ def pair_rows(
     return pd.DataFrame(rows).astype(float)
 
 
-def feature_row(f: PairFeatures) -> dict[str, float]:
-    """A pair's features as :class:`~wangge.models.dedup.PairWeights` weighs them."""
-    cosine = f.cosine or 0.0
-    return {"jaccard": f.jaccard, "title_jaccard": f.title_jaccard, "cosine": cosine,
-            "close_cosine": max(0.0, cosine - CLOSE_COSINE) / (1 - CLOSE_COSINE),
-            "lexical_cosine": f.lexical_cosine, "title_lexical_cosine": f.title_lexical_cosine,
-            "same_reporter": float(f.same_reporter), "log_days": f.log_days,
-            "entities_conflict": float(f.entities == -1),
-            "entities_overlap": float(f.entities == 1),
-            "broad_places": float(f.broad_places)}  # fmt: skip
-
-
 def fit_weights(mode: Mode, rows: np.ndarray, y: np.ndarray) -> PairWeights:
     """Logistic regression of the mode's features on the pairs ``rows``, rounded to 3
     decimals."""
@@ -220,6 +214,23 @@ def together(mode: Mode, pairs: pd.DataFrame, weights: PairWeights, threshold: f
     return np.array([case_of[str(a)] == case_of[str(b)] for a, b in pairs[["id_a", "id_b"]].values])
 
 
+def recorded(mode: Mode) -> Recorded:
+    """What a case build of the mode's messages compares (recorded once a mode)."""
+    if mode.recorded is None:
+        mode.recorded = record_pairs(mode.encoder, mode.messages, mode.features)
+    return mode.recorded
+
+
+def together_replayed(
+    mode: Mode, pairs: pd.DataFrame, weights: PairWeights, threshold: float
+) -> np.ndarray:
+    """:func:`together`, the cases built by replaying the recorded pairs (fast)."""
+    replay = recorded(mode)
+    cases = replay.cases(logistic_scores(replay, weights), threshold)
+    case_of = {m.id: case for m, case in zip(replay.messages, cases, strict=True)}
+    return np.array([case_of[str(a)] == case_of[str(b)] for a, b in pairs[["id_a", "id_b"]].values])
+
+
 def prf(predicted: np.ndarray, gold: np.ndarray) -> tuple[float, float, float]:
     """Pairwise precision, recall and F1 of "same case"."""
     tp = int((predicted & gold).sum())
@@ -230,10 +241,18 @@ def prf(predicted: np.ndarray, gold: np.ndarray) -> tuple[float, float, float]:
 
 
 def cross_validate(
-    mode: Mode, pairs: pd.DataFrame, *, folds: int = FOLDS, progress: Progress | None = None
+    mode: Mode,
+    pairs: pd.DataFrame,
+    *,
+    folds: int = FOLDS,
+    progress: Progress | None = None,
+    replayed: bool = True,
 ) -> dict[float, np.ndarray]:
     """For each threshold, whether each pair was put in one case by weights fitted on the
-    other folds (stratified, shuffled with :data:`FOLD_SEED`)."""
+    other folds (stratified, shuffled with :data:`FOLD_SEED`); the cases built by replaying
+    the recorded pairs (:mod:`wangge.training.dedup_replay`), or with ``replayed=False`` by
+    the detector itself."""
+    build = together_replayed if replayed else together
     from sklearn.model_selection import StratifiedKFold
 
     y = pairs["same_case"].to_numpy() == 1
@@ -244,7 +263,7 @@ def cross_validate(
             progress(f"{mode.name}: fold {fold} of {folds}")
         weights = fit_weights(mode, train, y)
         for threshold in THRESHOLDS:
-            predicted[threshold][test] = together(mode, pairs, weights, threshold)[test]
+            predicted[threshold][test] = build(mode, pairs, weights, threshold)[test]
     return predicted
 
 
@@ -266,9 +285,14 @@ def fit_mode(
         raise DataError(f"{folds}-fold cross-validation needs at least {folds} pairs of each "
                         f"label; pass fewer --folds")  # fmt: skip
     predicted = cross_validate(mode, pairs, folds=folds, progress=progress)
+    weights = fit_weights(mode, np.arange(len(y)), y)
+    replay = recorded(mode)
+    if not replay_matches(mode.encoder, mode.features, replay, weights, THRESHOLDS[0]):
+        # The detector no longer decides as the replay does: build with it (slow).
+        logger.warning("%s: replayed cases differ from the detector's; rebuilding", mode.name)
+        predicted = cross_validate(mode, pairs, folds=folds, progress=progress, replayed=False)
     figures = {t: prf(predicted[t], y) for t in THRESHOLDS}
     chosen = max(THRESHOLDS, key=lambda t: figures[t][2])
-    weights = fit_weights(mode, np.arange(len(y)), y)
     return FittedMode(ModeWeights(weights, chosen), figures)
 
 

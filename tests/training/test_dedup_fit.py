@@ -17,10 +17,11 @@ from wangge.batch.dedup import messages_in_time_order
 from wangge.batch.files import load_messages
 from wangge.cli import app
 from wangge.errors import DataError
-from wangge.models.dedup import DedupWeights
+from wangge.models.dedup import DedupWeights, DuplicateDetector
 from wangge.pipeline.directory import DEDUP_WEIGHTS_FILE, read_dedup_weights
 from wangge.training import dedup_fit
 from wangge.training.dedup_fit import THRESHOLDS, fit_mode, prepare_modes, read_pairs
+from wangge.training.dedup_replay import replay_matches
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "dedup_pairs"
 MESSAGES, PAIRS = FIXTURE / "messages.csv", FIXTURE / "pairs.csv"
@@ -126,3 +127,46 @@ def test_too_few_pairs_for_the_folds_are_refused() -> None:
     (lexical,) = prepare_modes(messages, pairs, None)
     with pytest.raises(DataError, match="needs at least 20 pairs of each label"):
         fit_mode(lexical, pairs, folds=20)
+
+
+def test_replayed_case_builds_are_the_detectors() -> None:
+    pairs = read_pairs([PAIRS])
+    _positions, messages = messages_in_time_order(load_messages(MESSAGES))
+    for mode in prepare_modes(messages, pairs, BigramEncoder()):
+        weights = dedup_fit.fit_weights(mode, np.arange(len(pairs)), pairs["same_case"] == 1)
+        replay = dedup_fit.recorded(mode)
+        assert len(replay.candidates) == len(messages) and len(replay.x) > 0
+        for threshold in (0.3, THRESHOLDS[0], 0.9):
+            assert replay_matches(mode.encoder, mode.features, replay, weights, threshold)
+            replayed = dedup_fit.together_replayed(mode, pairs, weights, threshold)
+            built = dedup_fit.together(mode, pairs, weights, threshold)
+            assert (replayed == built).all()
+
+
+def test_the_fitted_weights_weigh_the_place_levels_and_the_detector_loads_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    (encoder / "encoder.onnx").write_bytes(b"a graph")
+    monkeypatch.setattr(dedup_fit, "load_encoder", lambda directory: BigramEncoder())
+    output = tmp_path / "weights.json"
+    result = CliRunner().invoke(app, ["dedup", "fit", "--pairs", str(PAIRS), "--messages",
+                                      str(MESSAGES), "--out", str(output), "--encoder",
+                                      str(encoder), "--folds", "3"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = json.loads(output.read_text(encoding="utf-8"))
+    for mode in ("encoder", "lexical"):
+        assert {"title_lexical_cosine", "log_days", "broad_places"} <= set(written[mode]["weights"])
+    loaded = read_dedup_weights(output)
+    detector = DuplicateDetector(
+        BigramEncoder(), weights=loaded.encoder.weights, threshold=loaded.encoder.threshold
+    )
+    assert (detector.weights, detector.threshold) == (
+        loaded.encoder.weights,
+        loaded.encoder.threshold,
+    )
+    assert (
+        loaded.encoder.weights.title_lexical_cosine
+        == written["encoder"]["weights"]["title_lexical_cosine"]
+    )
