@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from enum import Enum
 from functools import cache
 from pathlib import Path
@@ -126,15 +127,17 @@ def _national_divisions() -> Iterable[str]:
     if spec is None or not spec.submodule_search_locations:
         return
     folder = Path(next(iter(spec.submodule_search_locations))) / "dictionary"
-    text = folder / "china_location.txt"
+    text, packed = folder / "china_location.txt", folder / "china_location.zip"
     if text.is_file():
-        content = text.read_text(encoding="utf-8")
-    elif (folder / "china_location.zip").is_file():
-        with zipfile.ZipFile(folder / "china_location.zip") as archive:
-            content = archive.read("china_location.txt").decode("utf-8")
-    else:
-        return
-    for line in content.splitlines():
+        with text.open(encoding="utf-8") as lines:
+            yield from _divisions(lines)
+    elif packed.is_file():
+        with zipfile.ZipFile(packed) as archive, archive.open("china_location.txt") as raw:
+            yield from _divisions(io.TextIOWrapper(raw, encoding="utf-8"))
+
+
+def _divisions(lines: Iterable[str]) -> Iterator[str]:
+    for line in lines:
         depth = len(line) - len(line.lstrip("\t"))
         if depth > 3 or not line.strip():
             continue

@@ -6,9 +6,11 @@ are judged by whether both messages got one case. The models:
 
 - ``baseline``: the logistic regression of the features before :mod:`wangge.nlp.places`
   (any tagged name in common counts as overlap, town names included);
-- ``places``: the same features, but only specific places as overlap or conflict evidence;
-- ``logistic``: the logistic regression ``wangge dedup fit`` fits (:data:`FEATURES`);
-- ``boosting``: scikit-learn's ``HistGradientBoostingClassifier`` on the same features.
+- ``places``: the same features, but only specific places as overlap or conflict evidence:
+  the logistic regression ``wangge dedup fit`` fits (:data:`FEATURES`);
+- ``logistic``: a logistic regression that adds the titles' sketch cosine, the time gap and
+  whether a broad place is shared (:data:`EXTENDED`);
+- ``boosting``: scikit-learn's ``HistGradientBoostingClassifier`` on those features.
 
 A build meets the same (message, candidate) pairs whatever the model, so they are recorded
 once by the detector (:func:`record_pairs`), each model's probabilities computed for all of
@@ -36,11 +38,8 @@ from wangge.training.dedup_replay import labelled_rows, record_pairs
 
 BASELINE = ["jaccard", "title_jaccard", "lexical_cosine", "cosine", "close_cosine",
             "same_reporter", "any_conflict", "any_overlap"]  # fmt: skip
-# The baseline's features with only specific places as overlap or conflict evidence.
-PLACES = [name for name in BASELINE if not name.startswith("any_")] + [
-    "entities_conflict",
-    "entities_overlap",
-]
+PLACES = FEATURES["encoder"]  # the baseline's, with only specific places as evidence
+EXTENDED = [*PLACES, "title_lexical_cosine", "log_days", "broad_places"]
 MODELS = ("baseline", "places", "logistic", "boosting")
 
 
@@ -54,9 +53,9 @@ def make_model(name: str, seed: int = FOLD_SEED) -> tuple[list[str], Any]:
     if name == "places":
         return PLACES, LogisticRegression(C=REGULARISATION, max_iter=1000)
     if name == "logistic":
-        return FEATURES["encoder"], LogisticRegression(C=REGULARISATION, max_iter=1000)
+        return EXTENDED, LogisticRegression(C=REGULARISATION, max_iter=1000)
     if name == "boosting":
-        return FEATURES["encoder"], HistGradientBoostingClassifier(
+        return EXTENDED, HistGradientBoostingClassifier(
             max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=10,
             l2_regularization=1.0, random_state=seed,
         )  # fmt: skip
