@@ -359,7 +359,10 @@ def test_with_an_encoder_the_sketches_still_find_a_rewording_under_another_title
         for i in range(10)
     ]
     reworded = replace(GARBAGE_REWORDED, title="反映金城花园停车的问题")
-    detector = DuplicateDetector(TopicEncoder())
+    # Weights under which the pair joins once it is a candidate (what this test is about):
+    # its sketches' cosine is 0.31 and both name 金城花园.
+    weights = PairWeights(lexical_cosine=8.0, entities_overlap=2.0, bias=-4.0)
+    detector = DuplicateDetector(TopicEncoder(), weights=weights, threshold=0.5)
     detector.add_many([GARBAGE, *fillers])
     [decision] = detector.add_many([reworded])
     assert (decision.case_id, decision.duplicate_of) == ("a", "a")
