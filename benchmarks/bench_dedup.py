@@ -123,11 +123,15 @@ def broad_only_joins(frame: pd.DataFrame, mode: Mode) -> list[tuple[str, str, di
     detector = DuplicateDetector(mode.encoder)
     by_id = {m.id: (m, f) for m, f in zip(mode.messages, mode.features, strict=True)}
     failures = []
-    for message_id, member in zip(frame["留言编号"], frame["duplicate_of"], strict=True):
+    rows = zip(frame["留言编号"], frame["duplicate_of"], frame["dup_evidence"], strict=True)
+    for message_id, member, evidence in rows:
         if not member:
             continue
         (mine, ours), (other, theirs) = by_id[message_id], by_id[member]
-        pair = detector.pair_features(mine, ours, other, theirs)
+        # The embeddings' cosine of the run itself (its evidence, to 3 decimals): the int8
+        # encoder's output depends a little on the texts batched with it.
+        cosine = json.loads(evidence).get("cosine")
+        pair = replace(detector.pair_features(mine, ours, other, theirs), cosine=cosine)
         if not pair.broad_places or pair.entities == 1 or pair.jaccard == 1.0:
             continue
         alone = detector.weights.probability(replace(pair, entities=0, broad_places=False))

@@ -57,8 +57,11 @@ _TOWN_SUFFIX = re.compile(r"(?:街道办事处|街道办|街道|地区办事处|
 # What a name is when it is only a kind (物业公司, 有限公司, 小区 …): nothing is left.
 _KINDS = re.compile(
     r"有限责任公司|有限公司|股份|集团|公司|物业|小区|社区|街道|花园|家园|学校|小学|中学"
-    r"|幼儿园|医院|派出所|政府|管理处|业委会|开发商|我们|我|本|该|此|这个|这里|附近"
+    r"|幼儿园|医院|派出所|政府|管理处|业委会|开发商|楼盘|我们|我|本|该|此|这个|这里|附近"
+    r"|周边|公办|民办|公立|私立|普惠性|普惠|配套|老旧|新建|安置|定向|商品房"
 )
+# Lines that cross a city (地铁3号线, 公交线路): complaints along them are about anything.
+_LINES = re.compile(r"(?:号线|线路|轨道交通|地铁|高铁|高速|公交)$")
 BARE_CHARS = 3  # a name this short without a specific suffix is broad
 
 
@@ -72,7 +75,7 @@ def _place_level(name: str) -> Level:
     if not name or _ANONYMISED.match(name) or name in administrative_names():
         return Level.BROAD
     core = _KINDS.sub("", name)
-    if len(core) < 2 or _GOVERNMENT.search(name):
+    if len(core) < 2 or _GOVERNMENT.search(name) or _LINES.search(name):
         return Level.BROAD
     if _SPECIFIC_SUFFIX.search(name):
         return Level.SPECIFIC
@@ -113,7 +116,8 @@ def administrative_names() -> frozenset[str]:
     for name in (*_national_divisions(), *_registry_divisions()):
         names.add(name)
         bare = _TOWN_SUFFIX.sub("", name)
-        if len(bare) >= 2:
+        # Not the bare form of a street office named after its road (开元路街道 → 开元路).
+        if len(bare) >= 2 and not _SPECIFIC_SUFFIX.search(bare):
             names.add(bare)
     return frozenset(names)
 

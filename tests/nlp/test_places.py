@@ -27,6 +27,8 @@ from wangge.nlp.places import Level, administrative_names, broad, place_level, s
         "物业公司",  # only a kind
         "小区",
         "梅溪湖",  # a bare short name without a kind
+        "公办幼儿园",  # a kind with a qualifier
+        "地铁3号线",  # a line across the city
     ],
 )
 def test_divisions_towns_and_bare_names_are_broad(name: str) -> None:
@@ -48,6 +50,7 @@ def test_divisions_towns_and_bare_names_are_broad(name: str) -> None:
         "东塘派出所",
         "菜市场",  # ends with 市, but a market
         "晟通牡丹舸物业",
+        "开元路",  # also the bare name of a street office (开元路街道), but a road
     ],
 )
 def test_compounds_roads_schools_shops_and_organisations_are_specific(name: str) -> None:
