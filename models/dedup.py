@@ -230,8 +230,9 @@ WEIGHTS_FILE = "dedup_weights.json"
 
 def shipped_weights() -> DedupWeights:
     """The weights shipped with wangge (``data/dedup_weights.json``), fitted by
-    ``wangge dedup fit`` on ``benchmarks/data/hot_issue_pairs.csv`` with the int8
-    multilingual-e5-small of ``wangge models fetch-e5`` (its ``fitted`` section says how)."""
+    ``wangge dedup fit`` on the labelled pairs of ``benchmarks/data/`` (``hot_issue_pairs*.csv``)
+    with the int8 multilingual-e5-small of ``wangge models fetch-e5`` (its ``fitted`` section
+    says how)."""
     text = resources.files("wangge.data").joinpath(WEIGHTS_FILE).read_text(encoding="utf-8")
     return DedupWeights.from_dict(json.loads(text))
 
