@@ -6,15 +6,17 @@ shop or company (金城花园, 云塘路, 师大附中) is evidence. :func:`plac
 from the name alone, so that names stored without LAC's tag (the detector keeps names only)
 get the same answer:
 
-- **broad**: administrative divisions, by their suffix (省, 市, 区, 县, 镇, 乡, 街道, 社区 …,
-  but not 小区, 超市, 园区 …), the anonymised forms of the Teddy Cup data (A市, A3区, 西地省),
+- **broad**: administrative divisions down to towns and street offices, by their suffix (省,
+  市, 区, 县, 镇, 乡, 街道 …, but not 小区, 社区, 超市, 园区 …), the anonymised forms of the
+  Teddy Cup data (A市, A3区, 西地省),
   China's provinces, cities, counties and towns/street offices with their bare names (星沙 for
   星沙街道; from jionlp's ``china_location.txt``, read offline), the district registry's
   districts and streets (:func:`~wangge.nlp.registry.default_district_dir`), government
   bodies (区政府, 住建局), names that are only a kind (物业公司, 小区), and bare short names
   without a specific suffix (3 characters or fewer: 梅溪湖, 湘江, 万科);
 - **specific**: everything else, in particular names ending with a specific kind (小区, 花园,
-  苑, 路, 大厦, 学校, 医院, 公司, 店, 村 …) or of 4 characters or more.
+  苑, 路, 大厦, 学校, 医院, 公司, 店, 村, 社区 …) or of 4 characters or more. A community
+  (社区) or village is below the registry's street level: as local as a compound.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Level(Enum):
 # Kinds of specific places: checked before the administrative suffixes, which some end with
 # (小区 ends with 区, 超市 with 市, 园区 with 区).
 _SPECIFIC_SUFFIX = re.compile(
-    r"(?:小区|园区|厂区|校区|景区|片区|住宅区|安置区|生活区|宿舍区|商业区|超市|菜市|夜市|门市"
+    r"(?:小区|社区|居委会|园区|厂区|校区|景区|片区|住宅区|安置区|生活区|宿舍区|商业区|超市|菜市|夜市|门市"
     r"|花园|家园|公寓|大厦|广场|大楼|楼|栋|幢|单元|号|苑|府|园|城|庭|居|湾|郡|墅|里|坊|阁|轩"
     r"|路|街|巷|大道|大街|桥|隧道|村|组|学校|小学|中学|一中|二中|附中|幼儿园|大学|学院"
     r"|医院|卫生院|诊所|卫生服务站|服务中心|中心|公司|集团|店|超市|市场|酒店|宾馆|银行|物业"
@@ -48,7 +50,7 @@ _SPECIFIC_SUFFIX = re.compile(
 )
 _ADMIN_SUFFIX = re.compile(
     r"(?:省|自治区|市|自治州|州|地区|盟|区|新区|开发区|高新区|县|自治县|旗|镇|乡|街道|街道办"
-    r"|街道办事处|办事处|社区|居委会|管委会)$"
+    r"|街道办事处|办事处|管委会)$"
 )
 # Government bodies: named by complaints about anything (区政府, 住建局, 城管执法局).
 _GOVERNMENT = re.compile(r"(?:政府|人民政府|局|厅|委员会|委|办公室|人大|政协|党委|纪委)$")

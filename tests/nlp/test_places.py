@@ -50,6 +50,7 @@ def test_divisions_towns_and_bare_names_are_broad(name: str) -> None:
         "东塘派出所",
         "菜市场",  # ends with 市, but a market
         "晟通牡丹舸物业",
+        "陈公桥社区",  # a community: below the street level
         "开元路",  # also the bare name of a street office (开元路街道), but a road
     ],
 )
