@@ -48,6 +48,9 @@ import hnswlib
 import numpy as np
 from rensa import RMinHash, RMinHashLSH
 
+from wangge.nlp.places import shared_broad as places_shared_broad
+from wangge.nlp.places import specific
+
 SHINGLE_SIZE = 3
 MIN_SHINGLES = 4
 # 42 bands of 3 rows: a pair whose 3-grams have Jaccard 0.3 becomes a candidate with
@@ -75,6 +78,7 @@ _NOT_A_NAME = re.compile(r"^(?:[省市区县].?|[A-Za-z0-9]+)$")
 # cosine approximates the exact 2-gram cosine (correlation 0.99 on the labelled pairs at 256
 # dimensions); it is kept as float16 (512 bytes a message).
 SKETCH_DIM = 256
+TITLE_SKETCH_DIM = 64  # titles are short (21 characters on average): 128 bytes a message
 _NOT_COMPARED = re.compile(r"[A-Za-z0-9*]+")
 _NOT_WORDS = re.compile(r"[\s\W_]+")  # what the compared text leaves out (dedup_text)
 # What names of places and organisations share without being the same: kinds (公司, 小区,
@@ -116,6 +120,9 @@ class PairWeights:
     same_reporter: float = 0.0
     entities_conflict: float = 0.0
     entities_overlap: float = 0.0
+    title_lexical_cosine: float = 0.0
+    log_days: float = 0.0
+    broad_places: float = 0.0
     bias: float = 0.0
 
     def logit(self, features: PairFeatures) -> float:
@@ -130,22 +137,26 @@ class PairWeights:
             / (1 - CLOSE_COSINE)
             + self.lexical_cosine * features.lexical_cosine
             + self.same_reporter * features.same_reporter
+            + self.title_lexical_cosine * features.title_lexical_cosine
+            + self.log_days * features.log_days
         )
 
     def entity_weight(self, relation: int) -> float:
-        """What an entity relation (1 overlap, -1 conflict, 0 unknown) adds to the log-odds."""
+        """What a relation of specific places (1 overlap, -1 conflict, 0 unknown) adds to the
+        log-odds."""
         if relation == -1:
             return self.entities_conflict
         return self.entities_overlap if relation == 1 else 0.0
 
     def probability(self, features: PairFeatures) -> float:
-        return _sigmoid(self.logit(features) + self.entity_weight(features.entities))
+        places = self.entity_weight(features.entities) + self.broad_places * features.broad_places
+        return _sigmoid(self.logit(features) + places)
 
     def most_probable(self, features: PairFeatures) -> float:
-        """The highest probability of the pair over the entity relations it could turn out to
-        have (overlap, conflict, unknown)."""
+        """The highest probability of the pair over the place relations it could turn out to
+        have (specific places overlap, conflict or unknown; broad places shared or not)."""
         best = max(0.0, self.entities_conflict, self.entities_overlap)
-        return _sigmoid(self.logit(features) + best)
+        return _sigmoid(self.logit(features) + best + max(0.0, self.broad_places))
 
 
 def _sigmoid(z: float) -> float:
@@ -219,8 +230,9 @@ WEIGHTS_FILE = "dedup_weights.json"
 
 def shipped_weights() -> DedupWeights:
     """The weights shipped with wangge (``data/dedup_weights.json``), fitted by
-    ``wangge dedup fit`` on ``benchmarks/data/hot_issue_pairs.csv`` with the int8
-    multilingual-e5-small of ``wangge models fetch-e5`` (its ``fitted`` section says how)."""
+    ``wangge dedup fit`` on the labelled pairs of ``benchmarks/data/`` (``hot_issue_pairs*.csv``)
+    with the int8 multilingual-e5-small of ``wangge models fetch-e5`` (its ``fitted`` section
+    says how)."""
     text = resources.files("wangge.data").joinpath(WEIGHTS_FILE).read_text(encoding="utf-8")
     return DedupWeights.from_dict(json.loads(text))
 
@@ -239,7 +251,12 @@ class PairFeatures:
     cosine: float | None
     lexical_cosine: float
     same_reporter: bool
-    entities: int  # 1 overlap, -1 conflict, 0 unknown (one side names none)
+    # Specific places and organisations (:mod:`wangge.nlp.places`): 1 overlap, -1 conflict,
+    # 0 unknown (one side names none)
+    entities: int
+    title_lexical_cosine: float = 0.0  # of the titles' own sketches
+    log_days: float = 0.0  # log(1 + days between the two messages)
+    broad_places: bool = False  # they name a broad place in common (a town, a district …)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -247,8 +264,11 @@ class PairFeatures:
             "title_jaccard": round(self.title_jaccard, 3),
             "cosine": None if self.cosine is None else round(self.cosine, 3),
             "lexical_cosine": round(self.lexical_cosine, 3),
+            "title_lexical_cosine": round(self.title_lexical_cosine, 3),
+            "days": round(math.expm1(self.log_days), 1),
             "same_reporter": self.same_reporter,
             "entities": {1: "overlap", -1: "conflict", 0: "unknown"}[self.entities],
+            "broad_places": self.broad_places,
         }
 
 
@@ -292,6 +312,8 @@ class MessageFeatures:
     entities: frozenset[str] | None  # None: not tagged yet (see DuplicateDetector.tagged)
     vector: np.ndarray | None  # the sentence embedding; None without an encoder
     sketch: np.ndarray  # the lexical sketch (float16), see lexical_sketches
+    # The title's own lexical sketch (float16, TITLE_SKETCH_DIM); None: not computed
+    title_sketch: np.ndarray | None = None
 
 
 @dataclass
@@ -311,15 +333,15 @@ def dedup_text(title: str, content: str) -> str:
     return _NOT_WORDS.sub("", f"{title}\n{content}")
 
 
-def lexical_sketches(texts: Sequence[str]) -> np.ndarray:
+def lexical_sketches(texts: Sequence[str], dim: int = SKETCH_DIM) -> np.ndarray:
     """The L2-normalised lexical sketches (float32, :data:`SKETCH_DIM` columns) of compared
     texts (:func:`dedup_text`): each character 2-gram adds its count, with a sign, to the
     column its CRC-32 (of its UTF-8 bytes) picks (the hashing trick: collisions cancel out on
     average)."""
     rows, code = _bigram_crc32([_NOT_COMPARED.sub("", text) for text in texts])
     signs = np.where(code >> 31, 1.0, -1.0).astype(np.float32)
-    sketches = np.zeros((len(texts), SKETCH_DIM), dtype=np.float32)
-    np.add.at(sketches, (rows, code % SKETCH_DIM), signs)
+    sketches = np.zeros((len(texts), dim), dtype=np.float32)
+    np.add.at(sketches, (rows, code % dim), signs)
     norms = np.linalg.norm(sketches, axis=1, keepdims=True)
     return sketches / np.maximum(norms, 1e-12)
 
@@ -386,15 +408,24 @@ def tagged_entities(tagged: Iterable[tuple[str, str]]) -> frozenset[str]:
 
 
 def entity_relation(a: frozenset[str], b: frozenset[str]) -> int:
-    """1 when two messages name a common place or organisation, -1 when both name some but
-    none in common, 0 when one names none. Two names are the same when one lies inside the
-    other or when, without their generic words, they share 3 characters in a row: the same
-    place is often written a little differently."""
+    """1 when two messages name a common specific place or organisation (a compound, road,
+    building, school, shop, company: :func:`wangge.nlp.places.place_level`), -1 when both name
+    some but none in common, 0 when one names none; broad places (towns, districts …) are left
+    out (:func:`shared_broad`). Two names are the same when one lies inside the other or
+    when, without their generic words, they share 3 characters in a row: the same place is
+    often written a little differently."""
+    a, b = specific(a), specific(b)
     if not a or not b:
         return 0
     if any(x == y or x in y or y in x for x in a for y in b):
         return 1
     return 1 if _name_trigrams(a) & _name_trigrams(b) else -1
+
+
+def shared_broad(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether two messages name a broad place (a town, a district, a city …) in common: no
+    evidence that they report one case, only that they are in one area."""
+    return places_shared_broad(a, b)
 
 
 def _name_trigrams(names: frozenset[str]) -> set[str]:
@@ -581,6 +612,8 @@ class DuplicateDetector:
             vectors = np.asarray(self.encoder.encode(texts), dtype=np.float32)
         texts = [dedup_text(m.title, m.content) for m in messages]
         sketches = lexical_sketches(texts).astype(np.float16)
+        titles = [dedup_text(m.title[:TITLE_CHARS], "") for m in messages]
+        title_sketches = lexical_sketches(titles, TITLE_SKETCH_DIM).astype(np.float16)
         grams = [shingles(text) for text in texts]
         long = [i for i, g in enumerate(grams) if len(g) >= MIN_SHINGLES]
         minhashes = dict(
@@ -594,11 +627,12 @@ class DuplicateDetector:
             MessageFeatures(
                 hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(),
                 minhashes.get(index),
-                dedup_text(message.title[:TITLE_CHARS], ""),
+                titles[index],
                 f"{message.title[:ENTITY_CHARS]}。{message.content[:ENTITY_CHARS]}",
                 entities[index] if entities is not None else None,
                 vectors[index] if vectors is not None else None,
                 sketches[index],
+                title_sketches[index],
             )
             for index, (message, text) in enumerate(zip(messages, texts, strict=True))
         ]
@@ -631,9 +665,16 @@ class DuplicateDetector:
         With ``tag=False`` the entity relation is left unknown (0) rather than tagged.
         """
         pair = _pair_features(_Probe.of(mine), message, theirs, other, theirs.vector, cosine)
-        if tag:
-            pair = replace(pair, entities=entity_relation(self.tagged(mine), self.tagged(theirs)))
-        return pair
+        return self.with_places(pair, mine, theirs) if tag else pair
+
+    def with_places(
+        self, pair: PairFeatures, mine: MessageFeatures, theirs: MessageFeatures
+    ) -> PairFeatures:
+        """``pair`` with the relation of the places both messages name (LAC tags them now if
+        it has not yet): specific ones (:func:`entity_relation`) and broad ones
+        (:func:`shared_broad`)."""
+        a, b = self.tagged(mine), self.tagged(theirs)
+        return replace(pair, entities=entity_relation(a, b), broad_places=shared_broad(a, b))
 
     # -- matching -------------------------------------------------------------------------
     def _ann_vector(self, features: MessageFeatures) -> np.ndarray | None:
@@ -719,8 +760,7 @@ class DuplicateDetector:
             if pair.jaccard < 1.0:
                 if self.weights.most_probable(pair) < self.threshold:
                     continue  # no entity relation could lift it: LAC need not run
-                relation = entity_relation(self.tagged(features), self.tagged(other.features))
-                pair = replace(pair, entities=relation)
+                pair = self.with_places(pair, features, other.features)
             probability = 1.0 if pair.jaccard == 1.0 else self.weights.probability(pair)
             if probability < self.threshold:
                 continue
@@ -818,10 +858,17 @@ class _Probe:
     features: MessageFeatures
     title_grams: frozenset[str]
     sketch: np.ndarray  # float32
+    title_sketch: np.ndarray | None  # float32
 
     @classmethod
     def of(cls, features: MessageFeatures) -> _Probe:
-        return cls(features, shingles(features.title), features.sketch.astype(np.float32))
+        title = features.title_sketch
+        return cls(
+            features,
+            shingles(features.title),
+            features.sketch.astype(np.float32),
+            None if title is None else title.astype(np.float32),
+        )
 
 
 def _pair_features(
@@ -843,6 +890,10 @@ def _pair_features(
         similarity = 0.0
     if cosine is None and mine.vector is not None and their_vector is not None:
         cosine = float(np.dot(mine.vector, their_vector))
+    titles = 0.0
+    if probe.title_sketch is not None and theirs.title_sketch is not None:
+        titles = float(np.dot(probe.title_sketch, theirs.title_sketch))
+    days = abs((message.time - other.time).total_seconds()) / 86400
     return PairFeatures(
         similarity,
         jaccard(probe.title_grams, shingles(theirs.title)),
@@ -850,6 +901,8 @@ def _pair_features(
         float(np.dot(probe.sketch, theirs.sketch)),
         message.reporter is not None and message.reporter == other.reporter,
         0,
+        titles,
+        math.log1p(days),
     )
 
 

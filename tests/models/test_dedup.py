@@ -23,10 +23,12 @@ from wangge.models.dedup import (
     TITLE_CHARS,
     DedupMessage,
     DuplicateDetector,
+    PairWeights,
     dedup_text,
     entity_relation,
     heat,
     lexical_sketches,
+    shared_broad,
     tagged_entities,
 )
 from wangge.nlp.fields import normalized
@@ -357,7 +359,10 @@ def test_with_an_encoder_the_sketches_still_find_a_rewording_under_another_title
         for i in range(10)
     ]
     reworded = replace(GARBAGE_REWORDED, title="反映金城花园停车的问题")
-    detector = DuplicateDetector(TopicEncoder())
+    # Weights under which the pair joins once it is a candidate (what this test is about):
+    # its sketches' cosine is 0.31 and both name 金城花园.
+    weights = PairWeights(lexical_cosine=8.0, entities_overlap=2.0, bias=-4.0)
+    detector = DuplicateDetector(TopicEncoder(), weights=weights, threshold=0.5)
     detector.add_many([GARBAGE, *fillers])
     [decision] = detector.add_many([reworded])
     assert (decision.case_id, decision.duplicate_of) == ("a", "a")
@@ -368,3 +373,44 @@ def test_with_an_encoder_the_sketches_still_find_a_rewording_under_another_title
     assert DuplicateDetector(TopicEncoder()).restore_ann(tmp_path / "graph.hnsw", ids) == 12
     (tmp_path / "graph.hnsw.sketch").unlink()
     assert DuplicateDetector(TopicEncoder()).restore_ann(tmp_path / "graph.hnsw", ids) == 0
+
+
+# -- places: only specific ones are evidence ----------------------------------------------
+
+
+def test_a_town_name_in_common_is_no_overlap() -> None:
+    assert entity_relation(frozenset({"星沙"}), frozenset({"星沙", "A市"})) == 0
+    assert entity_relation(frozenset({"星沙", "金城花园"}), frozenset({"星沙", "银河家园"})) == -1
+    assert entity_relation(frozenset({"暮云街道", "云塘路"}), frozenset({"云塘路"})) == 1
+    assert shared_broad(frozenset({"星沙"}), frozenset({"星沙街道", "A市"}))
+    assert not shared_broad(frozenset({"金城花园"}), frozenset({"金城花园"}))
+
+
+def test_a_broad_only_overlap_no_longer_links_two_different_complaints() -> None:
+    # Weights under which only a shared place lifts the pair over the threshold: a shared
+    # specific place joins the two complaints, a shared town does not.
+    weights = PairWeights(entities_overlap=6.0, broad_places=-0.5, bias=-3.0)
+    noise = message("a", "星沙商演噪音扰民", "星沙某广场每晚商演，音响声音太大，影响休息。")
+    fumes = message("b", "星沙门面油烟扰民", "星沙一门面餐馆油烟直排，居民无法开窗。", 1)
+
+    def cases(places: list[set[str]]) -> list[str]:
+        detector = DuplicateDetector(None, weights=weights, threshold=0.5)
+        batch = [noise, fumes]
+        features = detector.features(batch, entities=[frozenset(p) for p in places])
+        return [d.case_id for d in detector.add_many(batch, features)]
+
+    assert cases([{"星沙"}, {"星沙"}]) == ["a", "b"]
+    assert cases([{"星沙", "A市"}, {"星沙街道"}]) == ["a", "b"]
+    assert cases([{"星沙", "文化广场"}, {"文化广场"}]) == ["a", "a"]
+
+
+def test_pair_features_carry_title_sketches_time_gap_and_broad_places() -> None:
+    detector = DuplicateDetector(None)
+    a = message("a", "星沙金城花园垃圾没人清理", "垃圾堆了好几天没人清理。")
+    b = message("b", "星沙金城花园垃圾没人清理", "垃圾一直没人收。", 9)
+    fa, fb = detector.features([a, b], entities=[frozenset({"星沙"}), frozenset({"星沙"})])
+    pair = detector.pair_features(a, fa, b, fb)
+    assert pair.title_lexical_cosine == pytest.approx(1.0, abs=1e-3)
+    assert pair.log_days == pytest.approx(np.log1p(9))
+    assert (pair.entities, pair.broad_places) == (0, True)
+    assert pair.as_dict()["days"] == 9.0 and pair.as_dict()["broad_places"] is True

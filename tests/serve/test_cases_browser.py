@@ -47,7 +47,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
     added = CliRunner().invoke(cli, ["users", "add", "wang", "--database-url", url], input=PASSWORD)
     assert added.exit_code == 0, added.output
     model, meta = tiny_model(tmp_path / "model", review_threshold=0.99)
-    settings = Settings(database_url=url, encoder_dir=None, route=True, dedup_threshold=0.7)
+    settings = Settings(database_url=url, encoder_dir=None, route=True, dedup_threshold=0.8)
     with live_server(create_app(settings, model=model, meta=meta)) as base:
         cases = {id_: post(base, id_, text)["case_id"] for id_, text in MESSAGES.items()}
         yield base, url, cases
@@ -83,7 +83,7 @@ def test_a_reviewer_splits_and_merges_cases_in_the_browser(
         mine, closest = page.locator(".dup-card").nth(0), page.locator(".dup-card.closest")
         assert "LY1004" in mine.inner_text() and "LY1002" in closest.inner_text()
         why = page.locator(".dup-why li").all_inner_texts()
-        assert "同一社区（陈公桥社区）" in why and "重复概率 0.75（阈值 0.70）" in why
+        assert "同一社区（陈公桥社区）" in why and "重复概率 0.85（阈值 0.80）" in why
         shared = page.locator("mark.shared").all_inner_texts()
         assert "臭气熏天" in shared and all(len(word) > 1 for word in shared)
         assert "{" not in panel.inner_text()  # no raw JSON

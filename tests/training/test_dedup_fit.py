@@ -17,10 +17,11 @@ from wangge.batch.dedup import messages_in_time_order
 from wangge.batch.files import load_messages
 from wangge.cli import app
 from wangge.errors import DataError
-from wangge.models.dedup import DedupWeights
+from wangge.models.dedup import DedupWeights, DuplicateDetector
 from wangge.pipeline.directory import DEDUP_WEIGHTS_FILE, read_dedup_weights
 from wangge.training import dedup_fit
 from wangge.training.dedup_fit import THRESHOLDS, fit_mode, prepare_modes, read_pairs
+from wangge.training.dedup_replay import replay_matches
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "dedup_pairs"
 MESSAGES, PAIRS = FIXTURE / "messages.csv", FIXTURE / "pairs.csv"
@@ -88,7 +89,21 @@ def test_wangge_dedup_fit_writes_weights_that_train_copies(
                                   str(model_dir), "--dedup-weights", str(output), "--encoder",
                                   str(encoder)])  # fmt: skip
     assert trained.exit_code == 0, trained.output
-    assert read_dedup_weights(model_dir / DEDUP_WEIGHTS_FILE) == weights
+    loaded = read_dedup_weights(model_dir / DEDUP_WEIGHTS_FILE)
+    assert loaded == weights
+    for mode in ("encoder", "lexical"):
+        fitted_weights = written[mode]["weights"]
+        assert set(dedup_fit.FEATURES[mode]) <= set(fitted_weights)
+        assert fitted_weights["lexical_cosine"] > 0
+        # Features not fitted (issue 18's comparison found no gain) weigh nothing.
+        assert fitted_weights["broad_places"] == fitted_weights["log_days"] == 0.0
+    detector = DuplicateDetector(
+        BigramEncoder(), weights=loaded.encoder.weights, threshold=loaded.encoder.threshold
+    )
+    assert (detector.weights, detector.threshold) == (
+        loaded.encoder.weights,
+        loaded.encoder.threshold,
+    )
     assert "fitted with the encoder" not in trained.output  # the same encoder: no note
 
 
@@ -126,3 +141,17 @@ def test_too_few_pairs_for_the_folds_are_refused() -> None:
     (lexical,) = prepare_modes(messages, pairs, None)
     with pytest.raises(DataError, match="needs at least 20 pairs of each label"):
         fit_mode(lexical, pairs, folds=20)
+
+
+def test_replayed_case_builds_are_the_detectors() -> None:
+    pairs = read_pairs([PAIRS])
+    _positions, messages = messages_in_time_order(load_messages(MESSAGES))
+    for mode in prepare_modes(messages, pairs, BigramEncoder()):
+        weights = dedup_fit.fit_weights(mode, np.arange(len(pairs)), pairs["same_case"] == 1)
+        replay = dedup_fit.recorded(mode)
+        assert len(replay.candidates) == len(messages) and len(replay.x) > 0
+        for threshold in (0.3, THRESHOLDS[0], 0.9):
+            assert replay_matches(mode.encoder, mode.features, replay, weights, threshold)
+            replayed = dedup_fit.together_replayed(mode, pairs, weights, threshold)
+            built = dedup_fit.together(mode, pairs, weights, threshold)
+            assert (replayed == built).all()
