@@ -9,7 +9,8 @@ of the single best candidate lets one loose link chain unrelated messages into o
   report, and (when the rule uses it) the sum of its members' vectors for a centroid;
 - **the rule** (:class:`CaseRule`): a case with a passing candidate fits the message when the
   pair with the case's *first* message passes, or when at least ``k`` of the members compared
-  pass, ``k`` = ⌈``support`` × the members compared⌉, the members compared being the first and
+  pass (or one member whose text it repeats, near-identical),
+  ``k`` = ⌈``support`` × the members compared⌉, the members compared being the first and
   the closest ``MAX_COMPARED - 1`` members among the candidates (at most :data:`MAX_COMPARED`
   pairs a case: a lookup stays bounded at a million messages), or when the cosine of the
   message with the case's centroid reaches ``centroid``. ``support`` 0 is the former rule (one
@@ -122,6 +123,7 @@ class Passing:
     row: int
     case_id: str
     probability: float
+    identical: bool = False  # near-identical texts: a repeat of that member whatever the rest
 
 
 @dataclass(frozen=True)
@@ -224,8 +226,8 @@ class CaseBook:
     ) -> str | None:
         """Why a case with passing candidates (``members``, best first) does not fit, or None."""
         rule = self.rule
-        if len(case.members) == 1:
-            return None  # its only message passed
+        if len(case.members) == 1 or any(m.identical for m in members):
+            return None  # its only message passed, or a member's text is repeated
         closest = [m.row for m in members if m.row != case.first][: MAX_COMPARED - 1]
         first_passes = any(m.row == case.first for m in members)
         needed = rule.needed(len(case.members))

@@ -24,7 +24,8 @@ For each message the detector finds candidates two ways, scores them, and checks
 A candidate scoring at least ``threshold`` and not blocked *passes*; the message joins a case
 only when it fits the case as a whole (:mod:`wangge.models.cases`: the pair with the case's
 first message passes, or enough of its closest members do), or opens its own; when it fits
-several cases, the younger ones are merged into the oldest (:attr:`Decision.merged`). Short texts (fewer than ``MIN_SHINGLES`` 3-grams) get no MinHash, whose signature
+several cases, the younger ones are merged into the oldest (:attr:`Decision.merged`). Short
+texts (fewer than ``MIN_SHINGLES`` 3-grams) get no MinHash, whose signature
 would be empty or collide: they match by their exact normalised text or through the
 HNSW index (embeddings or sketches), with the Jaccard features at 0.
 
@@ -782,7 +783,8 @@ class DuplicateDetector:
             if reason is not None:
                 blocked.append(f"{self._rows[row].message.id}: {reason}")
                 continue
-            passing.append(Passing(row, self._rows[row].case_id, probability))
+            identical = pair.jaccard >= NEAR_IDENTICAL
+            passing.append(Passing(row, self._rows[row].case_id, probability, identical))
             pairs[row] = pair
 
         def first_passes(row: int) -> bool:

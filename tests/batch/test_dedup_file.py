@@ -30,7 +30,9 @@ def test_dedup_file_in_time_order_keeps_rows_and_adds_columns(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert "3 messages in 2 cases" in result.output and "no sentence encoder" in result.output
     frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    assert list(frame.columns) == [*ROWS[0], "case_id", "duplicate_of", "dup_score", "dup_evidence"]
+    assert list(frame.columns) == [
+        *ROWS[0], "case_id", "merged_from", "duplicate_of", "dup_score", "dup_evidence"
+    ]
     assert frame["留言编号"].tolist() == ["3", "1", "2"]  # input order kept
     # Message 1 is the earliest, so it opens the case that 3 (two days later) joins.
     assert frame["case_id"].tolist() == ["1", "1", "2"]
