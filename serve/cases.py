@@ -472,14 +472,22 @@ def auto_merge(session: Session, case_id: int, into: int, message_id: int) -> li
 
 
 def kept_apart(session: Session, case_ids: Iterable[int]) -> bool:
-    """Whether a reviewer split or unmerged two of these cases (among the last
-    :data:`HISTORY_SCANNED` such actions): then no automatic merge joins them again."""
+    """Whether a reviewer kept these cases apart (among the last :data:`HISTORY_SCANNED`
+    such actions): split or unmerged two of them, or made one of them a case of its own (a
+    task's "not a repeat"). Then no automatic merge joins them again."""
     ids = set(case_ids)
     rows = session.scalars(
-        select(AuditRow).where(AuditRow.action.in_(("split", "unmerge")))
+        select(AuditRow).where(AuditRow.action.in_(("split", "unmerge", "correct")))
         .order_by(AuditRow.id.desc()).limit(HISTORY_SCANNED)
     )  # fmt: skip
-    return any(len(ids & _cases_named(row)) >= 2 for row in rows)
+    for row in rows:
+        if row.action != "correct":
+            if len(ids & _cases_named(row)) >= 2:
+                return True
+        elif "duplicate_of" in row.after and row.after["duplicate_of"] is None:
+            if row.message_id in ids:  # its own case, whose id is the message's
+                return True
+    return False
 
 
 def merge(

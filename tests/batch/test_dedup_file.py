@@ -31,7 +31,12 @@ def test_dedup_file_in_time_order_keeps_rows_and_adds_columns(tmp_path: Path) ->
     assert "3 messages in 2 cases" in result.output and "no sentence encoder" in result.output
     frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     assert list(frame.columns) == [
-        *ROWS[0], "case_id", "merged_from", "duplicate_of", "dup_score", "dup_evidence"
+        *ROWS[0],
+        "case_id",
+        "merged_from",
+        "duplicate_of",
+        "dup_score",
+        "dup_evidence",
     ]
     assert frame["留言编号"].tolist() == ["3", "1", "2"]  # input order kept
     # Message 1 is the earliest, so it opens the case that 3 (two days later) joins.
