@@ -382,7 +382,9 @@ def hot_cases(session: Session, since: datetime | None, until: datetime) -> list
     dashboard both rank. A merged case's messages are its surviving case's, so a merged case
     is counted once, under that case."""
     window = window_counts(session, since, until)
-    rows = session.scalars(select(CaseRow).where(CaseRow.id.in_(window))) if window else []
+    rows: Iterable[CaseRow] = (
+        session.scalars(select(CaseRow).where(CaseRow.id.in_(window))) if window else []
+    )
     cases = {case.id: case for case in rows}
     ranked = []
     for case_id, counts in window.items():

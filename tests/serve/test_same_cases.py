@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from test_review_api import log_in, model, reviewing_service  # noqa: F401 (a fixture)
+from test_cases import client  # noqa: F401 (a fixture)
+from test_review_api import log_in, model  # noqa: F401 (a fixture)
 
 from wangge.batch.dedup import dedup_file
 from wangge.models.cases import AUTO_ACTOR
@@ -71,17 +70,10 @@ def partition(case_of: dict[str, str]) -> set[frozenset[str]]:
     return {frozenset(members) for members in cases.values()}
 
 
-@pytest.fixture()
-def client(
-    database_url: str,
-    model: tuple[MessageClassifier, ModelMeta],  # noqa: F811
-) -> Iterator[TestClient]:
-    with reviewing_service(database_url, model, route=False) as test_client:
-        yield test_client
-
-
 def test_the_file_and_the_service_build_the_same_cases(
-    client: TestClient, database_url: str, tmp_path: Path
+    client: TestClient,  # noqa: F811
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     rows = generated()
     source, output = tmp_path / "messages.csv", tmp_path / "cases.csv"
@@ -107,7 +99,7 @@ RUBBISH = "金城花园小区东门口的垃圾堆了好几天没人清理，臭
 
 
 def test_an_automatic_merge_is_recorded_and_undone_by_an_unmerge(
-    client: TestClient,
+    client: TestClient,  # noqa: F811
     database_url: str,
     model: tuple[MessageClassifier, ModelMeta],  # noqa: F811
 ) -> None:
@@ -148,7 +140,9 @@ def test_an_automatic_merge_is_recorded_and_undone_by_an_unmerge(
             assert len(merges) == 1
 
 
-def test_the_hot_issues_of_the_api_and_the_dashboard_agree(client: TestClient) -> None:
+def test_the_hot_issues_of_the_api_and_the_dashboard_agree(
+    client: TestClient,  # noqa: F811
+) -> None:
     rows = generated()[:120]
     body = [{"id": id_, "reporter": reporter, "title": title, "created_at": at, "content": text}
             for id_, reporter, title, at, text in rows]  # fmt: skip
