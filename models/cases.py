@@ -77,37 +77,37 @@ BEST_MEMBER = CaseRule()  # the former rule, kept for comparison
 CASE_RULE = CaseRule(support=0.5, first=True)
 
 
-@dataclass
+@dataclass(slots=True)
 class CaseState:
     """What the detector knows of a case: its members (index rows), the first of them, the
     time of its first and last report, and the sum of its members' vectors (with a centroid
-    rule only)."""
+    rule only). The members' report times are the book's (:attr:`CaseBook.times`)."""
 
-    members: dict[int, datetime] = field(default_factory=dict)  # row -> report time
+    members: list[int] = field(default_factory=list)
     first: int = -1
     first_at: datetime = datetime.max
     last_at: datetime = datetime.min
     vector_sum: np.ndarray | None = None
 
     def add(self, row: int, time: datetime, vector: np.ndarray | None) -> None:
-        self.members[row] = time
-        if (time, row) < (self.first_at, self.first) or self.first < 0:
+        self.members.append(row)
+        if self.first < 0 or (time, row) < (self.first_at, self.first):
             self.first, self.first_at = row, time
         self.last_at = max(self.last_at, time)
         if vector is not None:
             v = np.asarray(vector, dtype=np.float32)
             self.vector_sum = v.copy() if self.vector_sum is None else self.vector_sum + v
 
-    def remove(self, row: int, vector: np.ndarray | None) -> None:
+    def remove(self, row: int, times: list[datetime], vector: np.ndarray | None) -> None:
         """Take a member out; the first and last report are those of the members left."""
-        self.members.pop(row, None)
+        if row in self.members:
+            self.members.remove(row)
         if vector is not None and self.vector_sum is not None:
             self.vector_sum = self.vector_sum - np.asarray(vector, dtype=np.float32)
         if self.members:
-            self.first, self.first_at = min(
-                ((row, time) for row, time in self.members.items()), key=lambda m: (m[1], m[0])
-            )
-            self.last_at = max(self.members.values())
+            self.first = min(self.members, key=lambda member: (times[member], member))
+            self.first_at = times[self.first]
+            self.last_at = max(times[member] for member in self.members)
 
     def centroid_cosine(self, vector: np.ndarray | None) -> float | None:
         if vector is None or self.vector_sum is None:
@@ -150,6 +150,7 @@ class CaseBook:
     def __init__(self, rule: CaseRule = CASE_RULE) -> None:
         self.rule = rule
         self.cases: dict[str, CaseState] = {}
+        self.times: list[datetime] = []  # the report time of each row added, by row
 
     def __contains__(self, case_id: str) -> bool:
         return case_id in self.cases
@@ -158,7 +159,12 @@ class CaseBook:
         return self.cases[case_id].last_at
 
     def add(self, case_id: str, row: int, time: datetime, vector: np.ndarray | None) -> None:
-        state = self.cases.setdefault(case_id, CaseState())
+        if row >= len(self.times):
+            self.times.extend([time] * (row + 1 - len(self.times)))
+        self.times[row] = time
+        state = self.cases.get(case_id)
+        if state is None:
+            state = self.cases[case_id] = CaseState()
         state.add(row, time, vector if self.rule.centroid is not None else None)
 
     def move(
@@ -168,7 +174,7 @@ class CaseBook:
         kept = vector if self.rule.centroid is not None else None
         state = self.cases.get(source)
         if state is not None:
-            state.remove(row, kept)
+            state.remove(row, self.times, kept)
             if not state.members:
                 del self.cases[source]
         self.add(target, row, time, kept)

@@ -107,3 +107,19 @@ def test_a_row_without_text_joins_no_case(tmp_path: Path) -> None:
     strict = CliRunner().invoke(app, ["dedup", str(source), "-o", str(tmp_path / "s.csv"),
                                       "--strict"])  # fmt: skip
     assert strict.exit_code == 2 and "row 5" in strict.output
+
+
+def test_a_merged_row_shows_its_final_case_and_the_case_it_left() -> None:
+    from wangge.batch.dedup import dedup_columns
+    from wangge.models.dedup import Decision
+
+    decisions = [
+        Decision("a", "a", None, 0.0),
+        Decision("b", "b", None, 0.0),
+        Decision("c", "a", "b", 0.9, {"merged": ["b"]}, ("b",)),
+        None,  # a row without text
+    ]
+    columns = dedup_columns(decisions, ["a", "a", "a", None])
+    assert columns["case_id"] == ["a", "a", "a", ""]
+    assert columns["merged_from"] == ["", "b", "", ""]
+    assert columns["dup_evidence"][2] == {"merged": ["b"]}
