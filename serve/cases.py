@@ -472,22 +472,43 @@ def auto_merge(session: Session, case_id: int, into: int, message_id: int) -> li
 
 
 def kept_apart(session: Session, case_ids: Iterable[int]) -> bool:
-    """Whether a reviewer kept these cases apart (among the last :data:`HISTORY_SCANNED`
-    such actions): split or unmerged two of them, or made one of them a case of its own (a
-    task's "not a repeat"). Then no automatic merge joins them again."""
+    """Whether a reviewer kept apart what these cases hold (among the last
+    :data:`HISTORY_SCANNED` such actions): messages split off, or moved back by an unmerge,
+    now in one of them while the case they left is another (wherever the reviewers took them
+    since), or one of them a case of its own by a task's "not a repeat". Then no automatic
+    merge joins them again."""
     ids = set(case_ids)
     rows = session.scalars(
         select(AuditRow).where(AuditRow.action.in_(("split", "unmerge", "correct")))
         .order_by(AuditRow.id.desc()).limit(HISTORY_SCANNED)
-    )  # fmt: skip
+    ).all()  # fmt: skip
+    separations = [row for row in rows if row.action != "correct"]
+    moved = {int(i) for row in separations for i in row.after.get("messages") or []}
+    now: dict[int, int | None] = dict(
+        session.execute(select(MessageRow.id, MessageRow.case_id).where(MessageRow.id.in_(moved)))
+        .tuples().all()
+    ) if moved else {}  # fmt: skip
     for row in rows:
-        if row.action != "correct":
-            if len(ids & _cases_named(row)) >= 2:
-                return True
-        elif "duplicate_of" in row.after and row.after["duplicate_of"] is None:
-            if row.message_id in ids:  # its own case, whose id is the message's
-                return True
+        if row.action == "correct":
+            if row.after.get("duplicate_of", 0) is None and row.message_id in ids:
+                return True  # its own case, whose id is the message's
+            continue
+        left = row.before.get("merged_into" if row.action == "unmerge" else "case_id")
+        sides = {now.get(int(i)) for i in row.after.get("messages") or []} & ids
+        there = _followed(session, left) & ids
+        if any(a != b for a in sides for b in there):
+            return True
     return False
+
+
+def _followed(session: Session, case_id: Any) -> set[int]:
+    """A case and those it was merged into since, in turn."""
+    found: set[int] = set()
+    while isinstance(case_id, int) and case_id not in found:
+        found.add(case_id)
+        case = session.get(CaseRow, case_id)
+        case_id = case.merged_into if case is not None else None
+    return found
 
 
 def merge(
