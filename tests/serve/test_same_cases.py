@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from test_cases import client  # noqa: F401 (a fixture)
@@ -157,3 +158,12 @@ def test_the_hot_issues_of_the_api_and_the_dashboard_agree(
     assert [(str(c["case_id"]), c["reports"], c["reporters"], c["heat"])
             for c in stats["hot_issues"]] == [(c["case_id"], c["reports"], c["reporters"],
                                               c["heat"]) for c in repeated]  # fmt: skip
+
+
+def test_no_reviewer_can_take_the_name_of_the_automatic_merges(tmp_path: Path) -> None:
+    from wangge.serve.auth import AccountError, add_user
+    from wangge.serve.migrate import open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/users.sqlite3", upgrade=True)
+    with pytest.raises(AccountError, match="audit log"):
+        add_user(store, AUTO_ACTOR, "a long enough password", "reviewer")
