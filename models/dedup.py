@@ -21,8 +21,11 @@ For each message the detector finds candidates two ways, scores them, and checks
   texts are near-identical; two known, different communities (or streets); two confident,
   different categories; a case whose last report is older than ``window_days``.
 
-The message joins the case of the best candidate scoring at least ``threshold``, or opens
-its own. Short texts (fewer than ``MIN_SHINGLES`` 3-grams) get no MinHash, whose signature
+A candidate scoring at least ``threshold`` and not blocked *passes*; the message joins a case
+only when it fits the case as a whole (:mod:`wangge.models.cases`: the pair with the case's
+first message passes, or enough of its closest members do), or opens its own; when it fits
+several cases, the younger ones are merged into the oldest (:attr:`Decision.merged`). Short
+texts (fewer than ``MIN_SHINGLES`` 3-grams) get no MinHash, whose signature
 would be empty or collide: they match by their exact normalised text or through the
 HNSW index (embeddings or sketches), with the Jaccard features at 0.
 
@@ -48,6 +51,7 @@ import hnswlib
 import numpy as np
 from rensa import RMinHash, RMinHashLSH
 
+from wangge.models.cases import CASE_RULE, CaseBook, CaseRule, Passing
 from wangge.nlp.places import shared_broad as places_shared_broad
 from wangge.nlp.places import specific
 
@@ -299,6 +303,7 @@ class Decision:
     duplicate_of: str | None
     score: float
     evidence: dict[str, Any] = field(default_factory=dict)
+    merged: tuple[str, ...] = ()  # the younger cases the message showed to be ``case_id``
 
 
 @dataclass
@@ -454,6 +459,9 @@ class DuplicateDetector:
         sketches, so that rewordings sharing few 3-grams are still found).
     capacity:
         Initial size of the HNSW index (it grows by doubling).
+    case_rule:
+        When a message fits a case (:class:`~wangge.models.cases.CaseRule`); by default
+        :data:`~wangge.models.cases.CASE_RULE`.
     """
 
     def __init__(
@@ -465,6 +473,7 @@ class DuplicateDetector:
         window_days: int = DEFAULT_WINDOW_DAYS,
         weights: PairWeights | None = None,
         capacity: int = 10_000,
+        case_rule: CaseRule | None = None,
     ) -> None:
         self.encoder = encoder
         self.entities = entities
@@ -479,7 +488,7 @@ class DuplicateDetector:
         self._rows: list[_Indexed] = []
         self._row_of: dict[str, int] = {}
         self._exact: dict[bytes, int] = {}  # text hash -> row of the first message with it
-        self._case_last: dict[str, datetime] = {}
+        self.cases = CaseBook(case_rule or CASE_RULE)
         self._lac: Any = None
         self._restored = 0  # rows whose vectors a restored HNSW graph already holds
         # What the HNSW index holds: the embeddings, or without an encoder the sketches.
@@ -504,12 +513,33 @@ class DuplicateDetector:
         """Record that an indexed message belongs to another case (a reviewer's correction):
         later repeats of it then join that case."""
         row = self._row_of.get(message_id)
-        if row is None:
-            return
+        if row is not None:
+            self._move_row(row, case_id)
+
+    def merge(self, case_id: str, into: str) -> None:
+        """Every indexed message of case ``case_id`` joins case ``into`` (an automatic merge,
+        :attr:`Decision.merged`)."""
+        for row in self.cases.members(case_id):
+            self._move_row(row, into)
+
+    def case_of(self, message_id: str) -> str:
+        """The case an indexed message is in now (after any merge or move)."""
+        return self._rows[self._row_of[message_id]].case_id
+
+    def _move_row(self, row: int, case_id: str) -> None:
         indexed = self._rows[row]
+        if indexed.case_id == case_id:
+            return
+        vector = self._centroid_vector(row) if self.cases.rule.centroid is not None else None
+        self.cases.move(row, indexed.message.time, indexed.case_id, case_id, vector)
         indexed.case_id = case_id
-        last = self._case_last.get(case_id)
-        self._case_last[case_id] = max(last, indexed.message.time) if last else indexed.message.time
+
+    def _centroid_vector(self, row: int) -> np.ndarray | None:
+        """What a case's centroid sums of an indexed message: its embedding, or its sketch."""
+        indexed = self._rows[row]
+        if self.encoder is None:
+            return indexed.features.sketch.astype(np.float32)
+        return self.vector(indexed.message.id)
 
     def other_cases(self, message_id: str, limit: int = 3) -> list[tuple[str, str, float]]:
         """The cases, other than its own, that an indexed message most resembles: for each,
@@ -725,7 +755,7 @@ class DuplicateDetector:
         """Why ``other`` cannot be the same case whatever the score, or ``None``."""
         if pair.entities == -1 and pair.jaccard < NEAR_IDENTICAL:
             return "they name different places or organisations"
-        if message.time - self._case_last[other.case_id] > self.window:
+        if message.time - self.cases.last_at(other.case_id) > self.window:
             return "its case has had no report within the time window"
         place, their_place = message.place, other.message.place
         if (
@@ -746,37 +776,75 @@ class DuplicateDetector:
         """The decision for ``message`` against what is indexed, without indexing it."""
         return self._decide(message, features or self.features([message])[0])
 
+    def _passing(
+        self,
+        probe: _Probe,
+        message: DedupMessage,
+        row: int,
+        vector: np.ndarray | None,
+        cosine: float | None,
+    ) -> tuple[float, PairFeatures, str | None] | None:
+        """The probability that the message and indexed ``row`` are one case, their features
+        and why a constraint blocks them; ``None`` below the threshold."""
+        other = self._rows[row]
+        pair = _pair_features(probe, message, other.features, other.message, vector, cosine)
+        if pair.jaccard < 1.0:
+            if self.weights.most_probable(pair) < self.threshold:
+                return None  # no entity relation could lift it: LAC need not run
+            pair = self.with_places(pair, probe.features, other.features)
+        probability = 1.0 if pair.jaccard == 1.0 else self.weights.probability(pair)
+        if probability < self.threshold:
+            return None
+        return probability, pair, self._blocked(message, other, pair)
+
+    def _rows_pass(self, row: int, other: int) -> bool:
+        """Whether the pair of two indexed messages passes (the first messages of two cases a
+        message fits: whether they are one case)."""
+        indexed = self._rows[row]
+        vector = self.vector(indexed.message.id)
+        probe = _Probe.of(replace(indexed.features, vector=vector))
+        their_vector = self._stored_vectors(probe.features, {other: None}).get(other)
+        scored = self._passing(probe, indexed.message, other, their_vector, None)
+        return scored is not None and scored[2] is None
+
     def _decide(self, message: DedupMessage, features: MessageFeatures) -> Decision:
-        best: tuple[float, _Indexed, PairFeatures] | None = None
-        blocked: list[str] = []
         probe = _Probe.of(features)
         candidates = self._candidates(features, probe.sketch)
         vectors = self._stored_vectors(features, candidates)
+        passing: list[Passing] = []
+        pairs: dict[int, PairFeatures] = {}
+        blocked: list[str] = []
         for row, cosine in candidates.items():
-            other = self._rows[row]
-            pair = _pair_features(
-                probe, message, other.features, other.message, vectors.get(row), cosine
-            )
-            if pair.jaccard < 1.0:
-                if self.weights.most_probable(pair) < self.threshold:
-                    continue  # no entity relation could lift it: LAC need not run
-                pair = self.with_places(pair, features, other.features)
-            probability = 1.0 if pair.jaccard == 1.0 else self.weights.probability(pair)
-            if probability < self.threshold:
+            scored = self._passing(probe, message, row, vectors.get(row), cosine)
+            if scored is None:
                 continue
-            reason = self._blocked(message, other, pair)
+            probability, pair, reason = scored
             if reason is not None:
-                blocked.append(f"{other.message.id}: {reason}")
-            elif best is None or probability > best[0]:
-                best = (probability, other, pair)
+                blocked.append(f"{self._rows[row].message.id}: {reason}")
+                continue
+            identical = pair.jaccard >= NEAR_IDENTICAL
+            passing.append(Passing(row, self._rows[row].case_id, probability, identical))
+            pairs[row] = pair
+
+        def first_passes(row: int) -> bool:
+            vector = self._stored_vectors(features, {row: None}).get(row)
+            scored = self._passing(probe, message, row, vector, None)
+            return scored is not None and scored[2] is None
+
+        centroid_probe = probe.sketch if self.encoder is None else features.vector
+        choice = self.cases.choose(passing, first_passes, centroid_probe, self._rows_pass)
         evidence: dict[str, Any] = {"blocked": blocked} if blocked else {}
-        if best is None:
+        if choice.unfit:
+            evidence["unfit"] = choice.unfit
+        if choice.case_id is None or choice.closest is None:
             return Decision(message.id, message.id, None, 0.0, evidence)
-        probability, other, pair = best
-        evidence |= {"closest": other.message.id} | pair.as_dict()
-        return Decision(
-            message.id, other.case_id, other.message.id, round(probability, 3), evidence
-        )
+        other = self._rows[choice.closest.row]
+        if choice.merged:
+            evidence["merged"] = list(choice.merged)
+        evidence |= {"closest": other.message.id} | pairs[choice.closest.row].as_dict()
+        score = round(choice.closest.probability, 3)
+        return Decision(message.id, choice.case_id, other.message.id, score, evidence,
+                        choice.merged)  # fmt: skip
 
     # -- indexing -------------------------------------------------------------------------
     def add_many(
@@ -793,6 +861,8 @@ class DuplicateDetector:
         computed = self.features(messages) if features is None else features
         for message, mine in zip(messages, computed, strict=True):
             decision = self._decide(message, mine)
+            for younger in decision.merged:
+                self.merge(younger, decision.case_id)
             self._index_many([message], [decision.case_id], [mine])
             decisions.append(decision)
             if progress is not None:
@@ -845,8 +915,10 @@ class DuplicateDetector:
             if feature.minhash is not None:
                 lsh_entries.append((row, feature.minhash))
             self._exact.setdefault(feature.text_hash, row)
-            last = self._case_last.get(case_id)
-            self._case_last[case_id] = message.time if last is None else max(last, message.time)
+            centroid = None
+            if self.cases.rule.centroid is not None:
+                centroid = self._ann_vector(feature)
+            self.cases.add(case_id, row, message.time, centroid)
         if lsh_entries:
             self._lsh.insert_pairs(lsh_entries)
 

@@ -41,6 +41,7 @@ from functools import lru_cache
 from sqlalchemy import select
 
 from wangge.errors import WanggeError
+from wangge.models.cases import AUTO_ACTOR
 from wangge.serve.storage import ApiKeyRow, SessionRow, Store, UserRow
 
 KEY_PREFIX = "wg_"
@@ -157,6 +158,8 @@ def add_user(store: Store, username: str, password: str, role: str) -> None:
         raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"the password needs at least {MIN_PASSWORD} characters")
+    if username == AUTO_ACTOR:
+        raise AccountError(f"{AUTO_ACTOR!r} names the service's own actions in the audit log")
     with store.session() as session:
         if session.scalar(select(UserRow).where(UserRow.username == username)) is not None:
             raise AccountError(f"a user named {username!r} exists already")

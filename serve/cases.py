@@ -12,6 +12,11 @@ up a case:
   audit row lists the messages moved, so :func:`unmerge` puts them back), :func:`split` chosen
   messages out into a new case.
 
+The ingest merges cases too, when a message fits two cases (:mod:`wangge.models.cases`):
+:func:`auto_merge` is :func:`merge` by :data:`~wangge.models.cases.AUTO_ACTOR` with
+``automatic`` and the message in its audit row, shown to staff as 自动合并 and undone by the
+same :func:`unmerge`.
+
 Each action writes an :class:`~wangge.serve.storage.AuditRow`, counts the cases' reports again
 (:func:`~wangge.serve.storage.recount_reports`) and returns the messages it moved with their new
 cases, which the caller hands to the duplicate index in the same hold of the ingest lock
@@ -29,6 +34,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from wangge.models.cases import AUTO_ACTOR
 from wangge.models.dedup import dedup_text, jaccard, shingles
 from wangge.nlp.fields import normalized
 from wangge.nlp.pii import mask_pii
@@ -296,7 +302,7 @@ def case_history(
                                AuditRow.action.in_(("accept", "correct", "invalid")))
     ).all()  # fmt: skip
     rows.sort(key=lambda row: -row.id)
-    linked = [row.after.get("duplicate_of") for row in rows]
+    linked = [row.after.get("duplicate_of") or row.after.get("by_message") for row in rows]
     names = _names(session, [i for i in (*linked, *(row.message_id for row in rows))
                              if isinstance(i, int)])  # fmt: skip
     return [{"at": row.at, "actor": row.actor, "action": row.action,
@@ -315,7 +321,12 @@ def _describe(row: AuditRow, names: dict[int, str]) -> str:
     before, after = row.before, row.after
     count = len(after.get("messages") or [])
     if row.action == "merge":
-        return f"案件 {before['case_id']} 并入案件 {after['merged_into']}（{count} 条留言）"
+        how = "自动并入" if after.get("automatic") else "并入"
+        text = f"案件 {before['case_id']} {how}案件 {after['merged_into']}（{count} 条留言）"
+        if after.get("by_message") is not None:
+            by = after["by_message"]
+            text += f"：留言 {names.get(by, by)} 与两个案件都相符"
+        return text
     if row.action == "unmerge":
         return (
             f"案件 {before['case_id']} 撤销并入案件 {before['merged_into']}（{count} 条留言移回）"
@@ -453,9 +464,60 @@ def _audit(
                          message_id=None, before=before, after=after))  # fmt: skip
 
 
-def merge(session: Session, reviewer: str, case_id: int, into: int) -> list[Move]:
+def auto_merge(session: Session, case_id: int, into: int, message_id: int) -> list[Move]:
+    """The ingest's merge of case ``case_id`` into ``into``, which message ``message_id``
+    showed to be one case: :func:`merge` by :data:`AUTO_ACTOR`, marked ``automatic``."""
+    return merge(session, AUTO_ACTOR, case_id, into,
+                 recorded={"automatic": True, "by_message": message_id})  # fmt: skip
+
+
+def kept_apart(session: Session, case_ids: Iterable[int]) -> bool:
+    """Whether a reviewer kept apart what these cases hold (among the last
+    :data:`HISTORY_SCANNED` such actions): messages split off, or moved back by an unmerge,
+    now in one of them while the case they left is another (wherever the reviewers took them
+    since), or one of them a case of its own by a task's "not a repeat". Then no automatic
+    merge joins them again."""
+    ids = set(case_ids)
+    rows = session.scalars(
+        select(AuditRow).where(AuditRow.action.in_(("split", "unmerge", "correct")))
+        .order_by(AuditRow.id.desc()).limit(HISTORY_SCANNED)
+    ).all()  # fmt: skip
+    separations = [row for row in rows if row.action != "correct"]
+    moved = {int(i) for row in separations for i in row.after.get("messages") or []}
+    now: dict[int, int | None] = dict(
+        session.execute(select(MessageRow.id, MessageRow.case_id).where(MessageRow.id.in_(moved)))
+        .tuples().all()
+    ) if moved else {}  # fmt: skip
+    for row in rows:
+        if row.action == "correct":
+            if row.after.get("duplicate_of", 0) is None and row.message_id in ids:
+                return True  # its own case, whose id is the message's
+            continue
+        left = row.before.get("merged_into" if row.action == "unmerge" else "case_id")
+        sides = {now.get(int(i)) for i in row.after.get("messages") or []} & ids
+        there = _followed(session, left) & ids
+        if any(a != b for a in sides for b in there):
+            return True
+    return False
+
+
+def _followed(session: Session, case_id: Any) -> set[int]:
+    """A case and those it was merged into since, in turn."""
+    found: set[int] = set()
+    while isinstance(case_id, int) and case_id not in found:
+        found.add(case_id)
+        case = session.get(CaseRow, case_id)
+        case_id = case.merged_into if case is not None else None
+    return found
+
+
+def merge(
+    session: Session, reviewer: str, case_id: int, into: int,
+    recorded: dict[str, Any] | None = None,
+) -> list[Move]:  # fmt: skip
     """Move every message of case ``case_id`` into case ``into``; the merged case keeps
-    ``merged_into`` and the audit row the messages moved, for :func:`unmerge`."""
+    ``merged_into`` and the audit row the messages moved, for :func:`unmerge` (and
+    ``recorded``, what else the audit row says)."""
     if case_id == into:
         raise CaseError("不能把案件合并到它自己")
     cases = _locked(session, (case_id, into))
@@ -476,7 +538,7 @@ def merge(session: Session, reviewer: str, case_id: int, into: int) -> list[Move
     _refresh_times(session, [into])
     _audit(session, reviewer, "merge", before, {
         "case_id": case_id, "merged_into": into, "messages": [row.id for row in moved],
-        "reports": {str(key): value for key, value in counts.items()},
+        "reports": {str(key): value for key, value in counts.items()}, **(recorded or {}),
     })  # fmt: skip
     return [(row.id, into) for row in moved]
 

@@ -9,7 +9,10 @@ the places and organisations LAC tags, which a pair may need).
 Only what must be serial holds the ingest lock, one message at a time and briefly: the check
 for a replayed ``id``, the decision against the duplicate index, the case assignment, the
 commit and the indexing. So each message is decided against everything committed before it,
-and it is committed (message and case) before it is indexed and answered. A message whose
+and it is committed (message and case) before it is indexed and answered. A message that fits
+two cases merges them (:mod:`wangge.models.cases`): the merge is committed with the message,
+recorded as automatic (:func:`~wangge.serve.cases.auto_merge`, undone by a reviewer's unmerge),
+and then made in the index. A message whose
 ``id`` was ingested already is not stored again: the stored result comes back with
 ``replayed: true``. Each hold of the lock is timed (:attr:`Ingestor.lock_holds`); their
 percentiles are logged when the ingestor closes.
@@ -45,6 +48,7 @@ from wangge.models.dedup import (
 from wangge.models.router import MessageRouter
 from wangge.pipeline import ReviewReason, TriageResult
 from wangge.pipeline.triage import load_encoder
+from wangge.serve.cases import auto_merge, kept_apart
 from wangge.serve.config import Settings
 from wangge.serve.locating import add_unlocated
 from wangge.serve.review import priority, queue_message, review_reasons
@@ -266,11 +270,25 @@ class Ingestor:
                 session.add(row)
                 session.flush()  # the row's id names the message (and its case, if it opens one)
                 dedup = replace(dedup, id=str(row.id))
-                decision = self.detector.query(dedup, features)
+                decision = self._unless_kept_apart(session, self.detector.query(dedup, features))
                 self._assign(session, row, decision, features)
             # Committed: only now does the index learn of it, so a failed commit leaves no trace.
+            for younger in decision.merged:
+                self.detector.merge(younger, decision.case_id)
             self.detector.index([dedup], [decision.case_id], [features])
         return _result(row, replayed=False)
+
+    def _unless_kept_apart(self, session: Session, decision: Decision) -> Decision:
+        """The decision without its automatic merges when a reviewer split or unmerged two of
+        the cases: the message then joins the case of its closest match alone."""
+        if not decision.merged or decision.duplicate_of is None:
+            return decision
+        if not kept_apart(session, map(int, (decision.case_id, *decision.merged))):
+            return decision
+        evidence = {k: v for k, v in decision.evidence.items() if k != "merged"}
+        evidence["merge_refused"] = list(decision.merged)  # a reviewer kept them apart
+        case_id = self.detector.case_of(decision.duplicate_of)
+        return replace(decision, case_id=case_id, merged=(), evidence=evidence)
 
     def _assign(
         self, session: Session, row: MessageRow, decision: Decision, features: MessageFeatures
@@ -299,6 +317,8 @@ class Ingestor:
             assert case is not None  # the detector only knows committed cases
             case.last_at = max(case.last_at, row.created_at)
             case.first_at = min(case.first_at, row.created_at)
+            for younger in decision.merged:
+                auto_merge(session, int(younger), row.case_id, row.id)
             # Counted, not incremented: a reviewer may move a message of this case meanwhile.
             reports = recount_reports(session, [row.case_id])[row.case_id]
         row.duplicate_of = int(decision.duplicate_of) if decision.duplicate_of else None

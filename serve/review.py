@@ -43,8 +43,8 @@ from wangge.serve.storage import (
     CaseRow,
     MessageRow,
     ReviewTaskRow,
+    hot_cases,
     recount_reports,
-    window_counts,
 )
 
 BORDERLINE_DUPLICATE = 0.1  # a match scoring less than this above the threshold is doubtful
@@ -508,12 +508,9 @@ def queue_stats(
 def hot_issues(
     session: Session, since: datetime, until: datetime, limit: int = 5
 ) -> list[dict[str, Any]]:
-    """The ``limit`` cases with most reports between ``since`` and ``until`` (more than one)."""
-    window = window_counts(session, since, until)
-    repeated = (item for item in window.items() if item[1]["reports"] > 1)
-    top = sorted(repeated, key=lambda item: -item[1]["reports"])[:limit]
-    chosen = select(CaseRow).where(CaseRow.id.in_([case_id for case_id, _ in top]))
-    cases = {case.id: case for case in session.scalars(chosen)}
-    return [{"case_id": case_id, "title": cases[case_id].title, "category": cases[case_id].category,
-             "reports": counts["reports"], "reporters": counts["reporters"]}
-            for case_id, counts in top]  # fmt: skip
+    """The ``limit`` hottest cases reported more than once between ``since`` and ``until``:
+    ``GET /v1/hot-issues`` of the same window (:func:`~wangge.serve.storage.hot_cases`, ranked
+    by heat) without the cases of a single report."""
+    repeated = [case for case in hot_cases(session, since, until) if case["reports"] > 1]
+    return [{key: case[key] for key in ("case_id", "title", "category", "reports", "reporters",
+                                        "heat")} for case in repeated[:limit]]  # fmt: skip

@@ -351,6 +351,11 @@ class CaseOut(BaseModel):
     street_code: str | None
     community_code: str | None
     heat: float = Field(default=0.0, description="See GET /v1/hot-issues.")
+    merged_into: str | None = Field(
+        default=None,
+        description="The case this one was merged into (by a reviewer, or automatically when a "
+        "message showed them to be one case): its messages are there now.",
+    )
     messages: list[CaseMessage] = Field(default_factory=list)
 
 

@@ -40,7 +40,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from wangge.models.dedup import DedupMessage, DuplicateDetector, MessageFeatures
+from wangge.models.dedup import DedupMessage, DuplicateDetector, MessageFeatures, heat
 from wangge.nlp.fields import normalized
 
 logger = logging.getLogger(__name__)
@@ -317,6 +317,7 @@ def case_summary(session: Session, case: CaseRow) -> dict[str, Any]:
         "category": case.category,
         "street_code": case.street_code,
         "community_code": case.community_code,
+        "merged_into": None if case.merged_into is None else str(case.merged_into),
         "messages": [
             {
                 "message_id": str(m.id),
@@ -372,6 +373,31 @@ def window_counts(
         for case_id, reports, reporters, likes, dislikes, last_at in session.execute(query)
         if case_id is not None
     }
+
+
+def hot_cases(session: Session, since: datetime | None, until: datetime) -> list[dict[str, Any]]:
+    """The cases with a report between ``since`` and ``until``, hottest first (ties: the older
+    case first), each with the window's counts (:func:`window_counts`) and its ``heat``
+    (:func:`~wangge.models.dedup.heat`, aged to ``until``): what ``GET /v1/hot-issues`` and the
+    dashboard both rank. A merged case's messages are its surviving case's, so a merged case
+    is counted once, under that case."""
+    window = window_counts(session, since, until)
+    rows: Iterable[CaseRow] = (
+        session.scalars(select(CaseRow).where(CaseRow.id.in_(window))) if window else []
+    )
+    cases = {case.id: case for case in rows}
+    ranked = []
+    for case_id, counts in window.items():
+        case = cases[case_id]
+        age = (until - counts["last_at"]).total_seconds() / 86400
+        score = heat(counts["reports"], counts["reporters"], counts["likes"], counts["dislikes"],
+                     age)  # fmt: skip
+        ranked.append({"case_id": case.id, "title": case.title, "first_at": case.first_at,
+                       "category": case.category, "street_code": case.street_code,
+                       "community_code": case.community_code, **counts,
+                       "heat": round(score, 4)})  # fmt: skip
+    ranked.sort(key=lambda case: (-case["heat"], case["case_id"]))
+    return ranked
 
 
 def recount_reports(session: Session, case_ids: Iterable[int]) -> dict[int, int]:

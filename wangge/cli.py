@@ -537,8 +537,9 @@ def dedup(
 ) -> None:
     """Group repeated reports into cases, in time order.
 
-    Adds case_id (the id of the case's first message), duplicate_of, dup_score and
-    dup_evidence. A row without text joins no case."""
+    Adds case_id (the id of the case's first message, after any automatic merge),
+    merged_from (the case a message was in before an automatic merge), duplicate_of,
+    dup_score and dup_evidence. A row without text joins no case."""
     from wangge.batch.dedup import dedup_file
     from wangge.models.dedup import DuplicateDetector
     from wangge.pipeline.triage import load_encoder
@@ -569,8 +570,9 @@ def dedup(
     except WanggeError as error:
         _fail(error)
     empty = _warn_empty(summary.empty, "in no case")
+    merged = f" ({summary.merged} merged automatically into others)" if summary.merged else ""
     typer.echo(
-        f"{len(detector)} messages in {summary.cases} cases{empty}; text from "
+        f"{len(detector)} messages in {summary.cases} cases{merged}{empty}; text from "
         f"{' + '.join(summary.text_columns)}; written to {output}"
     )
 

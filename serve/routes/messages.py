@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from sqlalchemy import select
 
 from wangge.models.dedup import heat
 from wangge.serve.dependencies import (
@@ -27,7 +26,7 @@ from wangge.serve.schemas import (
     RowId,
     error_responses,
 )
-from wangge.serve.storage import CaseRow, case_summary, window_counts
+from wangge.serve.storage import CaseRow, case_summary, hot_cases
 
 router = APIRouter(tags=["messages and cases"])
 
@@ -93,16 +92,6 @@ def hot_issues(
     if since is not None and since > until:
         raise refused("since_after_until", ("query", "since"), "since is after until")
     with store.session() as session:
-        window = window_counts(session, since, until)
-        cases = {c.id: c for c in session.scalars(select(CaseRow).where(CaseRow.id.in_(window)))}
-    ranked = []
-    for case_id, counts in window.items():
-        case = cases[case_id]
-        summary = {
-            "case_id": str(case.id), "title": case.title, "first_at": case.first_at,
-            "category": case.category, "street_code": case.street_code,
-            "community_code": case.community_code, "messages": [], **counts,
-        }  # fmt: skip
-        ranked.append(_case_out(summary, until))
-    ranked.sort(key=lambda case: -case.heat)
-    return HotIssuesResponse(since=since, until=until, cases=ranked[:limit])
+        ranked = hot_cases(session, since, until)[:limit]
+    cases = [CaseOut(**case | {"case_id": str(case["case_id"])}) for case in ranked]
+    return HotIssuesResponse(since=since, until=until, cases=cases)

@@ -30,7 +30,14 @@ def test_dedup_file_in_time_order_keeps_rows_and_adds_columns(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert "3 messages in 2 cases" in result.output and "no sentence encoder" in result.output
     frame = pd.read_csv(output, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    assert list(frame.columns) == [*ROWS[0], "case_id", "duplicate_of", "dup_score", "dup_evidence"]
+    assert list(frame.columns) == [
+        *ROWS[0],
+        "case_id",
+        "merged_from",
+        "duplicate_of",
+        "dup_score",
+        "dup_evidence",
+    ]
     assert frame["留言编号"].tolist() == ["3", "1", "2"]  # input order kept
     # Message 1 is the earliest, so it opens the case that 3 (two days later) joins.
     assert frame["case_id"].tolist() == ["1", "1", "2"]
@@ -100,3 +107,19 @@ def test_a_row_without_text_joins_no_case(tmp_path: Path) -> None:
     strict = CliRunner().invoke(app, ["dedup", str(source), "-o", str(tmp_path / "s.csv"),
                                       "--strict"])  # fmt: skip
     assert strict.exit_code == 2 and "row 5" in strict.output
+
+
+def test_a_merged_row_shows_its_final_case_and_the_case_it_left() -> None:
+    from wangge.batch.dedup import dedup_columns
+    from wangge.models.dedup import Decision
+
+    decisions = [
+        Decision("a", "a", None, 0.0),
+        Decision("b", "b", None, 0.0),
+        Decision("c", "a", "b", 0.9, {"merged": ["b"]}, ("b",)),
+        None,  # a row without text
+    ]
+    columns = dedup_columns(decisions, ["a", "a", "a", None])
+    assert columns["case_id"] == ["a", "a", "a", ""]
+    assert columns["merged_from"] == ["", "b", "", ""]
+    assert columns["dup_evidence"][2] == {"merged": ["b"]}

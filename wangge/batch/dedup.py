@@ -1,10 +1,13 @@
 """Deduplicating files: ``wangge dedup``.
 
 Messages are processed in time order (the time column, 留言时间/时间/created_at); each joins
-the case of an earlier message it repeats or opens its own. The output keeps the input rows
-and columns in their order and adds ``case_id`` (the id of the case's first message),
-``duplicate_of`` (the message matched, empty for a case's first), ``dup_score`` (the
-same-case probability) and ``dup_evidence``.
+the case of earlier messages it repeats or opens its own; a message that shows two cases to be
+one merges the younger into the older (:mod:`wangge.models.cases`). The output keeps the input
+rows and columns in their order and adds ``case_id`` (the case the message ends in, after any
+merge: the id of its first message), ``merged_from`` (the case it was in before an automatic
+merge moved it, else empty), ``duplicate_of`` (the message matched, empty for a case's first),
+``dup_score`` (the same-case probability) and ``dup_evidence`` (with ``merged``: the cases the
+message merged into its own).
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ FEATURE_BATCH = 1024
 
 @dataclass(frozen=True)
 class DedupSummary(FileSummary):
-    """A file summary with the number of cases found (rows without text join none)."""
+    """A file summary with the number of cases found (rows without text join none) and of the
+    cases merged automatically into others."""
 
     cases: int = 0
+    merged: int = 0
 
 
 def message_times(data: LoadedMessages, positions: Sequence[int]) -> pd.Series:
@@ -87,10 +92,18 @@ def messages_in_time_order(data: LoadedMessages) -> tuple[list[int], list[Messag
     return [texted[k] for k in order], [messages[k] for k in order]
 
 
-def dedup_columns(decisions: list[Decision | None]) -> dict[str, list[Any]]:
-    """The columns ``wangge dedup`` adds; a row without text (``None``) is in no case."""
+def dedup_columns(
+    decisions: list[Decision | None], final: list[str | None] | None = None
+) -> dict[str, list[Any]]:
+    """The columns ``wangge dedup`` adds; a row without text (``None``) is in no case.
+    ``final``: each row's case after the automatic merges (default: the case it joined)."""
+    cases = final or [d.case_id if d else None for d in decisions]
     return {
-        "case_id": [d.case_id if d else "" for d in decisions],
+        "case_id": [case or "" for case in cases],
+        "merged_from": [
+            d.case_id if d and case != d.case_id else ""
+            for d, case in zip(decisions, cases, strict=True)
+        ],
         "duplicate_of": [d.duplicate_of or "" if d else "" for d in decisions],
         "dup_score": [d.score if d else None for d in decisions],
         "dup_evidence": [
@@ -133,9 +146,12 @@ def dedup_file(
         progress=None if progress is None else partial(progress, "deduplicating"),
     )
     decisions: list[Decision | None] = [None] * len(data.frame)
+    final: list[str | None] = [None] * len(data.frame)
     for position, decision in zip(positions, decided, strict=True):
         decisions[position] = decision
-    add_columns(data.frame, dedup_columns(decisions))
+        final[position] = detector.case_of(decision.message_id)
+    add_columns(data.frame, dedup_columns(decisions, final))
     write_table(data.frame, output_path)
-    cases = len({d.case_id for d in decisions if d is not None})
-    return DedupSummary.of(data, cases=cases)
+    cases = len({case for case in final if case is not None})
+    merged = sum(len(d.merged) for d in decided)
+    return DedupSummary.of(data, cases=cases, merged=merged)
