@@ -6,13 +6,14 @@ Run from the repository root (both modes; ~10 minutes a rule on 2 cores)::
         [--encoder ~/.cache/wangge/e5-small] [--cache /tmp/casework_cache]
 
 The cross-validation of ``wangge dedup fit`` (:func:`wangge.training.dedup_fit.cross_validate`)
-with the case-level rule as one more choice: for each of the 10 folds of the 689 labelled pairs
-(``benchmarks/data/hot_issue_pairs*.csv``), logistic weights fitted on the other nine build the
-cases of all 4,326 hot-issue messages under each rule (:class:`wangge.models.cases.CaseRule`)
-and threshold, and the fold's pairs are judged by whether both messages got one case (after
-any automatic merge). The former rule (the case of the single best candidate) runs in the same
-folds. With weights fitted on all pairs, at each rule's best threshold, the cases built over
-all messages: how many, the largest, and how many automatic merges.
+with the case-level rule as one more choice: for each of the 10 folds of the labelled design
+pairs (every ``benchmarks/data/hot_issue_pairs*.csv`` but the final file), logistic weights
+fitted on the other nine build the cases of all 4,326 hot-issue messages under each rule
+(:class:`wangge.models.cases.CaseRule`) and threshold, and the fold's pairs are judged by
+whether both messages got one case (after any automatic merge). The former rule (the case of the
+single best candidate) runs in the same folds. With weights fitted on all pairs, at each rule's
+best threshold, the cases built over all messages: how many, the largest, and how many automatic
+merges.
 
 What the pipeline computes of the messages (embeddings, entities, pair features) is kept in
 ``--cache`` (keyed by the files' SHA-256 and the encoder): a second run skips the encoder.
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import REPO_ROOT, argument_parser, data_dir_with, note, say
+from common import argument_parser, data_dir_with, design_pair_files, note, say
 
 from wangge.batch.dedup import messages_in_time_order
 from wangge.batch.files import load_messages
@@ -39,12 +40,10 @@ from wangge.training.dedup_fit import FOLD_SEED, FOLDS, Mode, fit_weights, prepa
 from wangge.training.dedup_fit import read_pairs as read_pair_files
 
 MESSAGES_FILE = "unlabeled_hot_issue_messages.csv"
-PAIR_FILES = [REPO_ROOT / "benchmarks" / "data" / name
-              for name in ("hot_issue_pairs.csv", "hot_issue_pairs_heldout.csv")]  # fmt: skip
+PAIR_FILES = design_pair_files()
 THRESHOLDS = (0.4, 0.45, 0.5)
 RULES = (
     BEST_MEMBER,  # the former rule: the case of the single best candidate
-    CaseRule(support=0.5, first=True),
     CaseRule(support=0.34, first=True),
 )
 # Built with the weights fitted on all pairs only (no CV: each build takes ~10 s on 2 cores).

@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from bench_dedup import MESSAGES_FILE, run_cli
-from common import REPO_ROOT, argument_parser, data_dir_with, note, say
+from common import FINAL_PAIRS_FILE, argument_parser, data_dir_with, note, say
 from rensa import RMinHash, RMinHashLSH
 
 from wangge.home import default_encoder_dir, has_encoder
 from wangge.models.dedup import dedup_text, shingles
 from wangge.training.dedup_fit import prf
 
-FINAL_PAIRS = REPO_ROOT / "benchmarks" / "data" / "hot_issue_pairs_final.csv"
 BASELINE_PERMUTATIONS = 128
 BASELINE_JACCARD = 0.5
 HARD_NEGATIVES = ("same_template_other_place", "same_place_other_problem")
@@ -81,7 +80,9 @@ def judge(label: str, pairs: pd.DataFrame, case_of: dict[str, str]) -> None:
 
 def main() -> int:
     parser = argument_parser(__doc__)
-    parser.add_argument("--pairs", type=Path, default=FINAL_PAIRS, help="labelled pairs to judge")
+    parser.add_argument(
+        "--pairs", type=Path, default=FINAL_PAIRS_FILE, help="labelled pairs to judge"
+    )
     parser.add_argument("--encoder", type=Path, default=None, help="sentence encoder directory")
     args = parser.parse_args()
     data_dir = data_dir_with(args.data_dir, [MESSAGES_FILE])

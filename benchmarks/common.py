@@ -12,6 +12,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = Path("../shared/data/tipdm2020c")
 DEV_FILE = "dev_raw_labeled.csv"
 TRAIN_FILE = "train_tokenized.csv"
+PAIRS_DIR = REPO_ROOT / "benchmarks" / "data"
+# Labelled duplicate pairs scored once at the end, never used to design or fit anything.
+FINAL_PAIRS_FILE = PAIRS_DIR / "hot_issue_pairs_final.csv"
+
+
+def design_pair_files() -> list[Path]:
+    """The labelled duplicate pairs for fitting and choosing: every pairs file but the final."""
+    return sorted(p for p in PAIRS_DIR.glob("hot_issue_pairs*.csv") if p != FINAL_PAIRS_FILE)
 
 
 def say(text: str = "") -> None:

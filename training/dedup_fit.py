@@ -34,6 +34,7 @@ import pandas as pd
 from wangge.batch.dedup import messages_in_time_order
 from wangge.batch.files import load_messages
 from wangge.errors import DataError
+from wangge.models.cases import CASE_RULE
 from wangge.models.dedup import (
     DedupMessage,
     DedupWeights,
@@ -288,13 +289,12 @@ def fit_mode(
     if min(int(y.sum()), int((~y).sum())) < folds:
         raise DataError(f"{folds}-fold cross-validation needs at least {folds} pairs of each "
                         f"label; pass fewer --folds")  # fmt: skip
-    predicted = cross_validate(mode, pairs, folds=folds, progress=progress)
     weights = fit_weights(mode, np.arange(len(y)), y)
-    replay = recorded(mode)
-    if not replay_matches(mode.encoder, mode.features, replay, weights, THRESHOLDS[0]):
-        # The detector no longer decides as the replay does: build with it (slow).
-        logger.warning("%s: replayed cases differ from the detector's; rebuilding", mode.name)
-        predicted = cross_validate(mode, pairs, folds=folds, progress=progress, replayed=False)
+    replayed = CASE_RULE.former and replay_matches(
+        mode.encoder, mode.features, recorded(mode), weights, THRESHOLDS[0]
+    )
+    # The case-level rule cannot be replayed: the cases are built with the detector (slow).
+    predicted = cross_validate(mode, pairs, folds=folds, progress=progress, replayed=replayed)
     figures = {t: prf(predicted[t], y) for t in THRESHOLDS}
     chosen = max(THRESHOLDS, key=lambda t: figures[t][2])
     return FittedMode(ModeWeights(weights, chosen), figures)

@@ -10,6 +10,12 @@ above the threshold, within the window) from any model's probabilities of those 
 well under a second where the detector takes ~12 s. :func:`replay_matches` checks that the
 replay still gives the detector's cases (it must be kept in step with the detector's
 decisions).
+
+This is the former case rule (:data:`~wangge.models.cases.BEST_MEMBER`: the case of the single
+best candidate). The case-level rule compares pairs that depend on the cases already built
+(a case's first message), so it cannot be replayed: ``wangge dedup fit`` rebuilds the cases
+with the detector unless the shipped rule is the former one, and the replay serves comparing
+pair models quickly (``benchmarks/compare_dedup_models.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wangge.models.cases import BEST_MEMBER
 from wangge.models.dedup import (
     CLOSE_COSINE,
     Decision,
@@ -95,7 +102,14 @@ class _Recorder(DuplicateDetector):
     """A detector that records every (message, candidate) pair it compares, and joins none."""
 
     def __init__(self, encoder: Any) -> None:
-        super().__init__(encoder, weights=_Everything(), threshold=0.5)  # type: ignore[arg-type]
+        super().__init__(
+            encoder,
+            weights=_Everything(),
+            threshold=0.5,
+            case_rule=BEST_MEMBER,  # type: ignore[arg-type]
+        )
+        self.replayed_window = self.window
+        self.window = timedelta.max  # the window is checked on replay
         self.candidates: list[list[Candidate]] = []
         self.rows: list[dict[str, float]] = []
         self._mine: MessageFeatures | None = None
@@ -107,7 +121,6 @@ class _Recorder(DuplicateDetector):
 
     def _blocked(self, message: DedupMessage, other: Any, pair: PairFeatures) -> str | None:
         assert self._mine is not None
-        self._case_last[other.case_id] = message.time  # the window is checked on replay
         blocked = super()._blocked(message, other, pair) is not None
         self.candidates[-1].append(
             Candidate(other.row, len(self.rows), pair.jaccard == 1.0, blocked)
@@ -153,7 +166,7 @@ def record_pairs(
     recorder = _Recorder(encoder)
     recorder.add_many(messages, features)
     frame = pd.DataFrame(recorder.rows).astype(float)
-    return Recorded(messages, recorder.candidates, frame, recorder.window)
+    return Recorded(messages, recorder.candidates, frame, recorder.replayed_window)
 
 
 def labelled_rows(
@@ -189,6 +202,8 @@ def replay_matches(
 ) -> bool:
     """Whether :meth:`Recorded.cases` gives the cases of the detector itself under
     ``weights``: the check that replaying is still the detector's protocol."""
-    detector = DuplicateDetector(encoder, weights=weights, threshold=threshold)
+    detector = DuplicateDetector(
+        encoder, weights=weights, threshold=threshold, case_rule=BEST_MEMBER
+    )
     built = [d.case_id for d in detector.add_many(recorded.messages, features)]
     return built == recorded.cases(logistic_scores(recorded, weights), threshold)
