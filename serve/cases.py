@@ -484,10 +484,12 @@ def kept_apart(session: Session, case_ids: Iterable[int]) -> bool:
     ).all()  # fmt: skip
     separations = [row for row in rows if row.action != "correct"]
     moved = {int(i) for row in separations for i in row.after.get("messages") or []}
-    now: dict[int, int | None] = dict(
-        session.execute(select(MessageRow.id, MessageRow.case_id).where(MessageRow.id.in_(moved)))
-        .tuples().all()
-    ) if moved else {}  # fmt: skip
+    now: dict[int, int | None] = {
+        message_id: case_id
+        for message_id, case_id in session.execute(
+            select(MessageRow.id, MessageRow.case_id).where(MessageRow.id.in_(moved))
+        )
+    } if moved else {}  # fmt: skip
     for row in rows:
         if row.action == "correct":
             if row.after.get("duplicate_of", 0) is None and row.message_id in ids:
