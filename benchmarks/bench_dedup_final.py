@@ -100,7 +100,10 @@ def main() -> int:
         runs.append(("wangge dedup, encoder", encoder))
     else:
         note(f"no encoder at {encoder}: the encoder mode is skipped")
-    cases = {label: run_cli(source, path) for label, path in runs}
+    cases = {}
+    for label, path in runs:
+        frame = run_cli(source, path)
+        cases[label] = dict(zip(frame["留言编号"], frame["case_id"], strict=True))
     say("\n| cases | precision | recall | F1 | sure pairs P / R / F1 | hard negatives apart |")
     say("|---|---|---|---|---|---|")
     judge("plain MinHash LSH + union-find (baseline)", pairs, minhash_baseline(messages))
