@@ -481,7 +481,7 @@ class DuplicateDetector:
         if threshold is None:
             threshold = LEXICAL_THRESHOLD if lexical else ENCODER_THRESHOLD
         self.threshold = threshold
-        self.window = timedelta(days=window_days)
+        self.window: timedelta = timedelta(days=window_days)
         self.weights = weights or (LEXICAL_WEIGHTS if lexical else ENCODER_WEIGHTS)
         # The banding alone decides candidates; rensa uses its threshold only in is_similar().
         self._lsh = RMinHashLSH(0.3, NUM_PERM, LSH_BANDS)

@@ -104,11 +104,11 @@ class _Recorder(DuplicateDetector):
     def __init__(self, encoder: Any) -> None:
         super().__init__(
             encoder,
-            weights=_Everything(),
+            weights=_Everything(),  # type: ignore[arg-type]
             threshold=0.5,
-            case_rule=BEST_MEMBER,  # type: ignore[arg-type]
+            case_rule=BEST_MEMBER,
         )
-        self.replayed_window = self.window
+        self.replayed_window: timedelta = self.window
         self.window = timedelta.max  # the window is checked on replay
         self.candidates: list[list[Candidate]] = []
         self.rows: list[dict[str, float]] = []
