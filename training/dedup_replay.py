@@ -30,6 +30,7 @@ import pandas as pd
 from wangge.models.cases import BEST_MEMBER
 from wangge.models.dedup import (
     CLOSE_COSINE,
+    DEFAULT_WINDOW_DAYS,
     Decision,
     DedupMessage,
     DuplicateDetector,
@@ -108,7 +109,7 @@ class _Recorder(DuplicateDetector):
             threshold=0.5,
             case_rule=BEST_MEMBER,
         )
-        self.replayed_window: timedelta = self.window
+        self.replayed_window = timedelta(days=DEFAULT_WINDOW_DAYS)
         self.window = timedelta.max  # the window is checked on replay
         self.candidates: list[list[Candidate]] = []
         self.rows: list[dict[str, float]] = []
