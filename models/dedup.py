@@ -52,8 +52,8 @@ import numpy as np
 from rensa import RMinHash, RMinHashLSH
 
 from wangge.models.cases import CASE_RULE, CaseBook, CaseRule, Passing
+from wangge.nlp.places import administrative_names, specific
 from wangge.nlp.places import shared_broad as places_shared_broad
-from wangge.nlp.places import specific
 
 SHINGLE_SIZE = 3
 MIN_SHINGLES = 4
@@ -490,6 +490,10 @@ class DuplicateDetector:
         self._exact: dict[bytes, int] = {}  # text hash -> row of the first message with it
         self.cases = CaseBook(case_rule or CASE_RULE)
         self._lac: Any = None
+        if entities:
+            # Read now, not at the first pair naming places: the service decides under its
+            # ingest lock, and a quarter-second load there held up every request (and shutdown).
+            administrative_names()
         self._restored = 0  # rows whose vectors a restored HNSW graph already holds
         # What the HNSW index holds: the embeddings, or without an encoder the sketches.
         self._space = "lexical-sketch" if lexical else "encoder"
