@@ -52,8 +52,7 @@ import numpy as np
 from rensa import RMinHash, RMinHashLSH
 
 from wangge.models.cases import CASE_RULE, CaseBook, CaseRule, Passing
-from wangge.nlp.places import administrative_names, specific
-from wangge.nlp.places import shared_broad as places_shared_broad
+from wangge.nlp.places import administrative_names, shared_broad, specific
 
 SHINGLE_SIZE = 3
 MIN_SHINGLES = 4
@@ -416,21 +415,15 @@ def entity_relation(a: frozenset[str], b: frozenset[str]) -> int:
     """1 when two messages name a common specific place or organisation (a compound, road,
     building, school, shop, company: :func:`wangge.nlp.places.place_level`), -1 when both name
     some but none in common, 0 when one names none; broad places (towns, districts …) are left
-    out (:func:`shared_broad`). Two names are the same when one lies inside the other or
-    when, without their generic words, they share 3 characters in a row: the same place is
-    often written a little differently."""
+    out (:func:`~wangge.nlp.places.shared_broad`). Two names are the same when one lies inside
+    the other or when, without their generic words, they share 3 characters in a row: the
+    same place is often written a little differently."""
     a, b = specific(a), specific(b)
     if not a or not b:
         return 0
     if any(x == y or x in y or y in x for x in a for y in b):
         return 1
     return 1 if _name_trigrams(a) & _name_trigrams(b) else -1
-
-
-def shared_broad(a: frozenset[str], b: frozenset[str]) -> bool:
-    """Whether two messages name a broad place (a town, a district, a city …) in common: no
-    evidence that they report one case, only that they are in one area."""
-    return places_shared_broad(a, b)
 
 
 def _name_trigrams(names: frozenset[str]) -> set[str]:
@@ -706,7 +699,7 @@ class DuplicateDetector:
     ) -> PairFeatures:
         """``pair`` with the relation of the places both messages name (LAC tags them now if
         it has not yet): specific ones (:func:`entity_relation`) and broad ones
-        (:func:`shared_broad`)."""
+        (:func:`~wangge.nlp.places.shared_broad`)."""
         a, b = self.tagged(mine), self.tagged(theirs)
         return replace(pair, entities=entity_relation(a, b), broad_places=shared_broad(a, b))
 

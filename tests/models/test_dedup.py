@@ -28,10 +28,10 @@ from wangge.models.dedup import (
     entity_relation,
     heat,
     lexical_sketches,
-    shared_broad,
     tagged_entities,
 )
 from wangge.nlp.fields import normalized
+from wangge.nlp.places import shared_broad
 
 T0 = datetime(2024, 5, 1, 9, 0)
 TOPICS = {"垃圾": 0, "噪音": 1, "吵": 1, "停车": 2, "路灯": 3}
