@@ -15,14 +15,12 @@ single best candidate) runs in the same folds. With weights fitted on all pairs,
 best threshold, the cases built over all messages: how many, the largest, and how many automatic
 merges.
 
-What the pipeline computes of the messages (embeddings, entities, pair features) is kept in
-``--cache`` (keyed by the files' SHA-256 and the encoder): a second run skips the encoder.
+The embeddings and tagged names are kept in ``--cache`` (as ``wangge dedup fit``'s
+:func:`~wangge.training.dedup_fit.prepare_modes` keeps them): a second run skips the encoder.
 """
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 from collections import Counter
 from pathlib import Path
 
@@ -54,44 +52,6 @@ IN_SAMPLE_RULES = (
     CaseRule(support=0.5, first=True, centroid=0.93),
 )
 LARGEST_SHOWN = 5
-
-
-def _sha(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def cached_modes(
-    data_dir: Path, pairs: pd.DataFrame, encoder_dir: Path | None, cache: Path
-) -> list[Mode]:
-    """:func:`prepare_modes`, or what an earlier run kept in ``cache`` of it (the features
-    without their MinHash, recomputed: rensa's signatures are not pickled)."""
-    key = _sha([data_dir / MESSAGES_FILE, *PAIR_FILES]) + (
-        "-" + encoder_dir.name if encoder_dir else "-lexical"
-    )
-    path = cache / f"modes-{key}.pkl"
-    encoder = load_encoder(encoder_dir)
-    if path.is_file():
-        stored = pickle.loads(path.read_bytes())
-        modes = []
-        for name, messages, vectors, entities, x in stored:
-            own = encoder if name == "encoder" else None
-            features = DuplicateDetector(own).features(messages, vectors=vectors, entities=entities)
-            modes.append(Mode(name, own, messages, features, x))
-        note(f"features read from {path}")
-        return modes
-    _positions, messages = messages_in_time_order(load_messages(data_dir / MESSAGES_FILE))
-    modes = prepare_modes(messages, pairs, encoder)
-    stored = []
-    for mode in modes:
-        vectors = np.stack([f.vector for f in mode.features]) if mode.encoder is not None else None
-        stored.append((mode.name, mode.messages, vectors, [f.entities for f in mode.features],
-                       mode.x))  # fmt: skip
-    cache.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(stored))
-    return modes
 
 
 def build(
@@ -165,8 +125,10 @@ def main() -> None:
         raise SystemExit(2)
     encoder_dir = args.encoder if has_encoder(args.encoder) else None
     pairs = read_pair_files(PAIR_FILES)
+    _positions, messages = messages_in_time_order(load_messages(data_dir / MESSAGES_FILE))
+    modes = prepare_modes(messages, pairs, load_encoder(encoder_dir), cache=args.cache)
     say("# Case-level rules")
-    for mode in cached_modes(data_dir, pairs, encoder_dir, args.cache):
+    for mode in modes:
         if args.mode in (mode.name, "both"):
             report(mode, pairs)
 
