@@ -3,7 +3,7 @@
 Run from the repository root (about 2 minutes on 2 cores)::
 
     .venv/bin/python benchmarks/bench_dedup_final.py --data-dir /path/to/tipdm2020c \\
-        [--pairs benchmarks/data/hot_issue_pairs_final.csv] [--encoder DIR]
+        [--pairs benchmarks/data/final_pairs.csv] [--encoder DIR]
 
 ``wangge dedup`` with the shipped weights builds the cases of all 4,326 hot-issue messages,
 with the sentence encoder (when ``--encoder`` or the default one exists) and without it; in

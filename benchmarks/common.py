@@ -14,12 +14,13 @@ DEV_FILE = "dev_raw_labeled.csv"
 TRAIN_FILE = "train_tokenized.csv"
 PAIRS_DIR = REPO_ROOT / "benchmarks" / "data"
 # Labelled duplicate pairs scored once at the end, never used to design or fit anything.
-FINAL_PAIRS_FILE = PAIRS_DIR / "hot_issue_pairs_final.csv"
+FINAL_PAIRS_FILE = PAIRS_DIR / "final_pairs.csv"
 
 
 def design_pair_files() -> list[Path]:
-    """The labelled duplicate pairs for fitting and choosing: every pairs file but the final."""
-    return sorted(p for p in PAIRS_DIR.glob("hot_issue_pairs*.csv") if p != FINAL_PAIRS_FILE)
+    """The labelled duplicate pairs for fitting and choosing: ``hot_issue_pairs*.csv`` (the
+    final pairs, :data:`FINAL_PAIRS_FILE`, are named otherwise so that no glob takes them)."""
+    return sorted(PAIRS_DIR.glob("hot_issue_pairs*.csv"))
 
 
 def say(text: str = "") -> None:

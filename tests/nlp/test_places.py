@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from wangge.nlp.places import Level, administrative_names, broad, place_level, specific
+from wangge.nlp.places import (
+    Level,
+    administrative_names,
+    broad,
+    kind_named_places,
+    place_level,
+    specific,
+)
 
 
 @pytest.mark.parametrize(
@@ -68,3 +75,23 @@ def test_names_split_by_level() -> None:
     names = ["星沙", "金城花园", "A3区", "云塘路"]
     assert specific(names) == {"金城花园", "云塘路"}
     assert broad(names) == {"星沙", "A3区"}
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("我们是魅力之城小区居民，小区朝北大门", {"魅力之城小区"}),
+        ("A7县星沙街道英祥春天小区一楼被搞成门面", {"英祥春天小区"}),
+        ("A市楚通驾校套路学员", {"楚通驾校"}),
+        ("地处银杉路和银星路交叉口", {"银杉路", "银星路"}),
+        ("请求硬化A4区沙坪街道竹安村的道路", {"竹安村"}),
+        ("离黄泥街隆盛手机市场不远", {"黄泥街隆盛手机市场"}),
+    ],
+)
+def test_places_are_found_by_their_kind(text: str, names: set[str]) -> None:
+    assert kind_named_places(text) == names
+
+
+def test_a_kind_alone_or_after_a_clause_word_is_no_name() -> None:
+    # "小区" after 的/是 has no name before it; 街道 and 区 are administrative, not the place
+    assert kind_named_places("我们的小区是老小区，A3区街道的路") == frozenset()
