@@ -7,7 +7,7 @@ Run from the repository root (about 5 minutes with cached features)::
         [--model MODEL_DIR] [--cache /tmp/casework_cache]
 
 On the design pairs (``benchmarks/data/hot_issue_pairs*.csv``) with the sentence encoder: the
-pair features ``wangge dedup fit`` weighed before the embeddings' products, then those plus one
+pair features ``wangge dedup fit`` weighs, then those plus one
 signal more, each a logistic regression judged by 10-fold cross-validation of the pairs
 themselves (not of the cases built; five fold seeds averaged): ROC AUC, log loss and the best
 F1 over thresholds, with folds drawn at random and grouped (the connected components of the
@@ -16,9 +16,11 @@ message's topic reaches its test pairs). The signals: ``category_agreement`` (th
 that both messages fall in the same category, the dot product of the category probabilities
 of ``MODEL_DIR``, a model of ``wangge train``, e.g. on the data dir's ``train_tokenized.csv``
 with ``--text-column tokens``), ``categories_differ`` (both above 0.8, different categories),
-``log_days``, ``title_lexical_cosine`` and the embeddings' products at the scales tried for
-:data:`~wangge.training.dedup_fit.EMBEDDING_SCALE`. A signal worth a case-level test
-(``wangge dedup fit``'s protocol) is one that moves these beyond the spread of the seeds.
+``log_days``, ``title_lexical_cosine`` and the products of the two embeddings dimension by
+dimension (a learnt cosine; standardised and scaled down, which penalises their weights more
+than the features'). A signal worth a case-level test (``wangge dedup fit``'s protocol) is one
+that moves these beyond the spread of the seeds; the products did, and lost at case level
+(docs/benchmarks.md, commit 0509e5e).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from wangge.batch.files import load_messages
 from wangge.home import default_encoder_dir
 from wangge.pipeline.directory import load_pipeline
 from wangge.pipeline.triage import load_encoder
-from wangge.training.dedup_fit import FEATURES, REGULARISATION, prepare_modes, read_pairs
+from wangge.training.dedup_fit import FEATURES, REGULARISATION, Mode, prepare_modes, read_pairs
 
 MESSAGES_FILE = "unlabeled_hot_issue_messages.csv"
 CONFIDENT = 0.8
@@ -57,6 +59,14 @@ def category_signals(model_dir: Path, messages: list, pairs: pd.DataFrame) -> pd
     b = np.stack([probabilities[str(i)] for i in pairs["id_b"]])
     differ = (a.max(1) > CONFIDENT) & (b.max(1) > CONFIDENT) & (a.argmax(1) != b.argmax(1))
     return pd.DataFrame({"category_agreement": (a * b).sum(1), "categories_differ": differ * 1.0})
+
+
+def embedding_products(mode: Mode, pairs: pd.DataFrame) -> np.ndarray:
+    """The products of each pair's two embeddings, dimension by dimension (pairs × dim)."""
+    vectors = {m.id: f.vector for m, f in zip(mode.messages, mode.features, strict=True)}
+    return np.stack(
+        [vectors[str(a)] * vectors[str(b)] for a, b in pairs[["id_a", "id_b"]].values]
+    ).astype(np.float64)
 
 
 def message_groups(pairs: pd.DataFrame) -> np.ndarray:
@@ -99,8 +109,8 @@ def main() -> None:
     say(f"{len(pairs)} design pairs ({int(y.sum())} same case), mode {mode.name}; "
         f"10-fold CV of the pairs, {SEEDS} seeds: mean (spread over seeds)")  # fmt: skip
     base = x[FEATURES[mode.name]].to_numpy()
-    assert mode.products is not None
-    products = (mode.products - mode.products.mean(0)) / (mode.products.std(0) + 1e-12)
+    products = embedding_products(mode, pairs)
+    products = (products - products.mean(0)) / (products.std(0) + 1e-12)
     variants = {"fitted features": base}
     for extra in ("category_agreement", "categories_differ", "log_days", "title_lexical_cosine"):
         if extra in x:

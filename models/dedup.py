@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,8 +53,6 @@ from rensa import RMinHash, RMinHashLSH
 
 from wangge.models.cases import CASE_RULE, CaseBook, CaseRule, Passing
 from wangge.nlp.places import administrative_names, kind_named_places, shared_broad, specific
-
-logger = logging.getLogger(__name__)
 
 SHINGLE_SIZE = 3
 MIN_SHINGLES = 4
@@ -115,10 +112,7 @@ class PairWeights:
 
     ``cosine`` is that of the sentence embeddings (0 without an encoder) and ``close_cosine``
     weighs how far it lies above :data:`CLOSE_COSINE` (0 to 1); ``lexical_cosine`` is that of
-    the lexical sketches (:func:`lexical_sketches`). ``embedding`` weighs the products of the
-    two embeddings dimension by dimension (one weight a dimension of the encoder; empty: none):
-    a cosine learnt from the labelled pairs, in which the dimensions that tell one case from
-    another count more than those that only say "a complaint about a compound".
+    the lexical sketches (:func:`lexical_sketches`).
     """
 
     jaccard: float = 0.0
@@ -133,20 +127,11 @@ class PairWeights:
     log_days: float = 0.0
     broad_places: float = 0.0
     bias: float = 0.0
-    embedding: tuple[float, ...] = ()
-    # The embedding term's mean over the pairs it was fitted on, subtracted from it: without
-    # the term (an encoder of other dimensions) the log-odds stay right on average
-    embedding_offset: float = 0.0
 
     def logit(self, features: PairFeatures) -> float:
         """The log-odds that the pair is one case, leaving out its entity relation."""
-        learnt = 0.0
-        if self.embedding and features.embedding_product is not None:
-            learnt = float(np.dot(self.embedding, features.embedding_product))
-            learnt -= self.embedding_offset
         return (
             self.bias
-            + learnt
             + self.jaccard * features.jaccard
             + self.title_jaccard * features.title_jaccard
             + self.cosine * (features.cosine or 0.0)
@@ -207,7 +192,7 @@ class DedupWeights:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            name: {"threshold": mode.threshold, "weights": _weights_dict(mode.weights)}
+            name: {"threshold": mode.threshold, "weights": asdict(mode.weights)}
             for name, mode in (("encoder", self.encoder), ("lexical", self.lexical))
         }
 
@@ -225,21 +210,12 @@ class DedupWeights:
             unknown = sorted(set(weights) - known)
             if unknown:
                 raise ValueError(f"{name}.weights: unknown {unknown} (known: {sorted(known)})")
-            weights = dict(weights)
-            embedding = weights.pop("embedding", [])
             if not all(_is_number(value) for value in weights.values()):
                 raise ValueError(f"{name}.weights: every weight must be a number")
-            if not isinstance(embedding, list) or not all(map(_is_number, embedding)):
-                raise ValueError(f"{name}.weights.embedding: expected a list of numbers")
             modes[name] = ModeWeights(
-                PairWeights(**weights, embedding=tuple(map(float, embedding))),
-                _threshold(name, mode.get("threshold")),
+                PairWeights(**weights), _threshold(name, mode.get("threshold"))
             )
         return cls(**modes)
-
-
-def _weights_dict(weights: PairWeights) -> dict[str, Any]:
-    return asdict(weights) | {"embedding": list(weights.embedding)}
 
 
 def _is_number(value: Any) -> bool:
@@ -284,9 +260,6 @@ class PairFeatures:
     title_lexical_cosine: float = 0.0  # of the titles' own sketches
     log_days: float = 0.0  # log(1 + days between the two messages)
     broad_places: bool = False  # they name a broad place in common (a town, a district …)
-    # The two sentence embeddings multiplied dimension by dimension (None without an encoder),
-    # for PairWeights.embedding; left out of comparisons and of as_dict
-    embedding_product: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -503,15 +476,6 @@ class DuplicateDetector:
         self.threshold = threshold
         self.window: timedelta = timedelta(days=window_days)
         self.weights = weights or (LEXICAL_WEIGHTS if lexical else ENCODER_WEIGHTS)
-        learnt = len(self.weights.embedding)
-        if encoder is not None and learnt and learnt != encoder.dim:
-            logger.warning(
-                "the dedup weights weigh %d embedding dimensions, the encoder has %d: the "
-                "embedding term is left out; fit weights for this encoder (wangge dedup fit)",
-                learnt,
-                encoder.dim,
-            )
-            self.weights = replace(self.weights, embedding=(), embedding_offset=0.0)
         # The banding alone decides candidates; rensa uses its threshold only in is_similar().
         self._lsh = RMinHashLSH(0.3, NUM_PERM, LSH_BANDS)
         self._rows: list[_Indexed] = []
@@ -995,11 +959,8 @@ def _pair_features(
         similarity = float(mine.minhash.jaccard(theirs.minhash))
     else:
         similarity = 0.0
-    product = None
-    if mine.vector is not None and their_vector is not None:
-        product = mine.vector * their_vector
-        if cosine is None:
-            cosine = float(np.dot(mine.vector, their_vector))
+    if cosine is None and mine.vector is not None and their_vector is not None:
+        cosine = float(np.dot(mine.vector, their_vector))
     titles = 0.0
     if probe.title_sketch is not None and theirs.title_sketch is not None:
         titles = float(np.dot(probe.title_sketch, theirs.title_sketch))
@@ -1013,7 +974,6 @@ def _pair_features(
         0,
         titles,
         math.log1p(days),
-        embedding_product=product,
     )
 
 

@@ -71,13 +71,6 @@ FEATURES = {
     "lexical": ["jaccard", "title_jaccard", "lexical_cosine", "same_reporter",
                 "entities_conflict", "entities_overlap"],
 }  # fmt: skip
-# The encoder mode also weighs the products of the two embeddings, dimension by dimension
-# (PairWeights.embedding). They are standardised and multiplied by EMBEDDING_SCALE before the
-# fit, which penalises their weights (1 / EMBEDDING_SCALE)² times as much as the features':
-# chosen by 10-fold CV of the 1,488 design pairs grouped so that no message is in two folds
-# (benchmarks/bench_dedup_signals.py, 5 seeds; 0.01, 0.02, 0.03: best pair F1 0.922, 0.926,
-# 0.924; without the products 0.914; docs/benchmarks.md).
-EMBEDDING_SCALE = 0.02
 THRESHOLDS = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 FOLDS = 10
 REGULARISATION = 10.0  # C of the logistic regression
@@ -123,8 +116,6 @@ class Mode:
     messages: list[DedupMessage]  # in time order
     features: list[MessageFeatures]  # of ``messages``, entities tagged
     x: pd.DataFrame  # the labelled pairs' features, one row per pair
-    # The products of the pairs' embeddings (pairs × dimensions); None in the lexical mode
-    products: np.ndarray | None = None
     recorded: Recorded | None = None  # what a case build compares (see :func:`recorded`)
 
     @property
@@ -151,15 +142,11 @@ def prepare_modes(
         raise DataError(f"{len(missing)} message ids of the pairs are not in the messages "
                         f"(or have no text): {', '.join(missing[:5])}")  # fmt: skip
     lexical = [replace(feature, vector=None) for feature in features]
-    modes = [Mode("lexical", None, ordered, lexical, *pair_rows(detector, ordered, lexical, pairs))]
+    modes = [Mode("lexical", None, ordered, lexical, pair_rows(detector, ordered, lexical, pairs))]
     if encoder is not None:
         modes.append(
             Mode(
-                "encoder",
-                encoder,
-                ordered,
-                features,
-                *pair_rows(detector, ordered, features, pairs),
+                "encoder", encoder, ordered, features, pair_rows(detector, ordered, features, pairs)
             )
         )
     return modes
@@ -203,46 +190,26 @@ def pair_rows(
     messages: Sequence[DedupMessage],
     features: Sequence[MessageFeatures],
     pairs: pd.DataFrame,
-) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Every pair's features, as :class:`~wangge.models.dedup.PairWeights` weighs them, and
-    the products of their embeddings (None without embeddings)."""
+) -> pd.DataFrame:
+    """Every pair's features, as :class:`~wangge.models.dedup.PairWeights` weighs them."""
     by_id = {m.id: (m, f) for m, f in zip(messages, features, strict=True)}
-    rows, products = [], []
+    rows = []
     for a, b in pairs[["id_a", "id_b"]].values:
         (ma, fa), (mb, fb) = by_id[str(a)], by_id[str(b)]
-        pair = detector.pair_features(ma, fa, mb, fb)
-        rows.append(feature_row(pair))
-        products.append(pair.embedding_product)
-    learnt = None if any(p is None for p in products) else np.stack(products).astype(np.float64)
-    return pd.DataFrame(rows).astype(float), learnt
+        rows.append(feature_row(detector.pair_features(ma, fa, mb, fb)))
+    return pd.DataFrame(rows).astype(float)
 
 
 def fit_weights(mode: Mode, rows: np.ndarray, y: np.ndarray) -> PairWeights:
     """Logistic regression of the mode's features on the pairs ``rows``, rounded to 3
-    decimals; in the encoder mode with the embeddings' products as well (see
-    :data:`EMBEDDING_SCALE`), their weights brought back to the raw products (4 decimals) and
-    their mean term kept apart (``embedding_offset``)."""
+    decimals."""
     from sklearn.linear_model import LogisticRegression
 
-    x = mode.x[mode.names].to_numpy()[rows]
-    scale = np.zeros(0)
-    if mode.products is not None:
-        products = mode.products[rows]
-        mean, std = products.mean(0), products.std(0) + 1e-12
-        scale = EMBEDDING_SCALE / std
-        x = np.hstack([x, (products - mean) * scale])
-    model = LogisticRegression(C=REGULARISATION, max_iter=5000).fit(x, y[rows])
-    coefficients = model.coef_[0]
-    named = coefficients[: len(mode.names)]
-    fitted = dict(zip(mode.names, named.round(3).tolist(), strict=True))
-    bias = round(float(model.intercept_[0]), 3)
-    if mode.products is None:
-        return PairWeights(**fitted, bias=bias)
-    embedding = (coefficients[len(mode.names) :] * scale).round(4)
-    offset = round(float(embedding @ mean), 3)
-    return PairWeights(
-        **fitted, bias=bias, embedding=tuple(embedding.tolist()), embedding_offset=offset
+    model = LogisticRegression(C=REGULARISATION, max_iter=1000).fit(
+        mode.x[mode.names].to_numpy()[rows], y[rows]
     )
+    fitted = dict(zip(mode.names, model.coef_[0].round(3).tolist(), strict=True))
+    return PairWeights(**fitted, bias=round(float(model.intercept_[0]), 3))
 
 
 def together(mode: Mode, pairs: pd.DataFrame, weights: PairWeights, threshold: float) -> np.ndarray:
@@ -323,10 +290,8 @@ def fit_mode(
         raise DataError(f"{folds}-fold cross-validation needs at least {folds} pairs of each "
                         f"label; pass fewer --folds")  # fmt: skip
     weights = fit_weights(mode, np.arange(len(y)), y)
-    replayed = (
-        CASE_RULE.former
-        and not weights.embedding
-        and replay_matches(mode.encoder, mode.features, recorded(mode), weights, THRESHOLDS[0])
+    replayed = CASE_RULE.former and replay_matches(
+        mode.encoder, mode.features, recorded(mode), weights, THRESHOLDS[0]
     )
     # The case-level rule cannot be replayed: the cases are built with the detector (slow).
     predicted = cross_validate(mode, pairs, folds=folds, progress=progress, replayed=replayed)

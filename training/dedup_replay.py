@@ -80,8 +80,6 @@ def full_row(detector: DuplicateDetector, pair: PairFeatures, mine: MessageFeatu
 class _Everything:
     """A model under which every candidate is tagged and passes the threshold."""
 
-    embedding: tuple[float, ...] = ()
-
     def probability(self, features: PairFeatures) -> float:
         return 1.0
 
@@ -189,10 +187,7 @@ def labelled_rows(
 
 
 def logistic_scores(recorded: Recorded, weights: PairWeights) -> np.ndarray:
-    """The same-case probabilities of the recorded pairs under logistic ``weights``; the
-    recorded features do not hold the embeddings, so weights that weigh them are refused."""
-    if weights.embedding:
-        raise ValueError("replaying recorded pairs cannot weigh embeddings (PairWeights.embedding)")
+    """The same-case probabilities of the recorded pairs under logistic ``weights``."""
     logits = weights.bias + sum(
         getattr(weights, column) * recorded.x[column].to_numpy() for column in WEIGHED
     )

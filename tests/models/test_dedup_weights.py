@@ -4,6 +4,7 @@ refused when a weights file is not of their form."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ def test_the_default_weights_are_the_shipped_files() -> None:
     shipped = json.loads((REPO_ROOT / "data" / "dedup_weights.json").read_text(encoding="utf-8"))
     assert SHIPPED_WEIGHTS == DedupWeights.from_dict(shipped)
     for mode in ("encoder", "lexical"):
-        assert SHIPPED_WEIGHTS.as_dict()[mode]["weights"] == shipped[mode]["weights"]
+        assert asdict(getattr(SHIPPED_WEIGHTS, mode).weights) == shipped[mode]["weights"]
     assert (dedup.ENCODER_WEIGHTS, dedup.ENCODER_THRESHOLD) == (
         SHIPPED_WEIGHTS.encoder.weights, shipped["encoder"]["threshold"]
     )  # fmt: skip

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import REPO_ROOT
 from typer.testing import CliRunner
@@ -17,11 +17,11 @@ from wangge.batch.dedup import messages_in_time_order
 from wangge.batch.files import load_messages
 from wangge.cli import app
 from wangge.errors import DataError
-from wangge.models.dedup import DedupWeights, DuplicateDetector, PairWeights
+from wangge.models.dedup import DedupWeights, DuplicateDetector
 from wangge.pipeline.directory import DEDUP_WEIGHTS_FILE, read_dedup_weights
 from wangge.training import dedup_fit
-from wangge.training.dedup_fit import THRESHOLDS, Mode, fit_mode, prepare_modes, read_pairs
-from wangge.training.dedup_replay import logistic_scores, replay_matches
+from wangge.training.dedup_fit import THRESHOLDS, fit_mode, prepare_modes, read_pairs
+from wangge.training.dedup_replay import replay_matches
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "dedup_pairs"
 MESSAGES, PAIRS = FIXTURE / "messages.csv", FIXTURE / "pairs.csv"
@@ -40,10 +40,8 @@ class BigramEncoder:
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-def probabilities(mode: Mode, weights: PairWeights) -> np.ndarray:
-    z = weights.bias + sum(getattr(weights, name) * mode.x[name].to_numpy() for name in mode.names)
-    if weights.embedding:
-        z = z + mode.products @ np.array(weights.embedding)
+def probabilities(x: pd.DataFrame, names: list[str], weights: dict[str, float]) -> np.ndarray:
+    z = weights["bias"] + sum(weights[name] * x[name].to_numpy() for name in names)
     return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -57,13 +55,9 @@ def test_fit_on_the_fixture_gives_weights_that_separate_its_pairs() -> None:
         fitted = fit_mode(mode, pairs, folds=3)
         assert fitted.weights.threshold in THRESHOLDS
         assert sorted(fitted.cross_validated) == sorted(THRESHOLDS)
-        weights = fitted.weights.weights
-        named = {name: value for name, value in vars(weights).items() if name != "embedding"}
-        assert all(value == round(value, 3) for value in named.values())
-        # The encoder mode weighs the embeddings' products too, one weight a dimension
-        assert len(weights.embedding) == (BigramEncoder.dim if mode.name == "encoder" else 0)
-        assert all(value == round(value, 4) for value in weights.embedding)
-        p = probabilities(mode, weights)
+        weights = vars(fitted.weights.weights)
+        assert all(weights[name] == round(weights[name], 3) for name in weights)
+        p = probabilities(mode.x, mode.names, weights)
         assert p[same].mean() > p[~same].mean() + 0.2, mode.name
     assert modes[0].x["cosine"].eq(0).all() and modes[1].x["cosine"].gt(0).any()
 
@@ -155,10 +149,6 @@ def test_replayed_case_builds_are_the_detectors() -> None:
     for mode in prepare_modes(messages, pairs, BigramEncoder()):
         weights = dedup_fit.fit_weights(mode, np.arange(len(pairs)), pairs["same_case"] == 1)
         replay = dedup_fit.recorded(mode)
-        if weights.embedding:  # the recorded features hold no embeddings: refused, not ignored
-            with pytest.raises(ValueError, match="cannot weigh embeddings"):
-                logistic_scores(replay, weights)
-            weights = replace(weights, embedding=())
         assert len(replay.candidates) == len(messages) and len(replay.x) > 0
         for threshold in (0.3, THRESHOLDS[0], 0.9):
             assert replay_matches(mode.encoder, mode.features, replay, weights, threshold)
