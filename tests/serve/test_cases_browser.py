@@ -39,9 +39,9 @@ MESSAGES = {
 
 
 @pytest.fixture()
-def server(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
+def server(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, dict]]]:
     """The service with reviewer wang and the messages above; yields its URL, the database's
-    and the case of each 留言编号."""
+    and the result of each 留言编号 (its case_id, dup_score …)."""
     url = f"sqlite:///{tmp_path / 'wangge.sqlite3'}"
     assert CliRunner().invoke(cli, ["db", "upgrade", "--database-url", url]).exit_code == 0
     added = CliRunner().invoke(cli, ["users", "add", "wang", "--database-url", url], input=PASSWORD)
@@ -49,8 +49,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
     model, meta = tiny_model(tmp_path / "model", review_threshold=0.99)
     settings = Settings(database_url=url, encoder_dir=None, route=True, dedup_threshold=0.8)
     with live_server(create_app(settings, model=model, meta=meta)) as base:
-        cases = {id_: post(base, id_, text)["case_id"] for id_, text in MESSAGES.items()}
-        yield base, url, cases
+        yield base, url, {id_: post(base, id_, text) for id_, text in MESSAGES.items()}
 
 
 def post(base: str, id_: str, content: str) -> dict:
@@ -65,9 +64,10 @@ def reports(base: str, case_id: str) -> int:
 
 
 def test_a_reviewer_splits_and_merges_cases_in_the_browser(
-    server: tuple[str, str, dict[str, str]],
+    server: tuple[str, str, dict[str, dict]],
 ) -> None:
-    base, database, cases = server
+    base, database, results = server
+    cases = {id_: result["case_id"] for id_, result in results.items()}
     first, station, other = cases["LY1001"], cases["LY1004"], cases["LY1007"]
     assert station == first != other and reports(base, first) == 5
     shots = os.environ.get("WANGGE_SCREENSHOTS")
@@ -83,7 +83,8 @@ def test_a_reviewer_splits_and_merges_cases_in_the_browser(
         mine, closest = page.locator(".dup-card").nth(0), page.locator(".dup-card.closest")
         assert "LY1004" in mine.inner_text() and "LY1002" in closest.inner_text()
         why = page.locator(".dup-why li").all_inner_texts()
-        assert "同一社区（陈公桥社区）" in why and "重复概率 0.85（阈值 0.80）" in why
+        score = results["LY1004"]["dup_score"]  # the shipped weights' probability
+        assert "同一社区（陈公桥社区）" in why and f"重复概率 {score:.2f}（阈值 0.80）" in why
         shared = page.locator("mark.shared").all_inner_texts()
         assert "臭气熏天" in shared and all(len(word) > 1 for word in shared)
         assert "{" not in panel.inner_text()  # no raw JSON
