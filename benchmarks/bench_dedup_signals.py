@@ -16,7 +16,8 @@ message's topic reaches its test pairs). The signals: ``category_agreement`` (th
 that both messages fall in the same category, the dot product of the category probabilities
 of ``MODEL_DIR``, a model of ``wangge train``, e.g. on the data dir's ``train_tokenized.csv``
 with ``--text-column tokens``), ``categories_differ`` (both above 0.8, different categories),
-``log_days``, ``title_lexical_cosine`` and the products of the two embeddings dimension by
+``log_days``, ``title_lexical_cosine``, ``body_cosine`` (of the bodies' embeddings, their
+first 160 characters) and the products of the two title embeddings dimension by
 dimension (a learnt cosine; standardised and scaled down, which penalises their weights more
 than the features'). A signal worth a case-level test (``wangge dedup fit``'s protocol) is one
 that moves these beyond the spread of the seeds; the products did, and lost at case level
@@ -47,6 +48,7 @@ MESSAGES_FILE = "unlabeled_hot_issue_messages.csv"
 CONFIDENT = 0.8
 SEEDS = 5
 EMBEDDING_SCALES = (0.01, 0.02, 0.03)
+BODY_CHARS = 160
 
 
 def category_signals(model_dir: Path, messages: list, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -67,6 +69,16 @@ def embedding_products(mode: Mode, pairs: pd.DataFrame) -> np.ndarray:
     return np.stack(
         [vectors[str(a)] * vectors[str(b)] for a, b in pairs[["id_a", "id_b"]].values]
     ).astype(np.float64)
+
+
+def body_cosines(mode: Mode, pairs: pd.DataFrame) -> pd.DataFrame:
+    """``body_cosine``: the cosine of the embeddings of the two bodies' first
+    :data:`BODY_CHARS` characters (the detector embeds the titles)."""
+    assert mode.encoder is not None
+    texts = [m.content[:BODY_CHARS] for m in mode.messages]
+    vectors = dict(zip((m.id for m in mode.messages), mode.encoder.encode(texts), strict=True))
+    cosines = [float(vectors[str(a)] @ vectors[str(b)]) for a, b in pairs[["id_a", "id_b"]].values]
+    return pd.DataFrame({"body_cosine": cosines})
 
 
 def message_groups(pairs: pd.DataFrame) -> np.ndarray:
@@ -102,7 +114,7 @@ def main() -> None:
     _positions, messages = messages_in_time_order(load_messages(data_dir / MESSAGES_FILE))
     note("preparing the messages' features")
     mode = prepare_modes(messages, pairs, load_encoder(args.encoder), cache=args.cache)[-1]
-    x = mode.x
+    x = pd.concat([mode.x, body_cosines(mode, pairs)], axis=1)
     if args.model is not None:
         x = pd.concat([x, category_signals(args.model, mode.messages, pairs)], axis=1)
     y = pairs["same_case"].to_numpy()
@@ -112,7 +124,8 @@ def main() -> None:
     products = embedding_products(mode, pairs)
     products = (products - products.mean(0)) / (products.std(0) + 1e-12)
     variants = {"fitted features": base}
-    for extra in ("category_agreement", "categories_differ", "log_days", "title_lexical_cosine"):
+    for extra in ("category_agreement", "categories_differ", "log_days", "title_lexical_cosine",
+                  "body_cosine"):  # fmt: skip
         if extra in x:
             variants[f"+ {extra}"] = np.hstack([base, x[[extra]].to_numpy()])
     for scale in EMBEDDING_SCALES:
