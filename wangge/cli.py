@@ -1063,6 +1063,8 @@ def district_validate(
 
     Every problem is printed with its file, row and column."""
     from wangge.models.departments import RoutingTable
+    from wangge.models.matters import MatterCatalogue, validate_matters
+    from wangge.models.taxonomy import load_taxonomy
     from wangge.nlp.registry import Registry, default_district_dir, validate_district
 
     directory = directory or default_district_dir()
@@ -1077,10 +1079,23 @@ def district_validate(
         table = RoutingTable.load(directory, registry=registry)
     except WanggeError as error:
         _fail(error)
+    catalogue = {
+        "registry": registry,
+        "departments": table.departments,
+        "taxonomy": load_taxonomy(),
+    }
+    problems = validate_matters(directory, **catalogue)
+    for problem in problems:
+        typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) found")
+        raise typer.Exit(code=1)
+    matters = MatterCatalogue.load(directory, **catalogue)
     counts = {level: len(registry.of_level(level)) for level in ("street", "community", "grid")}
     typer.echo(
         f"{registry.district.name}: {counts['street']} streets, {counts['community']} "
-        f"communities, {counts['grid']} grids, {len(table.rules)} routing rules: OK"
+        f"communities, {counts['grid']} grids, {len(table.rules)} routing rules, "
+        f"{len(matters) if matters is not None else 'no'} matters: OK"
     )
 
 

@@ -1,0 +1,119 @@
+"""The responsibility catalogue (matters.csv): read, looked up, and every problem listed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+from typer.testing import CliRunner
+
+from wangge.cli import app
+from wangge.errors import DataError
+from wangge.models.matters import MatterCatalogue, validate_matters
+from wangge.models.taxonomy import TaxonomyNode
+from wangge.nlp.registry import Registry
+
+FIXTURE = REPO_ROOT / "tests" / "fixtures" / "district_binjiang"
+DEPARTMENTS = ("滨江区住建局", "滨江区城管局")
+TAXONOMY = [
+    TaxonomyNode("城乡建设", "物业管理", "物业服务", ()),
+    TaxonomyNode("城乡建设", "城市建设和市政管理", "违章建筑", ()),
+]
+HEADER = "一级分类,二级分类,三级分类,department,co_handlers,exceptions,note,关键词\n"
+GOOD = (
+    "城乡建设,物业管理,物业服务,滨江区住建局,滨江区城管局,,物业服务监管,\n"
+    "城乡建设,城市建设和市政管理,违章建筑,滨江区城管局,,长河街道=滨江区住建局,,\n"
+    "其他,邻里关系,邻里纠纷,{street},,,属地调解,邻居|吵架\n"
+)
+
+
+def district(tmp_path: Path, matters: str) -> Path:
+    directory = tmp_path / "district"
+    shutil.copytree(FIXTURE, directory)
+    (directory / "matters.csv").write_text(HEADER + matters, encoding="utf-8")
+    return directory
+
+
+def problems(directory: Path) -> list[str]:
+    registry = Registry.load(directory)
+    found = validate_matters(
+        directory, registry=registry, departments=DEPARTMENTS, taxonomy=TAXONOMY
+    )
+    return [f"{p.row}:{p.column}:{p.message}" for p in found]
+
+
+def test_a_catalogue_gives_the_department_of_a_matter_and_its_street_exceptions(
+    tmp_path: Path,
+) -> None:
+    directory = district(tmp_path, GOOD)
+    registry = Registry.load(directory)
+    catalogue = MatterCatalogue.load(
+        directory, registry=registry, departments=DEPARTMENTS, taxonomy=TAXONOMY
+    )
+    assert catalogue is not None and len(catalogue) == 3
+    service = catalogue.get("城乡建设", "物业管理", "物业服务")
+    assert service is not None and service.name == "城乡建设 / 物业管理 / 物业服务"
+    assert (service.department, service.co_handlers) == ("滨江区住建局", ("滨江区城管局",))
+    building = catalogue.get("城乡建设", "城市建设和市政管理", "违章建筑")
+    assert building is not None
+    changhe = next(s.id for s in registry.of_level("street") if s.name == "长河街道")
+    xixing = next(s.id for s in registry.of_level("street") if s.name == "西兴街道")
+    assert building.department_in(changhe) == "滨江区住建局"  # the street's exception
+    assert building.department_in(xixing) == building.department_in(None) == "滨江区城管局"
+    neighbours = catalogue.get("其他", "邻里关系", "邻里纠纷")
+    assert neighbours is not None and neighbours.keywords == ("邻居", "吵架")
+    assert neighbours.department == "{street}"
+    assert catalogue.get("城乡建设", "物业管理", "不在目录") is None
+
+
+def test_every_problem_is_listed_with_its_row_and_column(tmp_path: Path) -> None:
+    directory = district(
+        tmp_path,
+        "城乡建设,物业管理,物业服务,滨江区住建局,区交通局,,,\n"  # unknown co-handler
+        "城乡建设,物业管理,物业服务,滨江区住建局,,,,\n"  # the same matter again
+        "城乡建设,城市建设和市政管理,违章建筑,,,,,\n"  # no department
+        "其他,噪音,施工噪音,区城管局,,,,\n"  # unknown department
+        "其他,噪音,生活噪音,{street},,北京街道=滨江区城管局|长河街道,,\n"  # bad exceptions
+        ",噪音,工业噪音,滨江区城管局,,,,\n",  # no first level
+    )
+    assert problems(directory) == [
+        "2:co_handlers:'区交通局' is not in departments.csv",
+        "3:三级分类:城乡建设 / 物业管理 / 物业服务 is already row 2",
+        "4:department:a matter needs its responsible department",
+        "5:department:'区城管局' is not in departments.csv",
+        "6:exceptions:unknown street '北京街道' in this district",
+        "6:exceptions:'长河街道' is not 街道=部门",
+        "7:一级分类:a matter needs its first and second level",
+    ]
+    with pytest.raises(DataError, match="区交通局"):
+        MatterCatalogue.load(
+            directory,
+            registry=Registry.load(directory),
+            departments=DEPARTMENTS,
+            taxonomy=TAXONOMY,
+        )
+
+
+def test_taxonomy_matters_the_catalogue_lacks_are_problems(tmp_path: Path) -> None:
+    directory = district(tmp_path, "城乡建设,物业管理,物业服务,滨江区住建局,,,,\n")
+    assert problems(directory) == [
+        "None:None:no row for the taxonomy's matter 城乡建设 / 城市建设和市政管理 / 违章建筑"
+    ]
+
+
+def test_a_district_without_a_catalogue_has_none(tmp_path: Path) -> None:
+    registry = Registry.load(FIXTURE)
+    assert validate_matters(FIXTURE, registry=registry, departments=DEPARTMENTS) == []
+    assert MatterCatalogue.load(FIXTURE, registry=registry, departments=DEPARTMENTS) is None
+
+
+def test_district_validate_reports_the_catalogue(tmp_path: Path) -> None:
+    directory = district(tmp_path, "城乡建设,物业管理,物业服务,区交通局,,,,\n")
+    result = CliRunner().invoke(app, ["district", "validate", str(directory)])
+    assert result.exit_code == 1
+    first = result.output.splitlines()[0]
+    assert "matters.csv, row 2, column 'department'" in first and "'区交通局' is not in" in first
+    # and the shipped taxonomy's 517 matters, which this one-row catalogue lacks
+    assert "518 problem(s) found" in result.output
