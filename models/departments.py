@@ -28,11 +28,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ahocorasick
 
 from wangge.errors import DataError
 from wangge.nlp.registry import Registry, Unit, default_district_dir, read_csv_rows, split_names
+
+if TYPE_CHECKING:
+    from wangge.models.matters import MatterMatcher
 
 STREET_PLACEHOLDER = "{street}"
 DEPARTMENT_COLUMNS = ("department", "function", "office_patterns")
@@ -41,6 +45,10 @@ RULE_COLUMNS = ("department", "category", "keywords", "street", "weight")
 UNKNOWN_STREET = "属地街道/镇（待定位）"
 # A category below this probability does not fire its rules: noise, not evidence.
 MIN_CATEGORY_PROBABILITY = 0.05
+# What a matter of the catalogue (matters.csv) adds to its responsible department's and its
+# co-handlers' evidence, times the matter's probability (wangge.models.matters.MatterMatcher).
+MATTER_WEIGHT = 0.9
+CO_HANDLER_WEIGHT = 0.3
 
 
 @dataclass(frozen=True)
@@ -82,9 +90,15 @@ class DepartmentScore:
 class RoutingTable:
     """The departments and rules of one district, checked against its registry."""
 
-    def __init__(self, departments: list[Department], rules: list[RoutingRule]) -> None:
+    def __init__(
+        self,
+        departments: list[Department],
+        rules: list[RoutingRule],
+        matters: MatterMatcher | None = None,
+    ) -> None:
         self.departments = {d.name: d for d in departments}
         self.rules = rules
+        self.matters = matters
         self._keywords = ahocorasick.Automaton()
         for keyword in {k for rule in rules for k in rule.keywords}:
             self._keywords.add_word(keyword, keyword)
@@ -143,7 +157,19 @@ class RoutingTable:
                     values.get("note", ""), number,
                 )
             )  # fmt: skip
-        return cls(departments, rules)
+        matters = None
+        if registry is not None:
+            from wangge.models.matters import MatterCatalogue, MatterMatcher
+            from wangge.models.taxonomy import load_taxonomy
+
+            taxonomy = load_taxonomy()
+            # Taxonomy matters the catalogue lacks are for `wangge district validate` to list;
+            # routing uses the rows there are.
+            catalogue = MatterCatalogue.load(directory, registry=registry, departments=known)
+            if catalogue is not None:
+                model_categories = {rule.category for rule in rules if rule.category}
+                matters = MatterMatcher(catalogue, taxonomy, model_categories)
+        return cls(departments, rules, matters)
 
     def functions_named(self, text: str) -> list[str]:
         """Functions of the offices ``text`` names, in order of first mention (for replies)."""
@@ -175,9 +201,12 @@ class RoutingTable:
             else set()
         )
         evidence: dict[str, list[tuple[float, str]]] = {}
+        matters = self.matters.match(text, categories) if self.matters is not None else []
         for rule in self.rules:
             if rule.street is not None and (street is None or street.id != rule.street):
                 continue
+            if matters and rule.category is not None and not rule.keywords:
+                continue  # the message's matters decide what its category alone would say
             score, reasons = rule.weight, []
             if rule.category is not None:
                 probability = (categories or {}).get(rule.category, 0.0)
@@ -190,13 +219,25 @@ class RoutingTable:
                 if not matched:
                     continue
                 reasons.append("关键词 " + "、".join(matched[:3]))
-            name = rule.department
-            if name == STREET_PLACEHOLDER:
-                name = street.name if street is not None else UNKNOWN_STREET
+            name = _named(rule.department, street)
             if rule.street is not None:
                 reasons.append("本街道规则")
             reason = f"{' + '.join(reasons)} → 规则第{rule.row}行 ×{rule.weight:g}"
             evidence.setdefault(name, []).append((score, reason))
+        for found in matters:
+            matter, probability = found.matter, found.probability
+            words = "、".join(found.keywords[:3])
+            why = (
+                f"事项 {matter.name} ({probability:.2f}, 关键词 {words}) → 事项清单第{matter.row}行"
+            )
+            responsible = matter.department_in(street.id if street is not None else None)
+            evidence.setdefault(_named(responsible, street), []).append(
+                (MATTER_WEIGHT * probability, why)
+            )
+            for other in matter.co_handlers:
+                evidence.setdefault(_named(other, street), []).append(
+                    (CO_HANDLER_WEIGHT * probability, f"{why} 协办")
+                )
         for name, probability in (learned or {}).items():
             if probability >= MIN_CATEGORY_PROBABILITY:
                 evidence.setdefault(name, []).append((probability, f"部门模型 ({probability:.2f})"))
@@ -216,6 +257,13 @@ class RoutingTable:
             return self.departments[STREET_PLACEHOLDER].function
         department = self.departments.get(name)
         return department.function if department else name
+
+
+def _named(department: str, street: Unit | None) -> str:
+    """A department as a route names it: ``{street}`` becomes the routed street's office."""
+    if department != STREET_PLACEHOLDER:
+        return department
+    return street.name if street is not None else UNKNOWN_STREET
 
 
 def _street_keys(registry: Registry) -> dict[str, Unit]:

@@ -22,7 +22,7 @@ lacks); :meth:`MatterCatalogue.load` raises the first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,3 +174,88 @@ def _read(
                 )
             )
     return matters, problems
+
+
+@dataclass(frozen=True)
+class MatterScore:
+    """A matter a message may be about: how probable, and the words that say so."""
+
+    matter: Matter
+    probability: float
+    keywords: tuple[str, ...]
+
+
+# A first-level category's probability counts from this floor: a matter whose words are in the
+# text stays possible when the category model doubts its category.
+CATEGORY_FLOOR = 0.15
+# The prior of matters whose first level the category model does not predict (政法, 民政,
+# 其他 …) and of every matter when no category probabilities are given.
+UNKNOWN_CATEGORY_PRIOR = 0.15
+# Added to the matched matters' total before normalising: one weak match is not a certainty.
+SMOOTHING = 0.5
+
+
+class MatterMatcher:
+    """Which matters of a catalogue a message is about, without labels at that level.
+
+    A matter's words are its taxonomy keywords and its own ``关键词``; each word found in a
+    message counts 1 / (the number of matters that have it), and a matter's score is that sum
+    times the category model's probability of its first level (from :data:`CATEGORY_FLOOR`;
+    0 when the model predicts that category but not among the message's top ones;
+    :data:`UNKNOWN_CATEGORY_PRIOR` for first levels outside ``model_categories``), normalised
+    over the matters found with :data:`SMOOTHING`.
+    """
+
+    def __init__(
+        self,
+        catalogue: MatterCatalogue,
+        taxonomy: Sequence[TaxonomyNode],
+        model_categories: Iterable[str] = (),
+    ) -> None:
+        import ahocorasick
+
+        self.model_categories = frozenset(model_categories)
+        words: dict[tuple[str, str, str], set[str]] = {key: set() for key in catalogue.matters}
+        for node in taxonomy:
+            key = (node.level1, node.level2, node.level3)
+            if key in words:
+                words[key].update(node.keywords)
+        for key, matter in catalogue.matters.items():
+            words[key].update(matter.keywords)
+        self.catalogue = catalogue
+        self._matters_of: dict[str, list[tuple[str, str, str]]] = {}
+        for key, found in words.items():
+            for word in found:
+                self._matters_of.setdefault(word, []).append(key)
+        self._automaton = ahocorasick.Automaton()
+        for word in self._matters_of:
+            self._automaton.add_word(word, word)
+        if self._matters_of:
+            self._automaton.make_automaton()
+
+    def match(
+        self, text: str, categories: Mapping[str, float] | None = None, top_k: int = 3
+    ) -> list[MatterScore]:
+        """The ``top_k`` matters of ``text``, most probable first."""
+        if not self._matters_of:
+            return []
+        found = {word for _end, word in self._automaton.iter(text)}
+        raw: dict[tuple[str, str, str], float] = {}
+        words: dict[tuple[str, str, str], list[str]] = {}
+        for word in found:
+            keys = self._matters_of[word]
+            for key in keys:
+                raw[key] = raw.get(key, 0.0) + 1.0 / len(keys)
+                words.setdefault(key, []).append(word)
+        scores = {}
+        for key, value in raw.items():
+            prior = UNKNOWN_CATEGORY_PRIOR
+            if categories is not None and key[0] in self.model_categories:
+                prior = categories.get(key[0], 0.0)
+            scores[key] = value * (prior + CATEGORY_FLOOR)
+        total = sum(scores.values()) + SMOOTHING
+        ranked = sorted(scores.items(), key=lambda item: -item[1])[:top_k]
+        return [
+            MatterScore(self.catalogue.matters[key], score / total, tuple(sorted(words[key])))
+            for key, score in ranked
+        ]

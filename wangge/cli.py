@@ -1063,7 +1063,7 @@ def district_validate(
 
     Every problem is printed with its file, row and column."""
     from wangge.models.departments import RoutingTable
-    from wangge.models.matters import MatterCatalogue, validate_matters
+    from wangge.models.matters import validate_matters
     from wangge.models.taxonomy import load_taxonomy
     from wangge.nlp.registry import Registry, default_district_dir, validate_district
 
@@ -1076,21 +1076,22 @@ def district_validate(
         raise typer.Exit(code=1)
     registry = Registry.load(directory, grid_file=grids)
     try:
-        table = RoutingTable.load(directory, registry=registry)
+        departments = RoutingTable.load(directory).departments  # the catalogue names them
     except WanggeError as error:
         _fail(error)
-    catalogue = {
-        "registry": registry,
-        "departments": table.departments,
-        "taxonomy": load_taxonomy(),
-    }
-    problems = validate_matters(directory, **catalogue)
+    problems = validate_matters(
+        directory, registry=registry, departments=departments, taxonomy=load_taxonomy()
+    )
     for problem in problems:
         typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
     if problems:
         typer.echo(f"{len(problems)} problem(s) found")
         raise typer.Exit(code=1)
-    matters = MatterCatalogue.load(directory, **catalogue)
+    try:
+        table = RoutingTable.load(directory, registry=registry)
+    except WanggeError as error:
+        _fail(error)
+    matters = table.matters.catalogue if table.matters is not None else None
     counts = {level: len(registry.of_level(level)) for level in ("street", "community", "grid")}
     typer.echo(
         f"{registry.district.name}: {counts['street']} streets, {counts['community']} "

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from wangge.cli import app
 from wangge.errors import DataError
-from wangge.models.matters import MatterCatalogue, validate_matters
+from wangge.models.departments import RoutingTable
+from wangge.models.matters import MatterCatalogue, MatterMatcher, validate_matters
 from wangge.models.taxonomy import TaxonomyNode
 from wangge.nlp.registry import Registry
 
@@ -19,12 +20,12 @@ FIXTURE = REPO_ROOT / "tests" / "fixtures" / "district_binjiang"
 DEPARTMENTS = ("滨江区住建局", "滨江区城管局")
 TAXONOMY = [
     TaxonomyNode("城乡建设", "物业管理", "物业服务", ()),
-    TaxonomyNode("城乡建设", "城市建设和市政管理", "违章建筑", ()),
+    TaxonomyNode("城乡建设", "城乡规划", "违章建筑", ()),
 ]
 HEADER = "一级分类,二级分类,三级分类,department,co_handlers,exceptions,note,关键词\n"
 GOOD = (
     "城乡建设,物业管理,物业服务,滨江区住建局,滨江区城管局,,物业服务监管,\n"
-    "城乡建设,城市建设和市政管理,违章建筑,滨江区城管局,,长河街道=滨江区住建局,,\n"
+    "城乡建设,城乡规划,违章建筑,滨江区城管局,,长河街道=滨江区住建局,,\n"
     "其他,邻里关系,邻里纠纷,{street},,,属地调解,邻居|吵架\n"
 )
 
@@ -56,7 +57,7 @@ def test_a_catalogue_gives_the_department_of_a_matter_and_its_street_exceptions(
     service = catalogue.get("城乡建设", "物业管理", "物业服务")
     assert service is not None and service.name == "城乡建设 / 物业管理 / 物业服务"
     assert (service.department, service.co_handlers) == ("滨江区住建局", ("滨江区城管局",))
-    building = catalogue.get("城乡建设", "城市建设和市政管理", "违章建筑")
+    building = catalogue.get("城乡建设", "城乡规划", "违章建筑")
     assert building is not None
     changhe = next(s.id for s in registry.of_level("street") if s.name == "长河街道")
     xixing = next(s.id for s in registry.of_level("street") if s.name == "西兴街道")
@@ -73,7 +74,7 @@ def test_every_problem_is_listed_with_its_row_and_column(tmp_path: Path) -> None
         tmp_path,
         "城乡建设,物业管理,物业服务,滨江区住建局,区交通局,,,\n"  # unknown co-handler
         "城乡建设,物业管理,物业服务,滨江区住建局,,,,\n"  # the same matter again
-        "城乡建设,城市建设和市政管理,违章建筑,,,,,\n"  # no department
+        "城乡建设,城乡规划,违章建筑,,,,,\n"  # no department
         "其他,噪音,施工噪音,区城管局,,,,\n"  # unknown department
         "其他,噪音,生活噪音,{street},,北京街道=滨江区城管局|长河街道,,\n"  # bad exceptions
         ",噪音,工业噪音,滨江区城管局,,,,\n",  # no first level
@@ -99,7 +100,7 @@ def test_every_problem_is_listed_with_its_row_and_column(tmp_path: Path) -> None
 def test_taxonomy_matters_the_catalogue_lacks_are_problems(tmp_path: Path) -> None:
     directory = district(tmp_path, "城乡建设,物业管理,物业服务,滨江区住建局,,,,\n")
     assert problems(directory) == [
-        "None:None:no row for the taxonomy's matter 城乡建设 / 城市建设和市政管理 / 违章建筑"
+        "None:None:no row for the taxonomy's matter 城乡建设 / 城乡规划 / 违章建筑"
     ]
 
 
@@ -117,3 +118,50 @@ def test_district_validate_reports_the_catalogue(tmp_path: Path) -> None:
     assert "matters.csv, row 2, column 'department'" in first and "'区交通局' is not in" in first
     # and the shipped taxonomy's 517 matters, which this one-row catalogue lacks
     assert "518 problem(s) found" in result.output
+
+
+def matcher(tmp_path: Path) -> MatterMatcher:
+    directory = district(tmp_path, GOOD)
+    catalogue = MatterCatalogue.load(
+        directory, registry=Registry.load(directory), departments=DEPARTMENTS, taxonomy=TAXONOMY
+    )
+    assert catalogue is not None
+    taxonomy = [
+        TaxonomyNode("城乡建设", "物业管理", "物业服务", ("物业", "物业费")),
+        TaxonomyNode("城乡建设", "城乡规划", "违章建筑", ("违建", "搭建")),
+    ]
+    return MatterMatcher(catalogue, taxonomy, model_categories={"城乡建设"})
+
+
+def test_matters_are_found_by_their_words_and_weighed_by_the_category(tmp_path: Path) -> None:
+    matters = matcher(tmp_path)
+    found = matters.match("小区物业不管事，物业费照收", {"城乡建设": 0.9})
+    assert [f.matter.level3 for f in found] == ["物业服务"]
+    assert found[0].keywords == ("物业", "物业费") and 0.5 < found[0].probability < 1
+    # the catalogue's own words (关键词) find matters outside the taxonomy
+    (neighbours,) = matters.match("邻居天天吵架", {"城乡建设": 0.9})
+    assert neighbours.matter.level3 == "邻里纠纷"
+    assert matters.match("今天天气很好", {"城乡建设": 0.9}) == []
+
+
+def test_a_category_the_model_rules_out_lowers_its_matters(tmp_path: Path) -> None:
+    text = "物业乱收费，还有人在楼顶违建搭建"
+    matters = matcher(tmp_path)
+    sure = matters.match(text, {"城乡建设": 0.9})
+    doubted = matters.match(text, {"环境保护": 0.9})
+    assert {f.matter.level3 for f in sure} == {"物业服务", "违章建筑"}
+    assert sum(f.probability for f in doubted) < sum(f.probability for f in sure)
+
+
+def test_routing_names_the_matter_and_the_catalogue_row(tmp_path: Path) -> None:
+    directory = district(tmp_path, GOOD)  # three rows: the taxonomy's other matters are absent
+    registry = Registry.load(directory)
+    table = RoutingTable.load(directory, registry=registry)
+    assert table.matters is not None and len(table.matters.catalogue) == 3
+    changhe = next(s for s in registry.of_level("street") if s.name == "长河街道")
+    text = "小区里有人在楼顶违建，搭建了一个阳光房"
+    best = table.route(text, categories={"城乡建设": 0.9}, street=changhe)[0]
+    # 违章建筑 is 滨江区城管局's, but 长河街道's exception gives it to 滨江区住建局
+    assert best.department == "滨江区住建局"
+    assert any("事项 城乡建设 / 城乡规划 / 违章建筑" in r and "事项清单第3行" in r
+               for r in best.reasons)  # fmt: skip
