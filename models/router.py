@@ -109,15 +109,32 @@ class MessageRouter:
             text = message_text(
                 (message.get("title"), message.get("content"), message.get("address"))
             )
-            departments = self.table.route(
-                text,
-                categories=categories[index] if categories is not None else None,
-                street=location.street,
-                learned=learned[index] if learned is not None else None,
-                top_k=top_k,
-            )
+            if location.out_of_area:
+                departments = [forwarding(location)]
+            else:
+                departments = self.table.route(
+                    text,
+                    categories=categories[index] if categories is not None else None,
+                    street=location.street,
+                    learned=learned[index] if learned is not None else None,
+                    top_k=top_k,
+                )
             doubtful = location.needs_review(self.review_threshold) or (
                 "conflict" in location.doubts()  # two places disagree: a person can tell
             )
             routes.append(Route(location, departments, doubtful))
         return routes
+
+
+FORWARD_FUNCTION = "转办"
+UNKNOWN_ELSEWHERE = "辖区外（待定）"
+
+
+def forwarding(location: Location) -> DepartmentScore:
+    """The department of an out-of-area message: forwarding to where its places are
+    (``转办：北京市朝阳区``), not a department of the district."""
+    target = location.forward_to or UNKNOWN_ELSEWHERE
+    places = "；".join(location.evidence[:3])
+    return DepartmentScore(
+        f"{FORWARD_FUNCTION}：{target}", FORWARD_FUNCTION, 1.0, [f"辖区外（{places}）→ 转办"]
+    )

@@ -27,6 +27,7 @@ review threshold (0.6 by default) a message needs review with reason ``location`
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -66,6 +67,9 @@ class Location:
     confidence: float = 0.0
     source: str | None = None  # coordinates, address, registered_grid or text
     evidence: list[str] = field(default_factory=list)
+    # Out of area: where to forward the message, the county (or city, province) its places
+    # elsewhere name, alternatives joined by "/" when they leave it open (:func:`forwarding`)
+    forward_to: str | None = None
 
     def needs_review(self, threshold: float = DEFAULT_REVIEW_THRESHOLD) -> bool:
         return self.confidence < threshold
@@ -103,8 +107,48 @@ class _Evidence:
     bare_only: dict[str, bool] = field(default_factory=dict)  # community id -> only bare names
     district: float = 0.0
     elsewhere: list[tuple[int, str]] = field(default_factory=list)  # (level rank, label)
+    elsewhere_mentions: list[Mention] = field(default_factory=list)
+    text: str = ""  # the fields' texts, joined
     residence_only: bool = True  # every name of the district follows 住在/家住
     spans: list[str] = field(default_factory=list)
+
+
+# Forwarding goes to a county-level government (区/县/县级市) when the places name one.
+_FORWARD_RANK = {"county": 3, "street": 3, "community": 3, "city": 2, "province": 1}
+_BELOW_COUNTY = re.compile(r"[^市区县旗]+?(?:街道|镇|乡)$")
+
+
+def forwarding(evidence: _Evidence) -> str | None:
+    """Where an out-of-area message goes: of the places elsewhere it names, the most specific
+    county (a street or community named alone gives its county), else city, else province.
+    A reading agreed with by another name (北京 + 朝阳区 → 北京市朝阳区, not 长春市朝阳区) or
+    whose city the text names (杭州 + 西湖区) wins; readings still tied are all given, joined
+    by "/", for the dispatcher to choose."""
+    readings: list[tuple[str, int, set[str]]] = []  # (label, rank, the names it came from)
+    for mention in evidence.elsewhere_mentions:
+        for target in mention.targets:
+            label = target.label
+            if target.level in ("street", "community") and label.endswith(mention.text):
+                label = label[: -len(mention.text)]
+                label = _BELOW_COUNTY.sub("", label) or label
+            readings.append((label, _FORWARD_RANK.get(target.level, 1), {mention.text}))
+    if not readings:
+        return None
+
+    def support(label: str, names: set[str]) -> int:
+        others = {
+            other.label
+            for mention in evidence.elsewhere_mentions
+            if mention.text not in names
+            for other in mention.targets
+        }
+        agreed = sum(o.startswith(label) or label.startswith(o) for o in others)
+        city = label.split("市")[0] if "市" in label else ""
+        return agreed + (1 if city and city in evidence.text else 0)
+
+    scored = [(support(label, names), rank, label) for label, rank, names in readings]
+    best = max((s, r) for s, r, _ in scored)
+    return "/".join(dict.fromkeys(label for s, r, label in scored if (s, r) == best))
 
 
 def _attached_elsewhere(mentions: list[Mention]) -> set[str]:
@@ -179,7 +223,7 @@ class LocationExtractor:
 
     # -- evidence -------------------------------------------------------------------------
     def _collect(self, fields: dict[str, str]) -> _Evidence:
-        evidence = _Evidence()
+        evidence = _Evidence(text=" ".join(fields.values()))
         found = {source: self.gazetteer.find(text) for source, text in fields.items()}
         attached = set().union(*(_attached_elsewhere(m) for m in found.values()))
         for source, text in fields.items():
@@ -198,6 +242,7 @@ class LocationExtractor:
                 if not units:
                     rank = max(LEVEL_RANK.get(t.level, 1) for t in mention.targets)
                     evidence.elsewhere.append((rank, mention.targets[0].label))
+                    evidence.elsewhere_mentions.append(mention)
                     continue
                 weight = FIELD_WEIGHT[source]
                 if residences[index]:
@@ -266,7 +311,7 @@ class LocationExtractor:
         spans = list(dict.fromkeys(evidence.spans))
         if evidence.residence_only and any(rank >= 2 for rank, _ in evidence.elsewhere):
             spans.append("辖区内地名只出现在住址中，问题发生在辖区外")
-            return Location(None, None, None, True, 0.6, source, spans)
+            return Location(None, None, None, True, 0.6, source, spans, forwarding(evidence))
         scores: dict[str, float] = {}
         for community_id, vote in evidence.communities.items():
             street = self._street_of(self.registry.units[community_id])
@@ -304,7 +349,7 @@ class LocationExtractor:
             return Location(None, None, None, False, 0.4, source, spans)
         if evidence.elsewhere:
             confidence = 0.5 if evidence.district else 0.9
-            return Location(None, None, None, True, confidence, source, spans)
+            return Location(None, None, None, True, confidence, source, spans, forwarding(evidence))
         return Location(None, None, None, False, 0.2 if evidence.district else 0.0, source, spans)
 
     # -- structured fields ----------------------------------------------------------------

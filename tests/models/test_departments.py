@@ -9,6 +9,7 @@ import pytest
 
 from wangge.errors import DataError
 from wangge.models.departments import UNKNOWN_STREET, RoutingTable
+from wangge.models.router import MessageRouter
 from wangge.nlp.registry import Registry
 
 BINJIANG = Path(__file__).resolve().parent.parent / "fixtures" / "district_binjiang"
@@ -106,3 +107,13 @@ def test_bad_rules_name_file_row_and_column(
     with pytest.raises(DataError, match="row 7") as caught:
         RoutingTable.load(directory, registry=registry)
     assert message in str(caught.value) and "routing.csv" in str(caught.value)
+
+
+def test_out_of_area_messages_are_forwarded_not_given_local_departments() -> None:
+    router = MessageRouter.load(ner=False)
+    (route,) = router.route_many([{"content": "北京朝阳区小区物业不作为，物业费乱收"}])
+    (forward,) = route.departments
+    assert (forward.department, forward.function) == ("转办：北京市朝阳区", "转办")
+    assert "北京市朝阳区" in forward.reasons[0] and forward.reasons[0].endswith("→ 转办")
+    (local,) = router.route_many([{"content": "城厢街道小区物业不作为，物业费乱收"}])
+    assert "转办" not in {d.function for d in local.departments}

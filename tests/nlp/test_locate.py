@@ -148,6 +148,24 @@ def test_places_elsewhere_are_out_of_area(xiaoshan: LocationExtractor, text: str
     assert location.confidence >= 0.6  # a confident decision: forward it, no review
 
 
+@pytest.mark.parametrize(
+    ("text", "forward_to"),
+    [
+        ("北京朝阳区小区物业不作为", "北京市朝阳区"),  # 北京 settles 朝阳区 (not 长春市's)
+        ("杭州西湖区文三路有人占道经营", "杭州市西湖区"),  # the city the text names
+        ("绍兴柯桥区齐贤街道工厂排污", "绍兴市柯桥区"),  # the county, not the street
+        ("灵隐街道一一七社区垃圾没人清", "杭州市西湖区"),  # a street named alone gives its county
+        ("我家住萧山，在上海打工被欠薪", "上海市"),
+        ("西湖区有人乱停车", "南昌市西湖区/杭州市西湖区"),  # left open for the dispatcher
+    ],
+)
+def test_out_of_area_messages_say_where_to_forward_them(
+    xiaoshan: LocationExtractor, text: str, forward_to: str
+) -> None:
+    location = xiaoshan.locate(content=text)
+    assert location.out_of_area and location.forward_to == forward_to
+
+
 def test_no_place_needs_review(xiaoshan: LocationExtractor) -> None:
     location = xiaoshan.locate(title="楼下垃圾没人清理", content="已经三天了，很臭")
     assert where(location) == (None, None, False)
