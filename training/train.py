@@ -177,6 +177,7 @@ def train(
         departments = load_messages(
             config.data, text_columns=config.text_columns, label_column=config.department_column
         )
+    reassigned = _reviewed_departments(config)
     calibration = None
     if config.review.calibration_data is not None:  # read now: a bad file stops here
         calibration = load_messages(config.review.calibration_data, require_label=True)
@@ -186,21 +187,42 @@ def train(
     (model_dir / CONFIG_TOML).write_text(to_toml(config), encoding="utf-8")
     if (department_model_dir(model_dir) / META_FILE).is_file():
         shutil.rmtree(department_model_dir(model_dir))
-    if departments is not None:
-        assert departments.labels is not None  # the column was named, so it exists
-        named = [i for i, label in enumerate(departments.labels) if label]
-        step(f"department classifier: {len(named)} of {len(data.texts)} messages name one")
+    texts_d: list[str] = []
+    labels_d: list[str] = []
+    for source in (departments, reassigned):
+        if source is not None:
+            assert source.labels is not None  # loaded with its department column
+            named = [i for i, label in enumerate(source.labels) if label]
+            step(f"department classifier: {len(named)} of {len(source.texts)} messages of "
+                 f"{source.path} name one")  # fmt: skip
+            texts_d += [source.texts[i] for i in named]
+            labels_d += [source.labels[i] for i in named]
+    if len(set(labels_d)) >= 2:
         _train_target(
             "department",
-            [departments.texts[i] for i in named],
-            [departments.labels[i] for i in named],
-            departments,
+            texts_d,
+            labels_d,
+            departments or reassigned or data,
             config,
             department_model_dir(model_dir),
             step,
             started,
         )
+    elif departments is not None or reassigned is not None:
+        step(f"department classifier: not trained ({len(set(labels_d))} department named)")
     return result
+
+
+def _reviewed_departments(config: TrainConfig) -> LoadedMessages | None:
+    """The reviewed messages (``--include-reviews``, a ``wangge export-reviews`` file) with the
+    department a reviewer moved them to (its ``department`` column, empty where none was
+    set): the learned correction of the routing. None without such a file or column."""
+    if config.reviews is None:
+        return None
+    header = load_messages(config.reviews, require_label=True)
+    if REVIEWED_DEPARTMENT not in header.frame.columns:
+        return None
+    return load_messages(config.reviews, label_column=REVIEWED_DEPARTMENT)
 
 
 @dataclass(frozen=True)
@@ -272,6 +294,10 @@ def git_commit() -> str | None:
         return None
     top, commit = lines  # a checkout of wangge itself, not a repository it is installed in
     return commit if Path(top, here.parent.name, here.name).resolve() == here else None
+
+
+# The column of `wangge export-reviews` files that holds a reviewer's department.
+REVIEWED_DEPARTMENT = "department"
 
 
 def _load_labelled(

@@ -250,3 +250,27 @@ def test_department_column_trains_a_department_classifier_used_by_routing(
     records = [json.loads(line) for line in scored.read_text(encoding="utf-8").splitlines()]
     reasons = [r for record in records for d in record["departments"] for r in d["reasons"]]
     assert any(reason.startswith("部门模型") for reason in reasons)
+
+
+def test_reviewers_reassignments_train_the_department_classifier(
+    tmp_path: Path, demo_csv: Path
+) -> None:
+    frame = pd.read_csv(demo_csv, dtype=str, keep_default_na=False)
+    # an export-reviews file: the department column holds where a reviewer moved a message
+    reviews = frame.iloc[:120].copy()
+    reviews["department"] = reviews["一级标签"].map(DEPARTMENT_OF)
+    reviews.loc[reviews["一级标签"] == "环境保护", "department"] = "区城管局"  # moved there
+    reviews.loc[::4, "department"] = ""  # accepted as routed: no reassignment
+    exported = tmp_path / "reviews.csv"
+    reviews.to_csv(exported, index=False)
+    messages: list[str] = []
+    train(
+        TrainConfig(data=demo_csv, model_dir=tmp_path / "model", reviews=exported),
+        progress=messages.append,
+    )
+    meta = json.loads((tmp_path / "model" / "department" / "meta.json").read_text("utf-8"))
+    moved = reviews[reviews["department"] != ""]
+    assert sorted(meta["labels"]) == sorted(set(moved["department"]))
+    assert "区生态环境分局" not in meta["labels"]  # every such message was moved to 区城管局
+    assert meta["training_data"]["rows"] == len(moved)
+    assert any(f"{len(moved)} of 120 messages of {exported} name one" in m for m in messages)
