@@ -4,7 +4,7 @@ the embeddings' products.
 Run from the repository root (about 5 minutes with cached features)::
 
     .venv/bin/python benchmarks/bench_dedup_signals.py --data-dir /path/to/tipdm2020c \\
-        [--model MODEL_DIR] [--cache /tmp/casework_cache]
+        [--model-dir MODEL_DIR] [--cache /tmp/casework_cache]
 
 On the design pairs (``benchmarks/data/hot_issue_pairs*.csv``) with the sentence encoder: the
 pair features ``wangge dedup fit`` weighs, then those plus one
@@ -105,7 +105,7 @@ def scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None) -> np.ndarra
 
 def main() -> None:
     parser = argument_parser(__doc__)
-    parser.add_argument("--model", type=Path, help="a category model directory")
+    parser.add_argument("--model-dir", type=Path, help="a category model directory")
     parser.add_argument("--encoder", type=Path, default=default_encoder_dir())
     parser.add_argument("--cache", type=Path, default=Path("/tmp/casework_cache"))
     args = parser.parse_args()
@@ -115,8 +115,8 @@ def main() -> None:
     note("preparing the messages' features")
     mode = prepare_modes(messages, pairs, load_encoder(args.encoder), cache=args.cache)[-1]
     x = pd.concat([mode.x, body_cosines(mode, pairs)], axis=1)
-    if args.model is not None:
-        x = pd.concat([x, category_signals(args.model, mode.messages, pairs)], axis=1)
+    if args.model_dir is not None:
+        x = pd.concat([x, category_signals(args.model_dir, mode.messages, pairs)], axis=1)
     y = pairs["same_case"].to_numpy()
     say(f"{len(pairs)} design pairs ({int(y.sum())} same case), mode {mode.name}; "
         f"10-fold CV of the pairs, {SEEDS} seeds: mean (spread over seeds)")  # fmt: skip
