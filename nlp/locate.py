@@ -116,6 +116,7 @@ class _Evidence:
 # Forwarding goes to a county-level government (区/县/县级市) when the places name one.
 _FORWARD_RANK = {"county": 3, "street": 3, "community": 3, "city": 2, "province": 1}
 _BELOW_COUNTY = re.compile(r"[^市区县旗]+?(?:街道|镇|乡)$")
+FORWARD_NAMES = 20
 
 
 def forwarding(evidence: _Evidence) -> str | None:
@@ -123,30 +124,31 @@ def forwarding(evidence: _Evidence) -> str | None:
     county (a street or community named alone gives its county), else city, else province.
     A reading agreed with by another name (北京 + 朝阳区 → 北京市朝阳区, not 长春市朝阳区) or
     whose city the text names (杭州 + 西湖区) wins; readings still tied are all given, joined
-    by "/", for the dispatcher to choose."""
-    readings: list[tuple[str, int, set[str]]] = []  # (label, rank, the names it came from)
+    by "/", for the dispatcher to choose. The first :data:`FORWARD_NAMES` distinct names are
+    read: enough to place a message, and linear in a text of thousands of names."""
+    labels: dict[str, set[str]] = {}  # name -> the labels of its targets
+    readings: dict[tuple[str, str], int] = {}  # (reading, name) -> rank
     for mention in evidence.elsewhere_mentions:
+        if mention.text not in labels and len(labels) == FORWARD_NAMES:
+            continue
+        named = labels.setdefault(mention.text, set())
         for target in mention.targets:
+            named.add(target.label)
             label = target.label
             if target.level in ("street", "community") and label.endswith(mention.text):
                 label = label[: -len(mention.text)]
                 label = _BELOW_COUNTY.sub("", label) or label
-            readings.append((label, _FORWARD_RANK.get(target.level, 1), {mention.text}))
+            readings[(label, mention.text)] = _FORWARD_RANK.get(target.level, 1)
     if not readings:
         return None
 
-    def support(label: str, names: set[str]) -> int:
-        others = {
-            other.label
-            for mention in evidence.elsewhere_mentions
-            if mention.text not in names
-            for other in mention.targets
-        }
+    def support(label: str, name: str) -> int:
+        others = {other for text, named in labels.items() if text != name for other in named}
         agreed = sum(o.startswith(label) or label.startswith(o) for o in others)
         city = label.split("市")[0] if "市" in label else ""
         return agreed + (1 if city and city in evidence.text else 0)
 
-    scored = [(support(label, names), rank, label) for label, rank, names in readings]
+    scored = [(support(label, name), rank, label) for (label, name), rank in readings.items()]
     best = max((s, r) for s, r, _ in scored)
     return "/".join(dict.fromkeys(label for s, r, label in scored if (s, r) == best))
 
