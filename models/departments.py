@@ -129,7 +129,7 @@ class RoutingTable:
                 )
             )
         known = {d.name for d in departments}
-        streets = _street_keys(registry) if registry is not None else None
+        streets = street_keys(registry) if registry is not None else None
         rules = []
         for number, values in read_csv_rows(rules_path, RULE_COLUMNS):
 
@@ -266,8 +266,8 @@ def _named(department: str, street: Unit | None) -> str:
     return street.name if street is not None else UNKNOWN_STREET
 
 
-def _street_keys(registry: Registry) -> dict[str, Unit]:
-    """Streets by name and by code, as a rule may give either."""
+def street_keys(registry: Registry) -> dict[str, Unit]:
+    """Streets by name and by code, as a rule or an exception may give either."""
     keys: dict[str, Unit] = {}
     for street in registry.of_level("street"):
         keys[street.name] = street

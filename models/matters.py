@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wangge.errors import DataError
-from wangge.models.departments import STREET_PLACEHOLDER
+from wangge.models.departments import STREET_PLACEHOLDER, street_keys
 from wangge.models.taxonomy import TaxonomyNode
 from wangge.nlp.registry import Problem, Registry, read_csv_rows, split_names
 
@@ -118,9 +118,7 @@ def validate_matters(
 def _read(
     path: Path, registry: Registry, known: set[str], taxonomy: Sequence[TaxonomyNode]
 ) -> tuple[list[Matter], list[Problem]]:
-    streets = {}
-    for street in registry.of_level("street"):
-        streets[street.name] = streets[street.id] = street.id
+    streets = street_keys(registry)
     known = known | {STREET_PLACEHOLDER}
     matters: list[Matter] = []
     problems: list[Problem] = []
@@ -159,7 +157,7 @@ def _read(
             elif other not in known:
                 problem("exceptions", f"{other!r} is not in departments.csv")
             else:
-                exceptions.append((streets[street], other))
+                exceptions.append((streets[street].id, other))
         matters.append(
             Matter(*key, department, co_handlers, tuple(exceptions),
                    split_names(values.get("关键词", "")), values.get("note", ""), number)

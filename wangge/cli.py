@@ -1065,28 +1065,27 @@ def district_validate(
     from wangge.models.departments import RoutingTable
     from wangge.models.matters import validate_matters
     from wangge.models.taxonomy import load_taxonomy
-    from wangge.nlp.registry import Registry, default_district_dir, validate_district
+    from wangge.nlp.registry import Problem, Registry, default_district_dir, validate_district
+
+    def report(problems: list[Problem]) -> None:
+        for problem in problems:
+            typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
+        if problems:
+            typer.echo(f"{len(problems)} problem(s) found")
+            raise typer.Exit(code=1)
 
     directory = directory or default_district_dir()
-    problems = validate_district(directory, grids)
-    for problem in problems:
-        typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
-    if problems:
-        typer.echo(f"{len(problems)} problem(s) found")
-        raise typer.Exit(code=1)
+    report(validate_district(directory, grids))
     registry = Registry.load(directory, grid_file=grids)
     try:
         departments = RoutingTable.load(directory).departments  # the catalogue names them
     except WanggeError as error:
         _fail(error)
-    problems = validate_matters(
-        directory, registry=registry, departments=departments, taxonomy=load_taxonomy()
+    report(
+        validate_matters(
+            directory, registry=registry, departments=departments, taxonomy=load_taxonomy()
+        )
     )
-    for problem in problems:
-        typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
-    if problems:
-        typer.echo(f"{len(problems)} problem(s) found")
-        raise typer.Exit(code=1)
     try:
         table = RoutingTable.load(directory, registry=registry)
     except WanggeError as error:
