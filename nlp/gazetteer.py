@@ -41,6 +41,14 @@ BIG_CITY_ALIASES = (
     "厦门", "广州", "深圳", "武汉", "长沙", "成都", "西安", "郑州", "济南", "青岛",
 )  # fmt: skip
 OWN_PROVINCE_PREFIX = "33"  # Zhejiang: its counties are matched by their short names too
+# Names of counties elsewhere (晋城市城区, 洛阳市老城区, 攀枝花市西区 …) that are also the
+# everyday words for a part of any town: read as places elsewhere, 萧山城区 or 开发区 would
+# send a local message away.
+GENERIC_PLACE_NAMES = frozenset({
+    "城区", "市区", "郊区", "矿区", "新区", "老城区", "新城区", "东区", "西区", "南区", "北区",
+    "城东区", "城西区", "城南区", "城北区", "城中区", "城关区", "市中区", "开发区", "经开区",
+    "高新区",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,7 @@ class Gazetteer:
         if national:
             elsewhere.extend(national_places())
         for name, level, label in elsewhere:
-            if len(name) >= 2 and name not in own:
+            if len(name) >= 2 and name not in own and name not in GENERIC_PLACE_NAMES:
                 targets.setdefault(name, []).append(Target("elsewhere", None, level, label))
         self._targets = {
             name: tuple(dict.fromkeys(found)) for name, found in targets.items()

@@ -30,7 +30,7 @@ DISTRICT_NAME = "萧山区"
 # Short street names that are everyday words, and the aliases people use for the special areas.
 STREET_SHORT_NAME_EXCEPTIONS = {"河上镇", "新街街道", "进化镇"}
 STREET_ALIASES = {
-    "萧山经济技术开发区": ["萧山开发区", "萧山经济开发区", "经济技术开发区"],
+    "萧山经济技术开发区": ["萧山开发区", "萧山经济开发区", "经济技术开发区", "开发区"],
     "萧山商业城": ["商业城"],
     "萧山钱江世纪城": ["钱江世纪城", "世纪城"],
     "围垦区": [],

@@ -166,6 +166,23 @@ def test_out_of_area_messages_say_where_to_forward_them(
     assert location.out_of_area and location.forward_to == forward_to
 
 
+@pytest.mark.parametrize(
+    ("text", "street"),
+    [
+        ("萧山城区的停车位太少了，晚上回家找不到地方停", None),  # not 晋城市城区
+        ("老城区的排水管道老化，一下雨就积水", None),  # not 洛阳市老城区
+        ("我在西区那边的厂里上班，老板拖欠工资", None),  # not 攀枝花市西区
+        ("开发区的人才公寓申请了半年一直在排队", "萧山经济技术开发区"),  # not 平阳县's 开发区
+    ],
+)
+def test_everyday_words_for_part_of_a_town_stay_local(
+    xiaoshan: LocationExtractor, text: str, street: str | None
+) -> None:
+    location = xiaoshan.locate(content=text)
+    assert not location.out_of_area and location.forward_to is None
+    assert (location.street.name if location.street else None) == street
+
+
 def test_no_place_needs_review(xiaoshan: LocationExtractor) -> None:
     location = xiaoshan.locate(title="楼下垃圾没人清理", content="已经三天了，很臭")
     assert where(location) == (None, None, False)
