@@ -104,25 +104,33 @@ class MessageRouter:
         if not normalized:
             messages = [self.extractor.normalized(message) for message in messages]
         locations = self.extractor.locate_many(messages, normalized=True)
-        routes = []
-        for index, (message, location) in enumerate(zip(messages, locations, strict=True)):
-            text = message_text(
-                (message.get("title"), message.get("content"), message.get("address"))
-            )
-            if location.out_of_area:
-                departments = [forwarding(location)]
-            else:
-                departments = self.table.route(
-                    text,
-                    categories=categories[index] if categories is not None else None,
-                    street=location.street,
-                    learned=learned[index] if learned is not None else None,
-                    top_k=top_k,
+        local = [i for i, location in enumerate(locations) if not location.out_of_area]
+        routed = self.table.route_many(
+            [
+                message_text(
+                    (
+                        messages[i].get("title"),
+                        messages[i].get("content"),
+                        messages[i].get("address"),
+                    )
                 )
+                for i in local
+            ],
+            categories=[categories[i] for i in local] if categories is not None else None,
+            streets=[locations[i].street for i in local],
+            learned=[learned[i] for i in local] if learned is not None else None,
+            top_k=top_k,
+        )
+        departments = dict(zip(local, routed, strict=True))
+        routes = []
+        for index, location in enumerate(locations):
             doubtful = location.needs_review(self.review_threshold) or (
                 "conflict" in location.doubts()  # two places disagree: a person can tell
             )
-            routes.append(Route(location, departments, doubtful))
+            found = departments.get(index) or (
+                [forwarding(location)] if location.out_of_area else []
+            )
+            routes.append(Route(location, found, doubtful))
         return routes
 
 

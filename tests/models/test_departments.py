@@ -53,6 +53,26 @@ def test_street_placeholder_names_the_routed_street(
     assert names(unknown) == ["滨江区住建局", UNKNOWN_STREET]
 
 
+def test_a_department_can_be_the_office_of_its_street(registry: Registry, tmp_path: Path) -> None:
+    directory = Path(shutil.copytree(BINJIANG, tmp_path / "district"))
+    departments = directory / "departments.csv"
+    text = departments.read_text(encoding="utf-8").replace("handles\n", "handles,street\n")
+    departments.write_text(text + "高新区管委会,管委会,高新区管委会,高新区的建设与管理,长河街道\n")
+    table = RoutingTable.load(directory, registry=registry)
+    changhe, xixing = registry.units["330108002"], registry.units["330108001"]
+    # {street} in 长河街道 is the 管委会 that governs it; elsewhere the street office itself
+    assert names(table.route("围墙倒了", categories={"城乡建设": 0.9}, street=changhe)) == [
+        "滨江区住建局", "高新区管委会",
+    ]  # fmt: skip
+    assert names(table.route("围墙倒了", categories={"城乡建设": 0.9}, street=xixing))[1] == (
+        "西兴街道"
+    )
+    departments.write_text(text + "高新区管委会,管委会,高新区管委会,,浦沿街道\n")
+    with pytest.raises(DataError, match="row 5") as caught:
+        RoutingTable.load(directory, registry=registry)
+    assert "unknown street '浦沿街道'" in str(caught.value) and "'street'" in str(caught.value)
+
+
 def test_street_rules_override_only_in_their_street(
     table: RoutingTable, registry: Registry
 ) -> None:

@@ -120,8 +120,18 @@ def test_district_validate_reports_the_catalogue(tmp_path: Path) -> None:
     assert "518 problem(s) found" in result.output
 
 
-def matcher(tmp_path: Path) -> MatterMatcher:
+EXAMPLES = (
+    "一级分类,二级分类,三级分类,example\n"
+    "城乡建设,城乡规划,违章建筑,隔壁在楼顶加盖了一层铁皮房\n"
+    "城乡建设,城乡规划,违章建筑,一楼住户把院子围起来盖了间彩钢棚\n"
+    "其他,邻里关系,邻里纠纷,楼上邻居天天半夜拖椅子，沟通没用\n"
+)
+
+
+def matcher(tmp_path: Path, examples: str | None = None) -> MatterMatcher:
     directory = district(tmp_path, GOOD)
+    if examples is not None:
+        (directory / "matter_examples.csv").write_text(examples, encoding="utf-8")
     catalogue = MatterCatalogue.load(
         directory, registry=Registry.load(directory), departments=DEPARTMENTS, taxonomy=TAXONOMY
     )
@@ -133,24 +143,61 @@ def matcher(tmp_path: Path) -> MatterMatcher:
     return MatterMatcher(catalogue, taxonomy, model_categories={"城乡建设"})
 
 
-def test_matters_are_found_by_their_words_and_weighed_by_the_category(tmp_path: Path) -> None:
+def test_matters_are_found_by_their_words(tmp_path: Path) -> None:
     matters = matcher(tmp_path)
-    found = matters.match("小区物业不管事，物业费照收", {"城乡建设": 0.9})
-    assert [f.matter.level3 for f in found] == ["物业服务"]
-    assert found[0].keywords == ("物业", "物业费") and 0.5 < found[0].probability < 1
+    best, *others = matters.match("小区物业不管事，物业费照收", {"城乡建设": 0.9})
+    assert best.matter.level3 == "物业服务" and best.keywords == ("物业", "物业费")
+    assert best.probability > 0.9 and all(o.probability < 0.05 and not o.keywords for o in others)
     # the catalogue's own words (关键词) find matters outside the taxonomy
-    (neighbours,) = matters.match("邻居天天吵架", {"城乡建设": 0.9})
-    assert neighbours.matter.level3 == "邻里纠纷"
-    assert matters.match("今天天气很好", {"城乡建设": 0.9}) == []
+    assert matters.match("邻居天天吵架", {"城乡建设": 0.9})[0].matter.level3 == "邻里纠纷"
+    # a text with nothing of any matter is not sure of one
+    assert matters.match("今天天气很好", {"城乡建设": 0.9})[0].probability < 0.6
 
 
-def test_a_category_the_model_rules_out_lowers_its_matters(tmp_path: Path) -> None:
-    text = "物业乱收费，还有人在楼顶违建搭建"
+def test_examples_find_a_matter_whose_words_a_message_lacks(tmp_path: Path) -> None:
+    text = "对面楼顶加盖了铁皮房"  # neither 违建 nor 搭建
+    without = matcher(tmp_path / "without").match(text)
+    assert without[0].probability < 0.5
+    best = matcher(tmp_path / "with", EXAMPLES).match(text)[0]
+    assert best.matter.level3 == "违章建筑" and best.probability > 0.8 and best.keywords == ()
+    catalogue = MatterCatalogue.load(
+        tmp_path / "with" / "district",
+        registry=Registry.load(tmp_path / "with" / "district"),
+        departments=DEPARTMENTS,
+    )
+    assert catalogue is not None
+    building = catalogue.get("城乡建设", "城乡规划", "违章建筑")
+    assert building is not None and len(building.examples) == 2
+
+
+def test_the_category_model_weighs_matters_of_its_categories(tmp_path: Path) -> None:
+    text = "邻居吵架，物业也不管"
     matters = matcher(tmp_path)
-    sure = matters.match(text, {"城乡建设": 0.9})
-    doubted = matters.match(text, {"环境保护": 0.9})
-    assert {f.matter.level3 for f in sure} == {"物业服务", "违章建筑"}
-    assert sum(f.probability for f in doubted) < sum(f.probability for f in sure)
+    sure = {f.matter.level3: f.probability for f in matters.match(text, {"城乡建设": 0.9})}
+    doubted = {f.matter.level3: f.probability for f in matters.match(text, {"环境保护": 0.9})}
+    assert sure["物业服务"] > doubted["物业服务"] and sure["邻里纠纷"] < doubted["邻里纠纷"]
+    batch = matters.match_many([text, text], [{"城乡建设": 0.9}, {"环境保护": 0.9}])
+    assert {f.matter.level3: f.probability for f in batch[0]} == pytest.approx(sure)
+    assert {f.matter.level3: f.probability for f in batch[1]} == pytest.approx(doubted)
+
+
+def test_examples_of_unknown_matters_or_without_text_are_problems(tmp_path: Path) -> None:
+    directory = district(tmp_path, GOOD)
+    (directory / "matter_examples.csv").write_text(
+        "一级分类,二级分类,三级分类,example\n"
+        "城乡建设,城乡规划,违章建筑,楼顶加盖\n"
+        "城乡建设,城乡规划,不在目录,楼顶加盖\n"
+        "城乡建设,城乡规划,违章建筑,  \n",
+        encoding="utf-8",
+    )
+    registry = Registry.load(directory)
+    found = validate_matters(directory, registry=registry, departments=DEPARTMENTS)
+    assert [
+        (p.path.endswith("matter_examples.csv"), p.row, p.column, p.message) for p in found
+    ] == [
+        (True, 3, "三级分类", "城乡建设 / 城乡规划 / 不在目录 is not a matter of matters.csv"),
+        (True, 4, "example", "an example needs its text"),
+    ]
 
 
 def test_routing_names_the_matter_and_the_catalogue_row(tmp_path: Path) -> None:
@@ -165,3 +212,8 @@ def test_routing_names_the_matter_and_the_catalogue_row(tmp_path: Path) -> None:
     assert best.department == "滨江区住建局"
     assert any("事项 城乡建设 / 城乡规划 / 违章建筑" in r and "事项清单第3行" in r
                for r in best.reasons)  # fmt: skip
+    # With a catalogue, routing.csv's district-wide rules give way to the matters; a street's
+    # rules still override (长河街道's 路灯 rule, row 5).
+    reasons = [r for d in table.route("路灯不亮", street=changhe) for r in d.reasons]
+    assert any("规则第5行" in r for r in reasons)
+    assert not any("规则第" in r for d in table.route("路灯不亮") for r in d.reasons)

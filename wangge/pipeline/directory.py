@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 #: The files of a district directory the router and the department model read.
 DISTRICT_TABLES = (
     "units.csv", "grids.csv", "grids.geojson", "elsewhere.csv", "departments.csv", "routing.csv",
-    "matters.csv",
+    "matters.csv", "matter_examples.csv",
 )  # fmt: skip
 #: The files of an encoder directory the sentence encoder runs from.
 ENCODER_FILES = (ENCODER_FILE, TOKENIZER_FILE, CONFIG_FILE)
