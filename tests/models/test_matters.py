@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from wangge.cli import app
 from wangge.errors import DataError
-from wangge.models.departments import RoutingTable
+from wangge.models.departments import RULES_BESIDE_MATTERS, RoutingTable
 from wangge.models.matters import MatterCatalogue, MatterMatcher, validate_matters
 from wangge.models.taxonomy import TaxonomyNode
 from wangge.nlp.registry import Registry
@@ -212,8 +212,14 @@ def test_routing_names_the_matter_and_the_catalogue_row(tmp_path: Path) -> None:
     assert best.department == "滨江区住建局"
     assert any("事项 城乡建设 / 城乡规划 / 违章建筑" in r and "事项清单第3行" in r
                for r in best.reasons)  # fmt: skip
-    # With a catalogue, routing.csv's district-wide rules give way to the matters; a street's
+    # With a catalogue, routing.csv's category rules give way to the matters, its
+    # district-wide keyword rules count at RULES_BESIDE_MATTERS of their weight, and a street's
     # rules still override (长河街道's 路灯 rule, row 5).
-    reasons = [r for d in table.route("路灯不亮", street=changhe) for r in d.reasons]
-    assert any("规则第5行" in r for r in reasons)
-    assert not any("规则第" in r for d in table.route("路灯不亮") for r in d.reasons)
+    street_reasons = [r for d in table.route("路灯不亮", street=changhe) for r in d.reasons]
+    assert any("规则第5行" in r for r in street_reasons)
+    reasons = {
+        r: d.score for d in table.route("路灯不亮", categories={"城乡建设": 0.9}) for r in d.reasons
+    }
+    assert not any("类别" in r for r in reasons)
+    (lamp,) = [r for r in reasons if "规则第4行" in r]
+    assert "×0.75" in lamp and reasons[lamp] >= RULES_BESIDE_MATTERS * 0.75
