@@ -2,12 +2,13 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_departments_labelled.py [--model-dir M] [--heldout]
+    .venv/bin/python benchmarks/bench_departments_labelled.py [--model-dir M] [--part P]
 
-``tests/fixtures/department_messages.csv`` holds 340 messages of the 萧山 kind, each labelled
+``tests/fixtures/department_messages.csv`` holds 540 messages of the 萧山 kind, each labelled
 with its responsible department and the acceptable co-handlers (written blind to the system;
-see docs/benchmarks.md). By default its ``design`` part is routed; ``--heldout`` routes the
-held-out part instead, which is to be scored once, at the end of the work it judges. A routed
+see docs/benchmarks.md). ``--part`` chooses which are routed: ``design`` (the default),
+``heldout`` (scored once, then spent) or ``final`` (200 written after that, to be scored once,
+at the end of the work it judges). A routed
 department is right when it is the responsible one or a co-handler; the street office
 (属地) counts as ``{street}``. Reported: top-1 and top-3 with keyword rules only and with the
 category model, per department function the top-1 misses, and the most frequent confusions
@@ -66,9 +67,11 @@ def category_model(model_dir: Path | None, data_dir: Path | None, scratch: Path)
 def main() -> None:
     parser = argument_parser(__doc__)
     parser.add_argument("--model-dir", type=Path, help="category model (default: train one)")
-    parser.add_argument("--heldout", action="store_true", help="route the held-out part")
+    parser.add_argument(
+        "--part", choices=("design", "heldout", "final"), default="design", help="which part"
+    )
     args = parser.parse_args()
-    part = "heldout" if args.heldout else "design"
+    part = args.part
     frame = pd.read_csv(LABELLED, dtype=str, keep_default_na=False)
     frame = frame[frame["split"] == part].reset_index(drop=True)
     data_dir = None if args.model_dir else data_dir_with(args.data_dir, [TRAIN_FILE])
