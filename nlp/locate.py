@@ -20,8 +20,12 @@ places the registry does not know (a compound, a shop) so that the reviewer sees
 Confidence is a documented scale, not a probability: 0.99 coordinates, 0.95 a community with
 its street, 0.9 a community by name, 0.75 by bare name, 0.6 a community whose street
 disagrees with another street mentioned, 0.5 street only, 0.4 an ambiguous community, 0.2
-district only, 0 nothing. Out of area: 0.9, or 0.5 when the district is named too. Below the
-review threshold (0.6 by default) a message needs review with reason ``location``.
+district only, 0 nothing. Out of area: 0.9, or 0.5 when the district is named too. A message
+that also names the district as what its matter belongs to (insurance or household
+registration there, a business there: 萧山参保，在上海住院报销; 在萧山一家旅行社报了云南游) stays
+the district's, at 0.2 with a note naming the places elsewhere: such matters are the
+district's wherever the event was; a home (我家住萧山) or origin (我是萧山人) is not enough.
+Below the review threshold (0.6 by default) a message needs review with reason ``location``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,12 @@ RESIDENCE_WEIGHT = 0.3
 AMBIGUOUS_NOTE = "同名社区/村"
 CONFLICT_NOTE = "街道不一致"
 UNREGISTERED_NOTE = "未登记地点"
+# Words by which the district is named as what a matter belongs to, wherever it happened.
+AFFILIATION_REACH = 8
+_REGISTERED = "参保|医保|社保|职工医保|户口|户籍|公积金"
+_AFFILIATION_AFTER = re.compile(rf"(?:区|本地|这边|当地)?(?:的)?(?:{_REGISTERED}|一家|某)")
+_AFFILIATION_BEFORE = re.compile(rf"(?:{_REGISTERED})[^，。,；;]{{0,3}}在$")
+ELSEWHERE_TOO_NOTE = "也提到辖区外地名，若事项属外地请转办"
 LEVEL_RANK = {"community": 3, "street": 2, "county": 1, "city": 1, "province": 1, "district": 1}
 
 
@@ -110,6 +120,8 @@ class _Evidence:
     elsewhere_mentions: list[Mention] = field(default_factory=list)
     text: str = ""  # the fields' texts, joined
     residence_only: bool = True  # every name of the district follows 住在/家住
+    # the district is named as what the matter belongs to (萧山参保), not as home or origin
+    district_matter: bool = False
     spans: list[str] = field(default_factory=list)
 
 
@@ -187,6 +199,14 @@ def _residences(text: str, mentions: list[Mention]) -> list[bool]:
     return residences
 
 
+def _affiliation(text: str, mention: Mention) -> bool:
+    """Whether the mention names what the matter belongs to: insurance or household
+    registration there (萧山参保, 户口在萧山), or a business there (萧山一家旅行社)."""
+    before = text[max(0, mention.start - AFFILIATION_REACH) : mention.start]
+    after = text[mention.end : mention.end + AFFILIATION_REACH]
+    return bool(_AFFILIATION_AFTER.match(after) or _AFFILIATION_BEFORE.search(before))
+
+
 def _describe(mention: Mention, source: str) -> str:
     labels = "/".join(dict.fromkeys(t.label for t in mention.targets))
     where = "" if source == "content" else f"{source}: "
@@ -251,6 +271,8 @@ class LocationExtractor:
                     weight *= RESIDENCE_WEIGHT
                 else:
                     evidence.residence_only = False
+                    if any(t.level == "district" for t in units) and _affiliation(text, mention):
+                        evidence.district_matter = True
                 self._vote(evidence, mention, units, weight)
         for grid_id, vote in evidence.grids.items():  # a compound names its community too
             community = self.registry.ancestor(grid_id, "community")
@@ -349,7 +371,10 @@ class LocationExtractor:
             return Location(street, None, None, False, confidence, source, spans)
         if scores:  # ambiguous community names only
             return Location(None, None, None, False, 0.4, source, spans)
-        if evidence.elsewhere:
+        if evidence.elsewhere and evidence.district_matter:
+            # 萧山参保，在上海住院: the district's matter, named with the place where it happened
+            spans.append(f"{ELSEWHERE_TOO_NOTE}（{forwarding(evidence)}）")
+        elif evidence.elsewhere:
             confidence = 0.5 if evidence.district else 0.9
             return Location(None, None, None, True, confidence, source, spans, forwarding(evidence))
         return Location(None, None, None, False, 0.2 if evidence.district else 0.0, source, spans)

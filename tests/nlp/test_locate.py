@@ -156,6 +156,7 @@ def test_places_elsewhere_are_out_of_area(xiaoshan: LocationExtractor, text: str
         ("绍兴柯桥区齐贤街道工厂排污", "绍兴市柯桥区"),  # the county, not the street
         ("灵隐街道一一七社区垃圾没人清", "杭州市西湖区"),  # a street named alone gives its county
         ("我家住萧山，在上海打工被欠薪", "上海市"),
+        ("我是萧山人，在宁波一家工厂打工被拖欠工资", "宁波市"),  # an origin, not the matter's
         ("西湖区有人乱停车", "南昌市西湖区/杭州市西湖区"),  # left open for the dispatcher
     ],
 )
@@ -181,6 +182,22 @@ def test_everyday_words_for_part_of_a_town_stay_local(
     location = xiaoshan.locate(content=text)
     assert not location.out_of_area and location.forward_to is None
     assert (location.street.name if location.street else None) == street
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我是萧山职工医保参保人，在上海住院做了手术，回来报销比例很低",
+        "在萧山一家旅行社报了云南游，团没成行，定金不退",
+        "户口在萧山，孩子在北京出生，怎么给孩子上户口",
+    ],
+)
+def test_the_districts_matter_named_elsewhere_stays_here_for_review(
+    xiaoshan: LocationExtractor, text: str
+) -> None:
+    location = xiaoshan.locate(content=text)
+    assert not location.out_of_area and location.forward_to is None
+    assert location.needs_review() and any("辖区外" in e for e in location.evidence)
 
 
 def test_no_place_needs_review(xiaoshan: LocationExtractor) -> None:
