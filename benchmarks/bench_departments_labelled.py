@@ -68,7 +68,10 @@ def main() -> None:
     parser = argument_parser(__doc__)
     parser.add_argument("--model-dir", type=Path, help="category model (default: train one)")
     parser.add_argument(
-        "--part", choices=("design", "heldout", "final", "final2"), default="design", help="which part"
+        "--part",
+        choices=("design", "heldout", "final", "final2"),
+        default="design",
+        help="which part",
     )
     args = parser.parse_args()
     part = args.part
