@@ -233,7 +233,8 @@ class MatterMatcher:
 
     Each matter has a profile: the centroid of its example messages (``matter_examples.csv``)
     and its description (its names, the taxonomy's keywords, its own ``关键词``), as TF-IDF of
-    the character n-grams of the same tokens the category model reads. A message's matters
+    character 1-2-grams of its words as the category model cuts them (:class:`~wangge.nlp.
+    segment.Tokenizer`, the shipped stop words). A message's matters
     are the softmax over matters of ``cosine(message, profile) / TEMPERATURE + log(prior)``,
     the prior coming from the category model (:data:`CATEGORY_FLOOR`,
     :data:`UNKNOWN_CATEGORY_PRIOR` for first levels outside ``model_categories``). The
