@@ -233,10 +233,10 @@ class MatterMatcher:
 
     Each matter has a profile: the centroid of its example messages (``matter_examples.csv``)
     and its description (its names, the taxonomy's keywords, its own ``关键词``), as TF-IDF of
-    character 1-2-grams of its words as the category model cuts them (:class:`~wangge.nlp.
-    segment.Tokenizer`, the shipped stop words). A message's matters
-    are the softmax over matters of ``cosine(message, profile) / TEMPERATURE + log(prior)``,
-    the prior coming from the category model (:data:`CATEGORY_FLOOR`,
+    character 1-2-grams of its words as the category model cuts them
+    (:class:`~wangge.nlp.segment.Tokenizer`, the shipped stop words). A message's matters are
+    the softmax over matters of ``cosine(message, profile) / TEMPERATURE + log(prior)``, the
+    prior coming from the category model (:data:`CATEGORY_FLOOR`,
     :data:`UNKNOWN_CATEGORY_PRIOR` for first levels outside ``model_categories``). The
     matter's words found in the message are returned as its evidence.
     """
@@ -287,8 +287,7 @@ class MatterMatcher:
         self._automaton = ahocorasick.Automaton()
         for word in {word for found in words.values() for word in found}:
             self._automaton.add_word(word, word)
-        self._words_any = len(self._automaton) > 0
-        if self._words_any:
+        if len(self._automaton):
             self._automaton.make_automaton()
 
     def match(
@@ -319,7 +318,9 @@ class MatterMatcher:
         results = []
         for text, row, indices in zip(texts, probabilities, best, strict=True):
             present = (
-                {word for _end, word in self._automaton.iter(text)} if self._words_any else set()
+                {word for _end, word in self._automaton.iter(text)}
+                if len(self._automaton)
+                else set()
             )
             results.append(
                 [

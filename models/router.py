@@ -127,9 +127,7 @@ class MessageRouter:
             doubtful = location.needs_review(self.review_threshold) or (
                 "conflict" in location.doubts()  # two places disagree: a person can tell
             )
-            found = departments.get(index) or (
-                [forwarding(location)] if location.out_of_area else []
-            )
+            found = departments[index] if index in departments else [forwarding(location)]
             routes.append(Route(location, found, doubtful))
         return routes
 
